@@ -1,0 +1,195 @@
+"""The weighting protocol shared by every multi-task method of go4align.
+
+One object per training run, used like a ``torch.optim`` optimiser::
+
+    weighting = GO4Align(num_tasks=3)            # or any other method
+    for batch in loader:
+        losses = torch.stack([task_loss(...) for ...])   # 1-D, one entry per task
+        optimizer.zero_grad()
+        weighting.backward(losses, shared_parameters=shared, shared_representation=rep)
+        optimizer.step()
+        weighting.after_step(closure)            # FAMO: closure() recomputes the losses
+    weighting.end_epoch()                        # DWA (epoch mode)
+
+Rules every method follows, so that a training loop never needs a special case by name:
+
+* ``backward(losses, ...)`` writes (accumulates into) ``.grad`` of the model's parameters and
+  returns the task weights it used, detached. Keyword arguments that a method does not need are
+  ignored, so a loop may always pass ``shared_parameters`` and ``shared_representation``;
+  a method that needs one of them raises a ``ValueError`` naming it when it is missing.
+* ``after_step(closure=None)`` is called after ``optimizer.step()``. Methods that need the losses
+  of the updated model on the same batch (FAMO) call ``closure()``, which must return them as a
+  1-D tensor; the others never call it, so passing it costs nothing.
+* ``end_epoch()`` is called once at the end of every epoch.
+* Trainable parameters of a method (UW's log-variances) are ordinary ``nn.Parameter`` s of the
+  weighting, which is an ``nn.Module``: give ``weighting.parameters()`` to an optimiser.
+* ``state_dict()`` / ``load_state_dict()`` hold all state (buffers, parameters, random
+  generators, counters), so a resumed run continues bit-identically.
+* ``diagnostics`` is a dict of detached tensors describing the last step (at least ``losses``
+  and ``weights``; GO4Align adds its indicators and groups), ready for a logger or a plot.
+
+Loss-oriented methods (:class:`LossWeighting`) also offer the plain PyTorch idiom
+``weighting(losses).backward()``: calling the module returns the scalar objective, which is what
+to hand to ``GradScaler.scale`` under mixed precision.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Weighting", "LossWeighting", "NonFiniteLossError", "check_num_tasks"]
+
+
+class NonFiniteLossError(ValueError):
+    """A task loss was NaN or infinite. ``tasks`` holds the offending task indices."""
+
+    def __init__(self, message: str, tasks: Sequence[int], step: int):
+        super().__init__(message)
+        self.tasks = list(tasks)
+        self.step = step
+
+
+def check_num_tasks(num_tasks: object) -> int:
+    if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
+        raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
+    return num_tasks
+
+
+def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_nonnegative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class Weighting(nn.Module):
+    """Base class of every method: validation, step counting, diagnostics, the hooks.
+
+    Subclasses implement :meth:`backward`. ``validate=False`` skips the value checks on the
+    losses (finiteness, positivity), which on CUDA are the only host synchronisation of a step.
+    """
+
+    #: registry name; set by :func:`go4align.weighting.registry.register`.
+    name: str = ""
+
+    def __init__(self, num_tasks: int, *, validate: bool = True):
+        super().__init__()
+        self.num_tasks = check_num_tasks(num_tasks)
+        if not isinstance(validate, bool):
+            raise ValueError(f"validate must be a bool, got {validate!r}")
+        self.validate = validate
+        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+        self.diagnostics: dict[str, Tensor] = {}
+
+    # -- the protocol -------------------------------------------------------------------------
+    def backward(
+        self,
+        losses: Tensor,
+        *,
+        shared_parameters: Sequence[Tensor] | None = None,
+        shared_representation: Tensor | None = None,
+        retain_graph: bool = False,
+    ) -> Tensor:
+        raise NotImplementedError
+
+    def after_step(self, closure: Callable[[], Tensor] | None = None) -> None:
+        """Hook after ``optimizer.step()``; only methods that need new losses call ``closure``."""
+
+    def end_epoch(self) -> None:
+        """Hook at the end of every epoch."""
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+    def check_losses(self, losses: object, *, positive: bool = False) -> Tensor:
+        """Validate the shape/dtype of ``losses`` and, if ``self.validate``, their values."""
+        if not isinstance(losses, Tensor):
+            raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
+        if losses.dim() != 1 or losses.shape[0] != self.num_tasks:
+            raise ValueError(
+                f"losses must be a 1-D tensor of length num_tasks={self.num_tasks}, "
+                f"got shape {tuple(losses.shape)}"
+            )
+        if not losses.is_floating_point():
+            raise TypeError(f"losses must be a floating-point tensor, got dtype {losses.dtype}")
+        if self.validate:
+            self._check_values(losses.detach(), positive)
+        if self.step.device != losses.device:
+            self.to(losses.device)
+        return losses
+
+    def _check_values(self, losses: Tensor, positive: bool) -> None:
+        ok = torch.isfinite(losses)
+        if positive:
+            ok = ok & (losses > 0)
+        if bool(ok.all()):  # the one host synchronisation of a validated step
+            return
+        values = losses.tolist()
+        bad = [m for m, v in enumerate(values) if not math.isfinite(v)]
+        step = int(self.step)
+        if bad:
+            raise NonFiniteLossError(
+                f"{type(self).__name__}: non-finite loss at step {step} for task(s) {bad}: "
+                f"{[values[m] for m in bad]}",
+                bad,
+                step,
+            )
+        bad = [m for m, v in enumerate(values) if v <= 0]
+        raise ValueError(
+            f"{type(self).__name__}: loss <= 0 at step {step} for task(s) {bad}: "
+            f"{[values[m] for m in bad]}; the scale-balance term needs positive risks "
+            "(pass loss_floor=... for losses that can be zero or negative)"
+        )
+
+    def record(self, **tensors: Tensor) -> None:
+        self.diagnostics = {k: v.detach() for k, v in tensors.items()}
+
+    def extra_repr(self) -> str:
+        return f"num_tasks={self.num_tasks}"
+
+
+class LossWeighting(Weighting):
+    """A loss-oriented method: one backward pass through a scalar objective of the losses.
+
+    Subclasses implement :meth:`weigh` (update state, return the task weights) and, when their
+    objective is not ``sum_m w_m L_m``, :meth:`objective`. The returned weights are the effective
+    ones: the objective's gradient is ``sum_m w_m * grad L_m`` (for the trainable parameters of
+    a method such as UW they may carry a graph).
+    """
+
+    #: whether the losses must be positive (scale-based methods).
+    positive_losses: bool = False
+
+    def weigh(self, losses: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
+        return (weights.to(losses.dtype) * losses).sum()
+
+    def forward(self, losses: Tensor) -> Tensor:
+        losses = self.check_losses(losses, positive=self.positive_losses)
+        weights = self.weigh(self.global_losses(losses.detach()))
+        self.step += 1
+        return self.objective(losses, weights)
+
+    def global_losses(self, losses: Tensor) -> Tensor:
+        """The losses the weights are computed from: these, detached (all ranks under DDP)."""
+        return losses
+
+    def backward(
+        self,
+        losses: Tensor,
+        *,
+        shared_parameters: Sequence[Tensor] | None = None,
+        shared_representation: Tensor | None = None,
+        retain_graph: bool = False,
+    ) -> Tensor:
+        self(losses).backward(retain_graph=retain_graph)
+        return self.diagnostics["weights"]

@@ -1,0 +1,71 @@
+"""Adaptive group risk minimisation on top of any weighting method (GO4Align Table 4)."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .base import LossWeighting, Weighting
+from .grouping import Grouping
+
+__all__ = ["Grouped"]
+
+
+class Grouped(LossWeighting):
+    """Use another method's task weights as group indicators, then give every task its group's
+    mean weight (the paper's Table 4: "their updated task weights as group indicators").
+
+    The inner method keeps its own state and trainable parameters: its objective is evaluated on
+    the detached losses and added, so that only its own parameters (UW's log-variances) receive
+    gradients from it, while the model receives ``sum_m w_group(m) * grad L_m``.
+
+    Args:
+        method: a loss-oriented weighting (``LossWeighting``) with the same ``num_tasks``.
+        num_groups, clustering, group_weights, seed: as for :class:`~go4align.weighting.grouping.Grouping`.
+    """
+
+    def __init__(
+        self,
+        method: Weighting,
+        num_groups: int = 2,
+        *,
+        clustering: str | Sequence[int] | Callable[[Tensor, int], Tensor] = "exact",
+        group_weights: Sequence[float] | str | None = None,
+        seed: int = 0,
+    ):
+        if not isinstance(method, LossWeighting):
+            raise TypeError(
+                f"Grouped wraps a loss-oriented method (a LossWeighting), got {type(method).__name__}"
+            )
+        super().__init__(method.num_tasks, validate=method.validate)
+        self.method = method
+        self.positive_losses = method.positive_losses
+        self.grouping = Grouping(method.num_tasks, num_groups, clustering, group_weights, seed)
+
+    def forward(self, losses: Tensor) -> Tensor:
+        losses = self.check_losses(losses, positive=self.positive_losses)
+        detached = self.method.global_losses(losses.detach())
+        inner = self.method.weigh(detached)
+        weights, labels, omega, sizes = self.grouping(inner.detach().to(torch.float64))
+        self.step += 1
+        self.method.step += 1
+        self.record(
+            **self.method.diagnostics,
+            indicators=inner,
+            groups=labels,
+            group_weights=omega,
+            group_sizes=sizes,
+            weights=weights,
+        )
+        return (weights.to(losses.dtype) * losses).sum() + self.method.objective(detached, inner)
+
+    def after_step(self, closure=None) -> None:
+        self.method.after_step(closure)
+
+    def end_epoch(self) -> None:
+        self.method.end_epoch()
+
+    def extra_repr(self) -> str:
+        return f"num_tasks={self.num_tasks}"
