@@ -126,10 +126,9 @@ class Weighting(nn.Module):
         return losses
 
     def _check_values(self, losses: Tensor, positive: bool) -> None:
-        ok = torch.isfinite(losses)
-        if positive:
-            ok = ok & (losses > 0)
-        if bool(ok.all()):  # the one host synchronisation of a validated step
+        # The one host synchronisation of a validated step; NaN propagates into min and max.
+        low, high = torch.stack(torch.aminmax(losses)).tolist()
+        if (low > 0 if positive else low > -math.inf) and high < math.inf:
             return
         values = losses.tolist()
         bad = [m for m, v in enumerate(values) if not math.isfinite(v)]
@@ -149,7 +148,8 @@ class Weighting(nn.Module):
         )
 
     def record(self, **tensors: Tensor) -> None:
-        self.diagnostics = {k: v.detach() for k, v in tensors.items()}
+        """Keep the tensors of this step for ``diagnostics``; callers pass detached tensors."""
+        self.diagnostics = tensors
 
     def extra_repr(self) -> str:
         return f"num_tasks={self.num_tasks}"
@@ -176,7 +176,7 @@ class LossWeighting(Weighting):
     def forward(self, losses: Tensor) -> Tensor:
         losses = self.check_losses(losses, positive=self.positive_losses)
         weights = self.weigh(self.global_losses(losses.detach()))
-        self.step += 1
+        self.step.add_(1)
         return self.objective(losses, weights)
 
     def global_losses(self, losses: Tensor) -> Tensor:

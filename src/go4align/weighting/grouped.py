@@ -49,11 +49,13 @@ class Grouped(LossWeighting):
         detached = self.method.global_losses(losses.detach())
         inner = self.method.weigh(detached)
         weights, labels, omega, sizes = self.grouping(inner.detach().to(torch.float64))
-        self.step += 1
-        self.method.step += 1
+        self.step.add_(1)
+        self.method.step.add_(1)
+        inner_diagnostics = {f"inner_{k}": v.detach() for k, v in self.method.diagnostics.items()}
         self.record(
-            **self.method.diagnostics,
-            indicators=inner,
+            **inner_diagnostics,
+            losses=detached,
+            indicators=inner.detach(),
             groups=labels,
             group_weights=omega,
             group_sizes=sizes,
