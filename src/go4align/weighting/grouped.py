@@ -45,8 +45,8 @@ class Grouped(LossWeighting):
         self.grouping = Grouping(method.num_tasks, num_groups, clustering, group_weights, seed)
 
     def forward(self, losses: Tensor) -> Tensor:
-        losses = self.check_losses(losses, positive=self.positive_losses)
-        detached = self.method.global_losses(losses.detach())
+        losses = self.check_losses(losses)
+        detached = self.global_losses(losses, positive=self.positive_losses)
         inner = self.method.weigh(detached)
         weights, labels, omega, sizes = self.grouping(inner.detach().to(torch.float64))
         self.step.add_(1)
