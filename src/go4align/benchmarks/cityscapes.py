@@ -1,0 +1,101 @@
+"""CityScapes: 7-class semantic segmentation and (inverse) depth from one street image.
+
+Data: the pre-processed 128x256 layout released with MTAN (lorenmt/mtan, "cityscapes2"), read from
+a local path, never downloaded. The release holds 2-, 7- and 19-class labels; the protocol uses the
+7-class ones (``label_7``, as Cranial-XIX/FAMO ``experiments/cityscapes/data.py``)::
+
+    root/train/{image,label_7,depth}/{0..2974}.npy    2975 training images
+    root/val/{image,label_7,depth}/{0..499}.npy       500 test images (the reference's "val")
+
+Model, losses, metrics and augmentation as NYUv2 without the normals (see :mod:`.dense`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from go4align.benchmarks import dense
+from go4align.benchmarks.models import build_segnet
+
+TASKS = (dense.SEMANTIC, dense.DEPTH)
+NUM_CLASSES = 7
+IMAGE_SIZE = (128, 256)
+FOLDERS = {dense.SEMANTIC: "label_7", dense.DEPTH: "depth"}
+
+HIGHER_IS_BETTER = dense.higher_is_better(TASKS)
+
+STL_REFERENCE = {"miou": 74.01, "pix_acc": 93.16, "abs_err": 0.0125, "rel_err": 27.77}
+STL_REFERENCE_SOURCE = (
+    "the single-task results the paper family compares against (CAGrad's), as BASE in "
+    "Cranial-XIX/FAMO experiments/cityscapes/utils.py, there with rates as fractions"
+)
+
+PROTOCOL = {
+    "epochs": 200,
+    "batch_size": 8,
+    # The reference evaluates with the training batch size (see dense.DepthErrors).
+    "eval_batch_size": 8,
+    "optimizer": "adam",
+    "lr": 1e-4,
+    # torch.optim.lr_scheduler.StepLR(step_size=100, gamma=0.5), stepped once per epoch.
+    "lr_schedule": {"name": "step", "step_size": 100, "gamma": 0.5},
+    "augmentation": True,
+    "go4align_num_groups": 2,
+    "reporting": "mean of the last 10 epochs' test metrics",
+}
+
+
+class CityScapes(dense.DenseNpyDataset):
+    """The CityScapes MTAN layout (see the module docstring); items ``(image, {task: target})``.
+
+    Args:
+        root: the folder holding ``train/`` and ``val/``.
+        split: ``"train"`` or ``"test"``.
+        augment: the reference augmentation (random scale-crop and horizontal flip); the protocol
+            applies it to the training split.
+        generator: random source of the augmentation (see :class:`.dense.DenseNpyDataset`).
+        image_size: ``(H, W)`` every array must have; the protocol's release is 128x256.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        augment: bool = False,
+        generator: torch.Generator | None = None,
+        image_size: tuple[int, int] = IMAGE_SIZE,
+    ):
+        super().__init__(
+            root,
+            split,
+            name="CityScapes",
+            folders=FOLDERS,
+            num_classes=NUM_CLASSES,
+            image_size=image_size,
+            augment=augment,
+            generator=generator,
+        )
+
+
+def build_model(architecture: str = "mtan", tasks: Sequence[str] = TASKS, width: int = 64) -> nn.Module:
+    """SegNet-MTAN (``"mtan"``, the protocol's model) or the plain SegNet (``"split"``; with one task
+    it is the single-task model); ``width`` is the first layer's channel count (64 in the paper)."""
+    return build_segnet(architecture, tasks, num_classes=NUM_CLASSES, width=width)
+
+
+def losses(
+    predictions: Mapping[str, torch.Tensor],
+    targets: Mapping[str, torch.Tensor],
+    tasks: Sequence[str] = TASKS,
+) -> torch.Tensor:
+    """``(len(tasks),)`` losses in task order: segmentation NLL, masked L1 depth."""
+    return dense.task_losses(predictions, targets, tasks)
+
+
+def metrics(tasks: Sequence[str] = TASKS) -> dense.DenseMetrics:
+    """A fresh accumulator of the test metrics (names and directions in :data:`HIGHER_IS_BETTER`)."""
+    return dense.DenseMetrics(tasks, NUM_CLASSES)
