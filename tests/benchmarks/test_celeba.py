@@ -1,6 +1,8 @@
 """CelebA on fixture files written in both release layouts, the BCE losses, F1 and the CNN."""
 
 import math
+import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -165,3 +167,16 @@ def test_protocol_and_the_stl_slot():
     assert celeba.PROTOCOL["lr"] == 3e-4
     assert celeba.STL_REFERENCE is None and "STL runs" in celeba.STL_REFERENCE_SOURCE
     assert len(celeba.HIGHER_IS_BETTER) == 40
+
+
+def test_missing_pillow_names_the_extra(tmp_path, monkeypatch):
+    write_celeba(tmp_path)
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(ImportError, match=r"pip install go4align\[vision\]"):
+        celeba.CelebA(tmp_path)
+
+
+def test_dataset_pickles_for_dataloader_workers(tmp_path):
+    write_celeba(tmp_path)
+    dataset = pickle.loads(pickle.dumps(celeba.CelebA(tmp_path, "val")))
+    assert len(dataset) == 1 and dataset[0][0].shape == (3, 64, 64)

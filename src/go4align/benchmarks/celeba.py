@@ -136,6 +136,16 @@ def _read_partition(path: Path) -> dict[str, int]:
     return partition
 
 
+def _pil_image():
+    # Imported on use, not in the module: the package must import without the optional extra, and
+    # a dataset holding the module could not be pickled into DataLoader workers.
+    try:
+        from PIL import Image
+    except ImportError as error:
+        raise ImportError("reading CelebA's jpg files needs pillow: pip install go4align[vision]") from error
+    return Image
+
+
 class CelebA(Dataset):
     """CelebA's aligned faces with the 40 attributes; items ``(image, {attribute: label})``.
 
@@ -153,11 +163,7 @@ class CelebA(Dataset):
             raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
         if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-        try:
-            from PIL import Image
-        except ImportError as error:
-            raise ImportError("reading CelebA's jpg files needs pillow: pip install go4align[vision]") from error
-        self._image_module = Image
+        _pil_image()  # fail at construction, not in the first batch, when pillow is missing
         self.root = Path(root).expanduser()
         self.split = split
         self.image_size = image_size
@@ -181,7 +187,7 @@ class CelebA(Dataset):
         path = self.image_dir / self.files[index]
         if not path.is_file():
             raise FileNotFoundError(f"expected CelebA image {path}, listed in the attribute file")
-        Image = self._image_module
+        Image = _pil_image()
         with Image.open(path) as image:
             image = image.convert("RGB").resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
         pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float().div(255)
