@@ -13,7 +13,6 @@ Model, losses, metrics and augmentation as NYUv2 without the normals (see :mod:`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -35,50 +34,26 @@ STL_REFERENCE_SOURCE = (
 )
 
 PROTOCOL = {
-    "epochs": 200,
+    **dense.PROTOCOL,
     "batch_size": 8,
-    # The reference evaluates with the training batch size (see dense.DepthErrors).
+    # The reference evaluates with the training batch size, and its per-batch averaged depth
+    # metrics depend on it (see dense.DepthErrors).
     "eval_batch_size": 8,
-    "optimizer": "adam",
-    "lr": 1e-4,
-    # torch.optim.lr_scheduler.StepLR(step_size=100, gamma=0.5), stepped once per epoch.
-    "lr_schedule": {"name": "step", "step_size": 100, "gamma": 0.5},
-    "augmentation": True,
     "go4align_num_groups": 2,
-    "reporting": "mean of the last 10 epochs' test metrics",
 }
 
 
 class CityScapes(dense.DenseNpyDataset):
     """The CityScapes MTAN layout (see the module docstring); items ``(image, {task: target})``.
 
-    Args:
-        root: the folder holding ``train/`` and ``val/``.
-        split: ``"train"`` or ``"test"``.
-        augment: the reference augmentation (random scale-crop and horizontal flip); the protocol
-            applies it to the training split.
-        generator: random source of the augmentation (see :class:`.dense.DenseNpyDataset`).
-        image_size: ``(H, W)`` every array must have; the protocol's release is 128x256.
+    Arguments as :class:`.dense.DenseNpyDataset`: ``root``, ``split`` (``"train"`` or ``"test"``),
+    ``augment``, ``generator``, ``image_size`` (default: the release's, 128x256).
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        augment: bool = False,
-        generator: torch.Generator | None = None,
-        image_size: tuple[int, int] = IMAGE_SIZE,
-    ):
-        super().__init__(
-            root,
-            split,
-            name="CityScapes",
-            folders=FOLDERS,
-            num_classes=NUM_CLASSES,
-            image_size=image_size,
-            augment=augment,
-            generator=generator,
-        )
+    name = "CityScapes"
+    folders = FOLDERS
+    num_classes = NUM_CLASSES
+    image_size = IMAGE_SIZE
 
 
 def build_model(architecture: str = "mtan", tasks: Sequence[str] = TASKS, width: int = 64) -> nn.Module:

@@ -43,6 +43,19 @@ METRICS = {
 }
 _ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)
 
+# The training protocol both dense benchmarks share (AvivNavon/nash-mtl experiments/nyuv2/trainer.py
+# and its CityScapes twin); each benchmark adds its batch size and GO4Align's K.
+PROTOCOL = {
+    "epochs": 200,
+    "optimizer": "adam",
+    "lr": 1e-4,
+    # torch.optim.lr_scheduler.StepLR(step_size=100, gamma=0.5), stepped once per epoch.
+    "lr_schedule": {"name": "step", "step_size": 100, "gamma": 0.5},
+    "augmentation": True,
+    # No validation split: the reference reports the test metrics of the last epochs.
+    "reporting": "mean of the last 10 epochs' test metrics",
+}
+
 # The MTAN release names the test split "val"; there is no separate validation split.
 SPLIT_FOLDERS = {"train": "train", "test": "val"}
 # On-disk channels after (H, W): the label is stored as (H, W), the others channel-last.
@@ -80,44 +93,44 @@ class DenseNpyDataset(Dataset):
     to tensor (shapes in the module docstring). On disk the image is ``(H, W, 3)``, the label
     ``(H, W)`` (float, ``-1`` = unlabelled), depth ``(H, W, 1)`` and normals ``(H, W, 3)``.
 
+    A benchmark subclasses it and sets the class attributes ``name`` (for error messages),
+    ``folders`` (task -> folder under the split; the image folder is always ``image``),
+    ``num_classes`` (labels must lie in ``[-1, num_classes)``) and ``image_size`` (the release's).
+
     Args:
         root: the folder holding ``train/`` and ``val/``.
         split: ``"train"`` or ``"test"`` (read from ``val/``, the reference's test set).
-        name: the benchmark's name, for error messages.
-        folders: task -> folder name under the split (the image folder is always ``image``).
-        num_classes: labels must lie in ``[-1, num_classes)``.
-        image_size: ``(H, W)`` every array must have.
         augment: apply the reference augmentation (random scale-crop, then a horizontal flip with
-            probability 1/2); see :func:`random_scale_crop` and :func:`random_horizontal_flip`.
+            probability 1/2); see :func:`random_scale_crop` and :func:`random_horizontal_flip`. The
+            protocol applies it to the training split.
         generator: random source of the augmentation; ``None`` uses torch's global generator, which
             a ``DataLoader`` re-seeds in every worker and every epoch. An explicit generator
             cannot be used with ``DataLoader`` workers: each would hold a copy of it and repeat the
             same augmentations, so that raises an error.
+        image_size: ``(H, W)`` every array must have; ``None`` for the release's size.
     """
+
+    name: str
+    folders: Mapping[str, str]
+    num_classes: int
+    image_size: tuple[int, int]
 
     def __init__(
         self,
         root: str | Path,
-        split: str,
-        *,
-        name: str,
-        folders: Mapping[str, str],
-        num_classes: int,
-        image_size: tuple[int, int],
+        split: str = "train",
         augment: bool = False,
         generator: torch.Generator | None = None,
+        image_size: tuple[int, int] | None = None,
     ):
         if split not in SPLIT_FOLDERS:
             raise ValueError(f"split must be one of {tuple(SPLIT_FOLDERS)}, got {split!r}")
-        check_tasks(tuple(folders))
-        if len(image_size) != 2 or min(image_size) < 1:
-            raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size}")
+        if image_size is not None:
+            if len(image_size) != 2 or min(image_size) < 1:
+                raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size}")
+            self.image_size = tuple(image_size)
         self.root = Path(root).expanduser()
         self.split = split
-        self.name = name
-        self.folders = dict(folders)
-        self.num_classes = num_classes
-        self.image_size = tuple(image_size)
         self.augment = augment
         self.generator = generator
         self._split_dir = self.root / SPLIT_FOLDERS[split]

@@ -14,7 +14,6 @@ augmentation are those of AvivNavon/nash-mtl ``experiments/nyuv2`` (see :mod:`.d
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -46,51 +45,26 @@ STL_REFERENCE_SOURCE = (
 )
 
 PROTOCOL = {
-    "epochs": 200,
+    **dense.PROTOCOL,
     "batch_size": 2,
     # The reference evaluates with the training batch size, and its per-batch averaged depth and
     # normal metrics depend on it (see dense.DepthErrors).
     "eval_batch_size": 2,
-    "optimizer": "adam",
-    "lr": 1e-4,
-    # torch.optim.lr_scheduler.StepLR(step_size=100, gamma=0.5), stepped once per epoch.
-    "lr_schedule": {"name": "step", "step_size": 100, "gamma": 0.5},
-    "augmentation": True,
     "go4align_num_groups": 2,
-    "reporting": "mean of the last 10 epochs' test metrics",
 }
 
 
 class NYUv2(dense.DenseNpyDataset):
     """The NYUv2 MTAN layout (see the module docstring); items ``(image, {task: target})``.
 
-    Args:
-        root: the folder holding ``train/`` and ``val/``.
-        split: ``"train"`` or ``"test"``.
-        augment: the reference augmentation (random scale-crop and horizontal flip); the protocol
-            applies it to the training split.
-        generator: random source of the augmentation (see :class:`.dense.DenseNpyDataset`).
-        image_size: ``(H, W)`` every array must have; the release is 288x384.
+    Arguments as :class:`.dense.DenseNpyDataset`: ``root``, ``split`` (``"train"`` or ``"test"``),
+    ``augment``, ``generator``, ``image_size`` (default: the release's, 288x384).
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        split: str = "train",
-        augment: bool = False,
-        generator: torch.Generator | None = None,
-        image_size: tuple[int, int] = IMAGE_SIZE,
-    ):
-        super().__init__(
-            root,
-            split,
-            name="NYUv2",
-            folders=FOLDERS,
-            num_classes=NUM_CLASSES,
-            image_size=image_size,
-            augment=augment,
-            generator=generator,
-        )
+    name = "NYUv2"
+    folders = FOLDERS
+    num_classes = NUM_CLASSES
+    image_size = IMAGE_SIZE
 
 
 def build_model(architecture: str = "mtan", tasks: Sequence[str] = TASKS, width: int = 64) -> nn.Module:
