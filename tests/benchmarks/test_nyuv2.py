@@ -130,6 +130,8 @@ def test_wrong_array_shape_or_label_names_the_file(tmp_path):
         nyuv2.NYUv2(tmp_path, "val")
     with pytest.raises(ValueError, match=r"image_size must be \(height, width\) of positive ints, got \(0, 32\)"):
         nyuv2.NYUv2(tmp_path, image_size=(0, 32))
+    with pytest.raises(ValueError, match="image_size must be .*, got 32"):
+        nyuv2.NYUv2(tmp_path, image_size=32)
     with pytest.raises(IndexError, match="index 3 out of range"):
         dataset[3]
 

@@ -126,7 +126,11 @@ class DenseNpyDataset(Dataset):
         if split not in SPLIT_FOLDERS:
             raise ValueError(f"split must be one of {tuple(SPLIT_FOLDERS)}, got {split!r}")
         if image_size is not None:
-            if len(image_size) != 2 or min(image_size) < 1:
+            if not (
+                isinstance(image_size, (tuple, list))
+                and len(image_size) == 2
+                and all(isinstance(v, int) and v >= 1 for v in image_size)
+            ):
                 raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size}")
             self.image_size = tuple(image_size)
         self.root = Path(root).expanduser()
