@@ -106,6 +106,8 @@ def test_losses_are_per_attribute_binary_cross_entropy():
     assert celeba.losses(predictions, targets, tasks).tolist() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(KeyError, match="predictions lack task '5_o_Clock_Shadow'"):
         celeba.losses({}, targets)
+    with pytest.raises(ValueError, match=r"each prediction and target must be \(B,\), got stacked \(2, 2, 1\)"):
+        celeba.losses({t: p[:, None] for t, p in predictions.items()}, {t: y[:, None] for t, y in targets.items()}, tasks)
 
 
 def test_f1_matches_hand_computation_with_a_zero_denominator():
@@ -122,6 +124,8 @@ def test_f1_matches_hand_computation_with_a_zero_denominator():
     assert f1.higher_is_better == {"f1_a": True, "f1_b": True, "f1_c": True}
     with pytest.raises(ValueError, match="call update"):
         celeba.F1Scores(tasks).compute()
+    with pytest.raises(ValueError, match=r"distinct names, got \(\)"):
+        celeba.F1Scores(())
 
 
 def test_one_training_step_of_the_tiny_cnn(tmp_path):
@@ -158,6 +162,8 @@ def test_cnn_parameter_split_and_bad_arguments():
         celeba.build_model(("Smile",))
     with pytest.raises(ValueError, match="distinct names"):
         CelebACNN(("a", "a"))
+    with pytest.raises(ValueError, match="width must be a positive int, got -1"):
+        CelebACNN(("a",), width=-1)
     with pytest.raises(ValueError, match=r"H, W >= 8 .*got \(1, 3, 4, 4\)"):
         model(torch.zeros(1, 3, 4, 4))
 

@@ -232,6 +232,8 @@ class F1Scores:
 
     def __init__(self, tasks: Sequence[str] = TASKS):
         self.tasks = tuple(tasks)
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks must be a non-empty sequence of distinct names, got {tasks!r}")
         self._counts: torch.Tensor | None = None
 
     @property
