@@ -125,9 +125,9 @@ def main(argv: list[str] | None = None) -> None:
         times = step_time(model, batch, BACKWARD_FNS[method], steps=args.steps, warmup=args.warmup)
         median = statistics.median(times)
         baseline = baseline or median
-        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+        peak = f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "n/a"
         print(f"{method:<10} {1e3 * median:>10.2f} {1e3 * min(times):>8.2f} {1e3 * max(times):>8.2f} "
-              f"{median / baseline:>6.2f} {peak:>9.0f} {STEPS_PER_EPOCH * median:>8.1f}")
+              f"{median / baseline:>6.2f} {peak:>9} {STEPS_PER_EPOCH * median:>8.1f}")
         del model
 
 
