@@ -1,0 +1,1 @@
+"""The benchmarks of the paper: data, models, tasks and protocol per benchmark."""
