@@ -46,17 +46,23 @@ def test_task_parameters_get_gradient_only_from_their_task_and_shared_from_all(m
     depth_only = [n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
     foreign = [n for n in depth_only if any(f".{t}." in n for t in ("semantic", "normal"))]
     assert not foreign, f"the depth loss reached other tasks' parameters: {foreign[:3]}"
+    # every shared parameter outside other tasks' attention masks is reached by every task
+    masks = ("encoder_att.semantic", "encoder_att.normal", "decoder_att.semantic", "decoder_att.normal")
     shared_names = {id(p) for p in model.shared_parameters()}
-    assert all(p.grad is not None for p in model.parameters() if id(p) in shared_names)
+    assert all(
+        p.grad is not None for n, p in model.named_parameters() if id(p) in shared_names and not n.startswith(masks)
+    )
     model.zero_grad()
 
 
-def test_mtan_attention_masks_are_task_parameters():
-    model = SegNetMTAN(TASKS, num_classes=5, width=WIDTH)
+@pytest.mark.parametrize("split, task_prefixes", [("strict", ("encoder_att.", "decoder_att.", "heads.")), ("reference", ("heads.",))])
+def test_mtan_parameter_split(split, task_prefixes):
+    model = SegNetMTAN(TASKS, num_classes=5, width=WIDTH, parameter_split=split)
     task = {id(p) for p in model.task_parameters()}
     for name, parameter in model.named_parameters():
-        is_task = name.startswith(("encoder_att.", "decoder_att.", "heads."))
-        assert (id(parameter) in task) == is_task, name
+        assert (id(parameter) in task) == name.startswith(task_prefixes), name
+    with pytest.raises(ValueError, match="parameter_split must be 'reference' or 'strict', got 'x'"):
+        SegNetMTAN(TASKS, num_classes=5, width=WIDTH, parameter_split="x")
 
 
 def test_full_width_parameter_counts_match_the_reference():

@@ -192,10 +192,11 @@ class SegNetMTAN(_MultiTaskSegNet):
     head are task ``t``'s; the convolutions between masks (``encoder_block_att``,
     ``decoder_block_att``) are applied by every task with the same weights, so they are shared.
 
-    Parameter split: shared = SegNet backbone + ``encoder_block_att`` + ``decoder_block_att``; task =
-    attention masks + heads. The reference (``SegNetMtan.shared_parameters``) instead counts every
-    parameter outside the heads as shared, masks included; gradient-oriented methods there see the
-    masks in every task's shared gradient (zero for the other tasks).
+    Parameter split (``parameter_split``): ``"reference"`` (default, as the Nash-MTL code behind the
+    published tables, ``SegNetMtan.shared_parameters``) counts every parameter outside the heads
+    as shared, attention masks included, so gradient-oriented methods see each task's masks in the
+    shared gradient (zero for the other tasks). ``"strict"``: shared = SegNet backbone +
+    ``encoder_block_att`` + ``decoder_block_att``; task = attention masks + heads.
 
     ``representation``: the shared decoder's last feature map ``(B, width, H, W)``, which each task's
     last mask multiplies before its head. The tasks also read earlier shared features, so gradients
@@ -206,10 +207,14 @@ class SegNetMTAN(_MultiTaskSegNet):
         tasks: dense task kinds (``"semantic"``, ``"depth"``, ``"normal"``).
         num_classes: classes of the semantic task.
         width: channels of the first layer (64 in the paper).
+        parameter_split: ``"reference"`` or ``"strict"`` (see above).
     """
 
-    def __init__(self, tasks: Sequence[str], num_classes: int, width: int = 64):
+    def __init__(self, tasks: Sequence[str], num_classes: int, width: int = 64, parameter_split: str = "reference"):
         super().__init__(tasks, num_classes, width)
+        if parameter_split not in ("reference", "strict"):
+            raise ValueError(f"parameter_split must be 'reference' or 'strict', got {parameter_split!r}")
+        self.parameter_split = parameter_split
         f = self.channels
         self.encoder_block_att = nn.ModuleList(_conv(f[k], f[min(k + 1, _LEVELS - 1)]) for k in range(_LEVELS))
         self.decoder_block_att = nn.ModuleList(_conv(f[k], _decoder_channels(f, k)) for k in range(_LEVELS))
@@ -247,14 +252,17 @@ class SegNetMTAN(_MultiTaskSegNet):
         return a
 
     def shared_parameters(self) -> list[nn.Parameter]:
+        masks = [*self.encoder_att.parameters(), *self.decoder_att.parameters()]
         return [
             *self.backbone.parameters(),
             *self.encoder_block_att.parameters(),
             *self.decoder_block_att.parameters(),
+            *(masks if self.parameter_split == "reference" else []),
         ]
 
     def task_parameters(self) -> list[nn.Parameter]:
-        return [*self.encoder_att.parameters(), *self.decoder_att.parameters(), *self.heads.parameters()]
+        masks = [*self.encoder_att.parameters(), *self.decoder_att.parameters()]
+        return [*(masks if self.parameter_split == "strict" else []), *self.heads.parameters()]
 
 
 ARCHITECTURES = {"mtan": SegNetMTAN, "split": SegNetSplit}
