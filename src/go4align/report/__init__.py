@@ -1,0 +1,1 @@
+"""Reports from results files: tables, plots, Markdown and self-contained HTML."""
