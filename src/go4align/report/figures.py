@@ -51,11 +51,12 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def _style(index: int) -> dict[str, Any]:
+def _style(index: int, count: int) -> dict[str, Any]:
+    """Colour and marker of the index-th of count series: tab10's strong colours while they suffice."""
     from matplotlib import colormaps
 
-    return {"color": colormaps["tab20" if index >= 10 else "tab10"](index % 20),
-            "marker": _MARKERS[index % len(_MARKERS)]}
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    return {"color": palette(index % palette.N), "marker": _MARKERS[index % len(_MARKERS)]}
 
 
 def draw_figures(summary: GridSummary) -> list[FigureFile]:
@@ -82,10 +83,8 @@ def _delta_m_vs_time(summary: GridSummary) -> FigureFile | None:
     for index, method in enumerate(points):
         x = method.relative_time if relative else method.time_per_epoch_s
         axes.errorbar(x, method.delta_m, yerr=_error(method.delta_m_se), linestyle="none",
-                      markersize=8, capsize=3, label=method.label, **_style(index))
-    axes.axhline(0.0, color="0.5", linestyle="--", linewidth=1)
-    axes.annotate("single-task reference (Delta-m = 0)", (0.01, 0.0), xycoords=("axes fraction", "data"),
-                  xytext=(0, 4), textcoords="offset points", fontsize=8, color="0.4")
+                      markersize=8, capsize=3, label=method.label, **_style(index, len(points)))
+    axes.axhline(0.0, color="0.5", linestyle="--", linewidth=1, label="STL (Delta-m = 0)")
     axes.set_xlabel(f"time per epoch relative to {summary.time_baseline}" if relative
                     else "time per epoch (s)")
     axes.set_ylabel("Delta-m % (lower is better)")
@@ -124,9 +123,9 @@ def _task_progress(summary: GridSummary) -> FigureFile | None:
         return None
     from matplotlib import colormaps
 
-    columns = min(3, len(panels))
+    columns = min(4 if len(panels) > 9 else 3, len(panels))
     rows = math.ceil(len(panels) / columns)
-    figure = _new_figure(4.2 * columns + 1.8, 3.2 * rows)
+    figure = _new_figure(3.8 * columns + 1.8, 2.8 * rows)
     grid = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
     tasks = list(dict.fromkeys(task for _, curves in panels for task in curves))
     colours = colormaps["tab10" if len(tasks) <= 10 else "viridis"]
@@ -142,16 +141,25 @@ def _task_progress(summary: GridSummary) -> FigureFile | None:
             axes.set_yscale("log")
     for axes in grid.flat[len(panels):]:
         axes.set_visible(False)
-    for axes in grid[-1]:
-        axes.set_xlabel("epoch")
-        axes.xaxis.get_major_locator().set_params(integer=True)
+    for column in range(columns):
+        # The lowest visible panel of each column carries the epoch axis (the last row may be short).
+        bottom = grid[(len(panels) - 1 - column) // columns, column]
+        bottom.xaxis.set_tick_params(labelbottom=True)
+        bottom.set_xlabel("epoch")
+        bottom.xaxis.get_major_locator().set_params(integer=True)
     for axes in grid[:, 0]:
         axes.set_ylabel("train loss / first epoch")
     if len(tasks) <= _MAX_LEGEND_TASKS:
         handles, labels = grid.flat[0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="outside right upper", title="task", fontsize=8)
+    else:
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.colors import Normalize
+
+        scale = ScalarMappable(Normalize(0, len(tasks) - 1), colours)
+        figure.colorbar(scale, ax=grid, label="task index (order of the results' tasks)", fraction=0.03)
     colour_note = ("Each colour is one task (legend)." if len(tasks) <= _MAX_LEGEND_TASKS else
-                   f"With {len(tasks)} tasks the colours run through a colour map by task index.")
+                   f"With {len(tasks)} tasks the colour runs through a colour map by task index (colour bar).")
     return FigureFile(
         "task_progress.png", "Relative progress of each task (paper Fig. 2, left)",
         "One panel per method: each task's mean training loss divided by its first-epoch value, "
@@ -170,7 +178,7 @@ def _convergence_spread(summary: GridSummary) -> FigureFile | None:
     positions = np.arange(len(bars))
     container = axes.bar(positions, [m.convergence_spread for m in bars],
                          yerr=[_error(m.convergence_spread_se) for m in bars], capsize=4,
-                         color=[_style(i)["color"] for i in range(len(bars))])
+                         color=[_style(i, len(bars))["color"] for i in range(len(bars))])
     # Printed values keep a zero spread (tasks converging together) visible.
     axes.bar_label(container, fmt="%.2f", fontsize=8, padding=2)
     axes.margins(y=0.12)
@@ -209,7 +217,7 @@ def _delta_m_vs_groups(summary: GridSummary) -> FigureFile | None:
     axes = figure.add_subplot()
     for index, (name, methods) in enumerate(sweeps.items()):
         axes.errorbar([m.options["num_groups"] for m in methods], [m.delta_m for m in methods],
-                      yerr=[_error(m.delta_m_se) for m in methods], capsize=3, label=name, **_style(index))
+                      yerr=[_error(m.delta_m_se) for m in methods], capsize=3, label=name, **_style(index, len(sweeps)))
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_xlabel("number of groups K")
     axes.set_ylabel("Delta-m % (lower is better)")
