@@ -33,7 +33,7 @@ def test_metric_means_and_mean_rank_by_hand(grid_dir):
     methods = by_label(summary)
     assert methods["ls"].metrics == pytest.approx({"acc_a": 0.525, "err_b": 1.9, "err_c": 4.2})
     assert methods["famo"].metrics == pytest.approx({"acc_a": 0.55, "err_b": 1.9, "err_c": 3.8})
-    # Printed with 4 significant digits of the largest value: 0.6 -> 4 decimals, 2.1 and 4.2 -> 3.
+    # Printed with 4 significant digits of the smallest value: 0.475 -> 4 decimals, 1.6 and 3.8 -> 3.
     assert summary.decimals == {"acc_a": 4, "err_b": 3, "err_c": 3}
     # Ranks (acc_a, err_b, err_c); ls's err_b mean (2.0 + 1.8) / 2 ties famo's 1.9 once rounded:
     #   K=2: 1, 1, 1 -> 1;  famo: 2, 2, 1 -> 5/3;  ls: 3, 2, 4 -> 3;  K=1: 4, 4, 3 -> 11/3
@@ -101,9 +101,11 @@ def test_convergence_epochs_and_spread(grid_dir):
 
 
 def test_methods_of_the_grid_without_results_are_listed(tmp_path):
-    grid = write_grid(tmp_path, methods=["ls", "pcgrad"], runs=RUNS[:2])
-    summary = summarise(load_grid(grid))
-    assert summary.missing == ["pcgrad"]
+    grid = write_grid(tmp_path / "no_stl", methods=["ls", "pcgrad", "stl"], runs=RUNS[:2])
+    assert summarise(load_grid(grid)).missing == ["pcgrad", "stl"]
+    # "stl" in grid.json is the single-task runs, which live in runs/stl.
+    grid = write_grid(tmp_path / "stl", methods=["ls", "pcgrad", "stl"], runs=RUNS[:2], stl_runs=STL_RUNS)
+    assert summarise(load_grid(grid)).missing == ["pcgrad"]
 
 
 def test_paper_columns_match_published_methods(tmp_path):

@@ -176,3 +176,21 @@ def test_cli_prints_paths_or_the_error(grid_dir, tmp_path, capsys, no_figures):
     assert str(grid_dir / "report.html") in capsys.readouterr().out
     assert main([str(tmp_path / "absent")]) == 1
     assert "go4align report:" in capsys.readouterr().err
+
+
+def test_the_trainers_grid_json_spelling_is_read(grid_dir, no_figures):
+    # The trainer records the protocol's settings, argv, go4align_version and start_time.
+    grid_file = grid_dir / "grid.json"
+    spec = json.loads(grid_file.read_text())
+    for key in ("command", "version", "started", "protocol"):
+        del spec[key]
+    spec.update(protocol={"epochs": 5, "lr": 0.01}, command=["go4align", "bench", "--out", "a b"],
+                go4align_version="0.1.0", start_time="2025-02-02T00:00:00")
+    grid_file.write_text(json.dumps(spec))
+    path = grid_dir / "runs" / "ls" / "seed0" / "result.json"
+    write_json(path, dict(json.loads(path.read_text()), peak_memory_method="cuda_max_allocated"))
+    write_report(grid_dir)
+    markdown = (grid_dir / "report.md").read_text()
+    assert "protocol epochs=5, lr=0.01:" in markdown
+    assert "Command: go4align bench --out 'a b'. go4align 0.1.0, started 2025-02-02T00:00:00." in markdown
+    assert "Peak memory as measured by the trainer: cuda_max_allocated." in markdown

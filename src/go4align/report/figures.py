@@ -21,7 +21,7 @@ from .summary import CONVERGENCE_TOLERANCE, GridSummary, MethodSummary, task_cur
 __all__ = ["FigureFile", "require_matplotlib", "draw_figures"]
 
 _MARKERS = "osD^vP*Xh<>p"
-_MAX_LEGEND_TASKS = 12
+_MAX_LEGEND_TASKS = 20
 
 
 @dataclass(frozen=True)
@@ -128,13 +128,15 @@ def _task_progress(summary: GridSummary) -> FigureFile | None:
     figure = _new_figure(3.8 * columns + 1.8, 2.8 * rows)
     grid = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
     tasks = list(dict.fromkeys(task for _, curves in panels for task in curves))
-    colours = colormaps["tab10" if len(tasks) <= 10 else "viridis"]
+    legend = len(tasks) <= _MAX_LEGEND_TASKS
+    # Distinct colours while a legend can name them; past that, a colour map by task index.
+    colours = colormaps["tab10" if len(tasks) <= 10 else "tab20" if legend else "viridis"]
     positive = all(np.all(c > 0) for _, curves in panels for _, c in curves.values())
     for axes, (method, curves) in zip(grid.flat, panels):
         for task, (epochs, curve) in curves.items():
             index = tasks.index(task)
-            colour = colours(index) if len(tasks) <= 10 else colours(index / max(1, len(tasks) - 1))
-            axes.plot(epochs, curve, color=colour, linewidth=1.5 if len(tasks) <= 10 else 0.8, label=task)
+            colour = colours(index) if legend else colours(index / (len(tasks) - 1))
+            axes.plot(epochs, curve, color=colour, linewidth=1.5 if legend else 0.8, label=task)
         axes.set_title(method.label, fontsize=9)
         axes.grid(alpha=0.3)
         if positive:
@@ -149,16 +151,17 @@ def _task_progress(summary: GridSummary) -> FigureFile | None:
         bottom.xaxis.get_major_locator().set_params(integer=True)
     for axes in grid[:, 0]:
         axes.set_ylabel("train loss / first epoch")
-    if len(tasks) <= _MAX_LEGEND_TASKS:
+    if legend:
         handles, labels = grid.flat[0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="outside right upper", title="task", fontsize=8)
+        figure.legend(handles, labels, loc="outside right upper", title="task", fontsize=8,
+                      ncols=1 if len(tasks) <= 10 else 2)
     else:
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
 
         scale = ScalarMappable(Normalize(0, len(tasks) - 1), colours)
         figure.colorbar(scale, ax=grid, label="task index (order of the results' tasks)", fraction=0.03)
-    colour_note = ("Each colour is one task (legend)." if len(tasks) <= _MAX_LEGEND_TASKS else
+    colour_note = ("Each colour is one task (legend)." if legend else
                    f"With {len(tasks)} tasks the colour runs through a colour map by task index (colour bar).")
     return FigureFile(
         "task_progress.png", "Relative progress of each task (paper Fig. 2, left)",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class Run:
     epochs: list[dict[str, Any]]
     time_per_epoch_s: float | None
     peak_memory_mb: float | None
+    peak_memory_method: str | None  # how the trainer measured it (CUDA allocator, sampled RSS...)
     trace: dict[str, Any] | None
     complete: bool
 
@@ -55,7 +57,7 @@ class Grid:
 
     path: Path
     benchmark: str
-    protocol: str | None
+    protocol: str | None  # a name, or the trainer's protocol settings as key=value text
     methods: list[str]
     seeds: list[int]
     command: str | None
@@ -172,6 +174,7 @@ def load_run(path: Path) -> Run:
         epochs=epochs,
         time_per_epoch_s=_finite_or_none(_optional(data, "time_per_epoch_s", (int, float), path)),
         peak_memory_mb=_finite_or_none(_optional(data, "peak_memory_mb", (int, float), path)),
+        peak_memory_method=_optional(data, "peak_memory_method", str, path),
         trace=trace,
         complete=_require(data, "complete", bool, path),
     )
@@ -208,15 +211,30 @@ def load_grid(grid_dir: str | Path) -> Grid:
     return Grid(
         path=root,
         benchmark=benchmark,
-        protocol=_optional(spec, "protocol", str, grid_file),
+        protocol=_protocol_text(_optional(spec, "protocol", (str, dict), grid_file)),
         methods=methods,
         seeds=[int(seed) for seed in seeds],
-        command=_optional(spec, "command", str, grid_file),
-        version=_optional(spec, "version", str, grid_file),
-        started=_optional(spec, "started", str, grid_file),
+        command=_command_text(_optional(spec, "command", (str, list), grid_file)),
+        # The trainer writes go4align_version and start_time; the layout's spec says version, started.
+        version=_optional(spec, "version", str, grid_file) or _optional(spec, "go4align_version", str, grid_file),
+        started=_optional(spec, "started", str, grid_file) or _optional(spec, "start_time", str, grid_file),
         runs={label: sorted(runs[label], key=lambda r: r.seed) for label in _label_order(methods, runs)},
         stl=sorted(stl, key=lambda r: r.seed),
     )
+
+
+def _protocol_text(protocol: str | dict[str, Any] | None) -> str | None:
+    """A protocol is a name or the trainer's settings; the report prints either on one line."""
+    if isinstance(protocol, dict):
+        return ", ".join(f"{key}={json.dumps(value)}" for key, value in protocol.items())
+    return protocol
+
+
+def _command_text(command: str | list[str] | None) -> str | None:
+    """The command as a shell line, whether recorded as a string or as argv."""
+    if isinstance(command, list):
+        return shlex.join(str(part) for part in command)
+    return command
 
 
 def _label_order(methods: list[str], runs: dict[str, list[Run]]) -> list[str]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..metrics import convergence_epoch, delta_m, mean_and_standard_error, mean_rank
 from . import published
-from .results import Grid, ReportError, Run
+from .results import STL_FOLDER, Grid, ReportError, Run
 
 __all__ = ["Reference", "MethodSummary", "GridSummary", "summarise", "run_delta_m", "task_curves",
            "CONVERGENCE_TOLERANCE"]
@@ -100,7 +100,8 @@ def summarise(grid: Grid) -> GridSummary:
         reference=reference,
         methods=methods,
         time_baseline=None if baseline is None else baseline.label,
-        missing=[label for label in grid.methods if label not in grid.runs],
+        missing=[label for label in grid.methods
+                 if label not in grid.runs and not (label == STL_FOLDER and grid.stl)],
         reporting_rule="; ".join(rules) or None,
     )
 
@@ -215,16 +216,18 @@ def _add_convergence(summary: MethodSummary, done: list[Run]) -> None:
 
 
 def _decimals(metric_names: list[str], methods: list[MethodSummary], reference: Reference) -> dict[str, int]:
-    """Printed decimals per metric: four significant digits of the metric's largest value.
+    """Printed decimals per metric: four significant digits of the metric's smallest non-zero value.
 
-    MR ranks these printed values, as the papers do, so two methods that print alike tie."""
+    A metric can span orders of magnitude across methods (a neglected task's error), and the best
+    value is the one that must not lose digits. MR ranks these printed values, as the papers do, so
+    two methods that print alike tie."""
     decimals = {}
     for name in metric_names:
         values = [abs(m.metrics[name]) for m in methods if math.isfinite(m.metrics[name])]
         if reference.values and name in reference.values:
             values.append(abs(reference.values[name]))
-        largest = max(values, default=0.0)
-        decimals[name] = 4 if largest == 0.0 else int(min(6, max(0, 3 - math.floor(math.log10(largest)))))
+        smallest = min((v for v in values if v > 0.0), default=None)
+        decimals[name] = 4 if smallest is None else int(min(6, max(0, 3 - math.floor(math.log10(smallest)))))
     return decimals
 
 

@@ -93,8 +93,8 @@ def _header(summary: GridSummary) -> list[Block]:
     protocol = f", protocol {grid.protocol}" if grid.protocol else ""
     total_runs = sum(len(runs) for runs in grid.runs.values())
     complete_runs = sum(len(m.seeds) for m in summary.methods)
-    facts = [f"Benchmark {grid.benchmark}{protocol}: {len(grid.methods)} method(s) x seeds "
-             f"[{_seed_list(grid.seeds)}], {complete_runs} of {total_runs} run(s) complete."]
+    facts = [f"Benchmark {grid.benchmark}{protocol}: {len(grid.runs)} method(s) with results, seeds "
+             f"[{_seed_list(grid.seeds)}]; {complete_runs} of {total_runs} run(s) complete."]
     if grid.command:
         facts.append(f"Command: {grid.command}.")
     if grid.version or grid.started:
@@ -177,6 +177,10 @@ def _notes(summary: GridSummary) -> list[str]:
         notes.append("Methods of grid.json with no results yet: " + ", ".join(summary.missing) + ".")
     notes.append("MR ranks the methods of this table on the printed values (competition ranking: ties "
                  "share the lowest rank); it changes with the set of methods compared.")
+    measured = sorted({run.peak_memory_method for runs in summary.grid.runs.values() for run in runs
+                       if run.peak_memory_method})
+    if measured:
+        notes.append("Peak memory as measured by the trainer: " + ", ".join(measured) + ".")
     if not summary.time_baseline:
         notes.append("LS is not in this grid, so times are absolute, not relative to LS.")
     benchmark = published.PUBLISHED.get(published.method_key(summary.grid.benchmark))
@@ -255,7 +259,7 @@ def _write_index(root: Path, summaries: list[GridSummary]) -> list[Path]:
         folder = summary.grid.path.relative_to(root).as_posix()
         runs = [run for group in summary.grid.runs.values() for run in group]
         rows.append([Link(folder, f"{folder}/report.html"), Link("md", f"{folder}/report.md"),
-                     summary.grid.benchmark, summary.grid.protocol or NA, str(len(summary.grid.methods)),
+                     summary.grid.benchmark, summary.grid.protocol or NA, str(len(summary.grid.runs)),
                      f"{sum(run.complete for run in runs)}/{len(runs)}", _best(summary)])
     blocks: list[Block] = [
         Heading("go4align reports", 1),
