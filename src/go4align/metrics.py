@@ -16,12 +16,12 @@ import numpy as np
 __all__ = [
     "HIGHER",
     "LOWER",
+    "convergence_epoch",
     "delta_m",
     "delta_p",
+    "mean_and_standard_error",
     "mean_rank",
     "standard_error",
-    "mean_and_standard_error",
-    "convergence_epoch",
 ]
 
 HIGHER = "higher"
@@ -142,7 +142,7 @@ def mean_rank(
             values = np.round(values, places)
         values = np.where(np.isfinite(values), values, np.inf)
         ranks[:, column] = 1 + (values[None, :] < values[:, None]).sum(axis=1)
-    return dict(zip(methods, ranks.mean(axis=1).tolist()))
+    return dict(zip(methods, ranks.mean(axis=1).tolist(), strict=True))
 
 
 def standard_error(values: Sequence[float]) -> float:

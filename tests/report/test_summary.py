@@ -5,7 +5,7 @@ import pytest
 
 from go4align.report import load_grid, summarise
 
-from .conftest import RUNS, STL_RUNS, result, m, write_grid
+from .conftest import RUNS, STL_RUNS, m, result, write_grid
 
 
 def by_label(summary):

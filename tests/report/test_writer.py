@@ -5,8 +5,7 @@ import sys
 
 import pytest
 
-from go4align.report import ReportError, load_grid, summarise, write_report
-from go4align.report import writer
+from go4align.report import ReportError, load_grid, summarise, write_report, writer
 from go4align.report.cli import main
 from go4align.report.figures import draw_figures
 

@@ -12,16 +12,16 @@ from .summary import GridSummary, MethodSummary, Reference, summarise
 from .writer import write_report
 
 __all__ = [
-    "write_report",
-    "ReportError",
-    "load_grid",
-    "find_grids",
-    "summarise",
+    "PUBLISHED",
+    "TABLE9_SECONDS_PER_EPOCH",
     "Grid",
-    "Run",
     "GridSummary",
     "MethodSummary",
     "Reference",
-    "PUBLISHED",
-    "TABLE9_SECONDS_PER_EPOCH",
+    "ReportError",
+    "Run",
+    "find_grids",
+    "load_grid",
+    "summarise",
+    "write_report",
 ]

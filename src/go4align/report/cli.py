@@ -8,7 +8,7 @@ import sys
 from .results import ReportError
 from .writer import write_report
 
-__all__ = ["add_arguments", "run", "main"]
+__all__ = ["add_arguments", "main", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import base64
 import html
 from dataclasses import dataclass
 
-__all__ = ["Heading", "Paragraph", "Table", "Image", "Link", "Block", "to_markdown", "to_html"]
+__all__ = ["Block", "Heading", "Image", "Link", "Paragraph", "Table", "to_html", "to_markdown"]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 from .results import Run
 from .summary import CONVERGENCE_TOLERANCE, GridSummary, MethodSummary, task_curves
 
-__all__ = ["FigureFile", "require_matplotlib", "draw_figures"]
+__all__ = ["FigureFile", "draw_figures", "require_matplotlib"]
 
 _MARKERS = "osD^vP*Xh<>p"
 _MAX_LEGEND_TASKS = 20
@@ -132,7 +132,7 @@ def _task_progress(summary: GridSummary) -> FigureFile | None:
     # Distinct colours while a legend can name them; past that, a colour map by task index.
     colours = colormaps["tab10" if len(tasks) <= 10 else "tab20" if legend else "viridis"]
     positive = all(np.all(c > 0) for _, curves in panels for _, c in curves.values())
-    for axes, (method, curves) in zip(grid.flat, panels):
+    for axes, (method, curves) in zip(grid.flat, panels, strict=False):  # spare axes are hidden
         for task, (epochs, curve) in curves.items():
             index = tasks.index(task)
             colour = colours(index) if legend else colours(index / (len(tasks) - 1))

@@ -10,15 +10,15 @@ methods, so it is not comparable with an MR over a different set of methods.
 from __future__ import annotations
 
 __all__ = [
-    "NYUV2",
-    "CITYSCAPES",
-    "QM9",
     "CELEBA",
+    "CITYSCAPES",
+    "NYUV2",
     "PUBLISHED",
+    "QM9",
     "TABLE9_SECONDS_PER_EPOCH",
-    "method_key",
     "lookup_delta_m",
     "lookup_time_ratio",
+    "method_key",
 ]
 
 _PAPER = "Shen et al., GO4Align: Group Optimization for Multi-Task Alignment, NeurIPS 2024 (arXiv 2404.06486)"
@@ -91,10 +91,10 @@ QM9 = {
     "directions": {name: "lower" for name in _QM9_TARGETS},
     "tasks": {name: [name] for name in _QM9_TARGETS},
     "stl": dict(zip(_QM9_TARGETS, [0.0671, 0.1814, 60.576, 53.915, 0.5027, 4.539, 58.838, 64.244,
-                                   63.852, 66.223, 0.07212])),
+                                   63.852, 66.223, 0.07212], strict=True)),
     "rows": {"GO4Align": dict(zip(_QM9_TARGETS, [0.17, 0.35, 102.4, 119.0, 1.22, 4.94, 53.9, 54.3,
-                                                 54.3, 53.9, 0.11]))},
-    "decimals": dict(zip(_QM9_TARGETS, [2, 2, 1, 1, 2, 2, 1, 1, 1, 1, 2])),
+                                                 54.3, 53.9, 0.11], strict=True))},
+    "decimals": dict(zip(_QM9_TARGETS, [2, 2, 1, 1, 2, 2, 1, 1, 1, 1, 2], strict=True)),
     "mr": {},
     "delta_m": {
         "LS": 177.6, "SI": 77.8, "RLW": 203.8, "DWA": 175.3, "UW": 108.0, "MGDA": 120.5,

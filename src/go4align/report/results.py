@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ReportError", "Run", "Grid", "find_grids", "load_grid"]
+__all__ = ["Grid", "ReportError", "Run", "find_grids", "load_grid", "load_run"]
 
 STL_FOLDER = "stl"
 _DIRECTIONS = ("higher", "lower")

@@ -16,8 +16,15 @@ from ..metrics import convergence_epoch, delta_m, mean_and_standard_error, mean_
 from . import published
 from .results import STL_FOLDER, Grid, ReportError, Run
 
-__all__ = ["Reference", "MethodSummary", "GridSummary", "summarise", "run_delta_m", "task_curves",
-           "CONVERGENCE_TOLERANCE"]
+__all__ = [
+    "CONVERGENCE_TOLERANCE",
+    "GridSummary",
+    "MethodSummary",
+    "Reference",
+    "run_delta_m",
+    "summarise",
+    "task_curves",
+]
 
 # A task has converged once its training loss stays within 5% of its total change of the final value
 # (see metrics.convergence_epoch); the paper's Fig. 2 does not state its threshold.

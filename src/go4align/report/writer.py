@@ -93,8 +93,8 @@ def _header(summary: GridSummary) -> list[Block]:
     protocol = f", protocol {grid.protocol}" if grid.protocol else ""
     total_runs = sum(len(runs) for runs in grid.runs.values())
     complete_runs = sum(len(m.seeds) for m in summary.methods)
-    facts = [f"Benchmark {grid.benchmark}{protocol}: {len(grid.runs)} method(s) with results, seeds "
-             f"[{_seed_list(grid.seeds)}]; {complete_runs} of {total_runs} run(s) complete."]
+    facts = [(f"Benchmark {grid.benchmark}{protocol}: {len(grid.runs)} method(s) with results, seeds "
+              f"[{_seed_list(grid.seeds)}]; {complete_runs} of {total_runs} run(s) complete.")]
     if grid.command:
         facts.append(f"Command: {grid.command}.")
     if grid.version or grid.started:
