@@ -110,7 +110,8 @@ def hang(info):
         Path(sys.argv[2]).write_text("mid-epoch")
         time.sleep(600)
 
-train_run(make_tiny(), parse_method_spec(sys.argv[4]), 0, sys.argv[1], checkpoint_every=4, callbacks=[hang], progress=False)
+method = parse_method_spec(sys.argv[4])
+train_run(make_tiny(), method, 0, sys.argv[1], checkpoint_every=4, callbacks=[hang], progress=False)
 """
 
 

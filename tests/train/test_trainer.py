@@ -1,5 +1,7 @@
 import dataclasses
 import json
+import sys
+import types
 
 import pytest
 import torch
@@ -191,3 +193,22 @@ def test_metric_accumulator_must_match_the_tasks(tmp_path):
     )
     with pytest.raises(ValueError, match=r"returned \['x'\], but the tasks declare \['cls_acc', 'reg_mse'\]"):
         train_run(broken, parse_method_spec("ls"), 0, tmp_path, progress=False)
+
+
+def test_tqdm_bar_when_installed(tiny, tmp_path, monkeypatch):
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total, initial, desc, leave):
+            self.total, self.count, self.closed = total, initial, False
+            bars.append(self)
+
+        def update(self, n):
+            self.count += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeBar))
+    train_run(tiny, parse_method_spec("ls"), 0, tmp_path, progress=True)
+    assert [(b.total, b.count, b.closed) for b in bars] == [(7, 7, True)] * 3

@@ -281,7 +281,7 @@ class Benchmark:
     stl_reference: Mapping[str, float] | None = None
     collate_fn: Callable[[list], Any] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
-    _cache: dict = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -352,7 +352,9 @@ class Benchmark:
 
     def with_protocol(self, **changes: Any) -> "Benchmark":
         """The same benchmark (sharing its loaded data) under a changed protocol."""
-        return dataclasses.replace(self, protocol=self.protocol.replace(**changes), _cache=self._cache)
+        changed = dataclasses.replace(self, protocol=self.protocol.replace(**changes))
+        object.__setattr__(changed, "_cache", self._cache)
+        return changed
 
 
 def check_model(model: nn.Module) -> None:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from go4align import __version__
 from go4align.benchmarks.api import Benchmark
 
 from .checkpoint import write_json_atomic
@@ -25,12 +26,6 @@ from .spec import MethodSpec, parse_method_spec, single_task_weighting
 from .trainer import RESULT, train_run
 
 __all__ = ["run_grid", "prepare_grid", "run_dir_of", "merge_stl"]
-
-
-def _version() -> str:
-    from go4align import __version__
-
-    return __version__
 
 
 def run_dir_of(out_dir: str | Path, label: str, seed: int) -> Path:
@@ -80,7 +75,7 @@ def _write_grid(
         "methods": [s.label for s in specs],
         "seeds": list(seeds),
         "command": command,
-        "go4align_version": _version(),
+        "go4align_version": __version__,
         "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if path.exists():

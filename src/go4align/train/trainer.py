@@ -367,7 +367,17 @@ class Trainer:
         return max(self.state["previous_peak_mb"], self.memory.megabytes())
 
     def result(self) -> dict:
-        """The ``result.json`` of the run so far (``complete`` once every epoch has run)."""
+        """The ``result.json`` of the run so far (``complete`` once every epoch has run).
+
+        ``metrics`` follow the protocol's reporting rule (``selected_epoch``: the epoch chosen by
+        ``best_validation``, else ``None``); each epoch's ``time_s`` is its training wall time
+        (data loading included; evaluation, checkpoints and callbacks excluded);
+        ``time_per_epoch_s`` is their median; ``peak_memory_method`` says how ``peak_memory_mb``
+        was measured (see :class:`~go4align.train.placement.PeakMemory`); ``trace`` holds the
+        weighting's diagnostics at most every ``stride`` steps (``groups`` and
+        ``group_weights`` are ``None`` for methods without groups). STL runs of one task add
+        ``focus_task``.
+        """
         bench, protocol, history = self.benchmark, self.protocol, self.state["history"]
         metrics, selected = summarise(history, self.selection_metrics, bench.directions, protocol, bench.stl_reference)
         result = {
