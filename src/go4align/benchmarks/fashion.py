@@ -202,8 +202,9 @@ def make_benchmark(
         n = _first(sizes[split], f"{split}_size", len(y))
         canvas, targets = overlay_pairs(x[:n], y[:n], 36, data_seed * 10 + stream)
         splits[split] = TensorTaskDataset(canvas, targets, transform=to_float_images)
+    # Where the files lie is not part of the benchmark's identity: moving them must not stop a
+    # resume, so data_dir is left out of the recorded options.
     options = {
-        "data_dir": str(data_dir) if data_dir else str(DEFAULT_DIR),
         "train_size": train_size,
         "val_size": val_size,
         "test_size": test_size,
