@@ -134,16 +134,15 @@ def test_paper_configs_hold_the_papers_numbers():
     assert (celeba.epochs, celeba.batch_size, celeba.lr) == (15, 256, 3e-4)
 
 
-def test_report_calls_the_report_module_or_says_it_is_missing(tmp_path, capsys, monkeypatch):
-    assert run("report", tmp_path) == 2
-    assert "holds no grid.json" in capsys.readouterr().err
-    (tmp_path / "grid.json").write_text("{}")
-    monkeypatch.setitem(sys.modules, "go4align.report", None)  # as if the module were absent
+def test_report_writes_the_report_or_says_why_not(tmp_path, capsys):
     assert run("report", tmp_path) == 1
-    assert "go4align.report is not part of this installation" in capsys.readouterr().err
-    written = []
-    monkeypatch.setitem(sys.modules, "go4align.report", types.SimpleNamespace(write_report=written.append))
-    assert run("report", tmp_path) == 0 and written == [tmp_path]
+    assert "grid.json" in capsys.readouterr().err
+    out = tmp_path / "grid"
+    assert run("bench", "--benchmark", "toy", "--methods", "ls,go4align", "--epochs", "1", "--out", out, "--quiet") == 0
+    capsys.readouterr()
+    assert run("report", out) == 0
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    assert str(out / "report.html") in capsys.readouterr().out
 
 
 def test_demo_runs_its_suite_and_reports(tmp_path, capsys, monkeypatch):
@@ -153,7 +152,7 @@ def test_demo_runs_its_suite_and_reports(tmp_path, capsys, monkeypatch):
     )
     monkeypatch.setattr(cli, "DEMO_SUITE", suite)
     reported = []
-    monkeypatch.setitem(sys.modules, "go4align.report", types.SimpleNamespace(write_report=reported.append))
+    monkeypatch.setattr(cli, "write_report", reported.append)
     assert run("demo", "--out", tmp_path, "--seeds", "0", "--quiet") == 0
     assert reported == [tmp_path / "toy", tmp_path / "synthetic"]
     assert (tmp_path / "synthetic" / "runs" / "stl" / "seed0" / "result.json").exists()
@@ -165,4 +164,6 @@ def test_demo_runs_its_suite_and_reports(tmp_path, capsys, monkeypatch):
 def test_list(capsys):
     assert run("list") == 0
     out = capsys.readouterr().out
-    assert "go4align" in out and "stl" in out and "digits, fashion, synthetic, toy" in out
+    methods, benchmarks = out.splitlines()[:2]
+    assert "go4align" in methods and "stl" in methods
+    assert all(name in benchmarks for name in ("digits", "fashion", "synthetic", "toy"))

@@ -127,28 +127,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_report(run_dir: str | Path) -> bool:
-    """Call ``go4align.report.write_report`` if this installation has it; say so if not."""
-    try:
-        from go4align.report import write_report as report
-    except ModuleNotFoundError as error:
-        if error.name not in ("go4align.report",):
-            raise
-        print(
-            f"go4align.report is not part of this installation, so no report was written; the results "
-            f"are in {run_dir}/runs/<method>/seed<k>/result.json",
-            file=sys.stderr,
-        )
-        return False
-    report(run_dir)
-    return True
+def write_report(run_dir: str | Path) -> None:
+    """Write the report of a run directory and print where it went."""
+    from go4align.report import write_report as report
+
+    for path in report(run_dir):
+        if path.suffix == ".html":
+            print(f"report: {path}", flush=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "grid.json").is_file():
-        raise UsageError(f"{run_dir} holds no grid.json: not a directory written by go4align bench")
-    return 0 if write_report(run_dir) else 1
+    from go4align.report import cli as report_cli
+
+    return report_cli.run(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -205,8 +196,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no progress lines")
     bench.set_defaults(run=cmd_bench)
 
-    report = commands.add_parser("report", help="tables and plots of a run directory")
-    report.add_argument("run_dir")
+    report = commands.add_parser("report", help="tables and plots of a run directory (or a folder of them)")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a grid folder (holds grid.json) or a folder of grid folders")
     report.set_defaults(run=cmd_report)
 
     demo = commands.add_parser("demo", help="the default suite on embedded data (digits, synthetic, toy)")
