@@ -1,7 +1,5 @@
 import json
 import re
-import sys
-import types
 from pathlib import Path
 
 import pytest
