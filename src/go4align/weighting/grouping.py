@@ -87,15 +87,16 @@ def _optimal_splits(sorted_values: Tensor, run_starts: Tensor, num_groups: int) 
     best = prefix.square().mul_(first).add_(blocked)  # best gain of [0, a) in one group
     gain, total = tables["gain"], tables["total"]
     torch.sub(prefix[:, None], prefix[None, :], out=gain).square_().mul_(tables["inverse"]).add_(tables["impossible"])
-    choices = []
+    # Values only per layer (amax is vectorised; max with indices is not), split points are
+    # recovered afterwards from the one row of each layer that the optimum passes through.
+    bests = [best]
     for _ in range(num_groups - 2):
-        best, arg = torch.add(gain, best, out=total).max(dim=1)
-        best.add_(blocked)
-        choices.append(arg)
+        best = torch.add(gain, best, out=total).amax(dim=1).add_(blocked)
+        bests.append(best)
     split = (prefix[m] - prefix).square_().mul_(last).add_(best).argmax()
     splits = [split]
-    for arg in reversed(choices):
-        split = arg[split]
+    for previous in reversed(bests[:-1]):
+        split = (torch.index_select(gain, 0, split.view(1))[0] + previous).argmax()
         splits.append(split)
     marks = torch.zeros(m + 1, dtype=torch.bool, device=x.device)
     marks[torch.stack(splits)] = True
