@@ -1,0 +1,1 @@
+"""Benchmarks: one subpackage per benchmark (data, model, tasks)."""
