@@ -44,16 +44,17 @@ class EdgeConditionedConv(nn.Module):
         count, size = block.node_mask.shape
         # [b, n, n*K]: row i holds h_ij[k] for every neighbour j and hidden unit k, zero off the graph
         hidden = hidden.reshape(count, size, -1)
-        return hidden, pair_mask, _neighbour_count(block.node_mask, pair_mask.dtype)
+        # W2 row (a * dim + o) is entry (a, o) of the edge weight; regroup it as A = [dim_in, K * dim_out]
+        out_layer = self.edge_network[2]
+        per_unit = out_layer.weight.view(self.dim, self.dim, -1).permute(0, 2, 1).reshape(self.dim, -1)
+        bias = out_layer.bias.view(self.dim, self.dim)
+        return hidden, pair_mask, _neighbour_count(block.node_mask, pair_mask.dtype), per_unit, bias
 
     def forward(self, x: Tensor, context: tuple[Tensor, ...]) -> Tensor:
-        hidden, pair_mask, neighbours = context
+        hidden, pair_mask, neighbours, per_unit, bias = context
         count, size, dim = x.shape
-        out_layer = self.edge_network[2]
-        # W2 row (a * dim + o) is entry (a, o) of the edge weight; regroup it as [dim_in, K * dim_out]
-        per_unit = out_layer.weight.view(dim, dim, -1).permute(0, 2, 1).reshape(dim, -1)
-        projected = (x @ per_unit).view(count, size * per_unit.shape[1] // dim, dim)
-        summed = hidden @ projected + pair_mask @ (x @ out_layer.bias.view(dim, dim))
+        projected = (x @ per_unit).view(count, -1, dim)  # [b, n*K, dim_out]: rows (j, k) = x_j^T A_k
+        summed = hidden @ projected + pair_mask @ (x @ bias)
         return summed / neighbours[..., None] + self.root(x)
 
 
