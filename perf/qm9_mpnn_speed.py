@@ -5,7 +5,7 @@ molecules (reduced protocol, features="reference"); median of several runs after
 Builds the reduced protocol's feature cache (first 30,000 molecules of the split permutation) on the
 first run, which needs `pip install 'go4align[qm9]'`.
 
-    PYTHONPATH=src python perf/qm9_mpnn_speed.py [--batch-size 120] [--runs 5] [--cache-dir DIR]
+    PYTHONPATH=src python perf/qm9_mpnn_speed.py [--batch-size 120] [--runs 5] [--threads N] [--cache-dir DIR]
 """
 
 import argparse
@@ -34,7 +34,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice, one per core)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     start = time.perf_counter()
     train = load_qm9("reduced", "reference", cache_dir=args.cache_dir)["train"]
