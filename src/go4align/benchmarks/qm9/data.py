@@ -407,7 +407,11 @@ class QM9Cache:
         arrays["seed"] = np.array(self.seed)
         arrays["version"] = np.array(CACHE_VERSION)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-            np.savez(handle, **arrays)
+            try:
+                np.savez(handle, **arrays)
+            except BaseException:
+                os.unlink(handle.name)
+                raise
         os.replace(handle.name, path)
 
     @classmethod
@@ -447,7 +451,8 @@ def build_cache(raw: RawQM9, n_first: int = N_MOLECULES, features: str = "refere
     _import_rdkit()
     rows = split_permutation(seed)[:n_first]
     molecules = [(raw.smiles[r], raw.elements[r], raw.xyz[r]) for r in rows]
-    chunk = 500
+    # chunks of at most 500 keep the pool busy and its messages small; at least one chunk per process
+    chunk = min(500, -(-n_first // processes))
     jobs = [(molecules[i:i + chunk], features) for i in range(0, len(molecules), chunk)]
     if processes == 1 or len(jobs) == 1:
         results = [m for job in jobs for m in _featurise_chunk(job)]
