@@ -1,7 +1,8 @@
 """Training-step time of the QM9 MPNN: naive per-edge NNConv versus the node-level reformulation.
 
 One step = forward + sum of the 11 per-task MSE losses + backward, on one batch of real QM9 training
-molecules (reduced protocol, features="reference"); median of several runs after one warm-up each.
+molecules (reduced protocol, features="reference"); median of several runs, the two models taking
+turns, after one warm-up round.
 Builds the reduced protocol's feature cache (first 30,000 molecules of the split permutation) on the
 first run, which needs `pip install 'go4align[qm9]'`.
 
@@ -17,15 +18,23 @@ import torch
 from go4align.benchmarks.qm9 import NaiveQM9MPNN, QM9MPNN, TASK_NAMES, collate, load_qm9, losses
 
 
-def step_seconds(model: torch.nn.Module, batch, targets, runs: int) -> float:
-    times = []
+def step_seconds(model: torch.nn.Module, batch, targets) -> float:
+    start = time.perf_counter()
+    model.zero_grad(set_to_none=True)
+    losses(model(batch), targets).sum().backward()
+    return time.perf_counter() - start
+
+
+def interleaved_medians(models: dict, batch, targets, runs: int) -> dict[str, float]:
+    """Median step time per model; the models take turns so that a shared machine's changing load
+    hits both alike. The first round warms up allocators and kernels and is not timed."""
+    times = {name: [] for name in models}
     for run in range(runs + 1):
-        start = time.perf_counter()
-        model.zero_grad(set_to_none=True)
-        losses(model(batch), targets).sum().backward()
-        if run:  # the first run warms up allocators and kernels
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, model in models.items():
+            seconds = step_seconds(model, batch, targets)
+            if run:
+                times[name].append(seconds)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -65,8 +74,8 @@ def main() -> None:
         fast_out, naive_out = fast(batch), naive(batch)
     difference = max((fast_out[t] - naive_out[t]).abs().max().item() for t in TASK_NAMES)
 
-    fast_time = step_seconds(fast, batch, targets, args.runs)
-    naive_time = step_seconds(naive, batch, targets, args.runs)
+    medians = interleaved_medians({"naive": naive, "fast": fast}, batch, targets, args.runs)
+    naive_time, fast_time = medians["naive"], medians["fast"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.runs} runs")
     print(f"naive step: {naive_time:.3f} s")
     print(f"fast step:  {fast_time:.3f} s")
