@@ -412,6 +412,7 @@ class QM9Cache:
             except BaseException:
                 os.unlink(handle.name)
                 raise
+        os.chmod(handle.name, 0o644)  # temporary files are private (0600); a cache is not
         os.replace(handle.name, path)
 
     @classmethod
