@@ -18,6 +18,7 @@ from go4align.benchmarks.qm9.data import (
     reference_targets,
     split_permutation,
     split_range,
+    split_ranges,
 )
 from go4align.benchmarks.qm9.tasks import TASK_NAMES, TargetStats
 
@@ -116,11 +117,36 @@ def test_reduced_splits_are_subsets_of_the_full_ones():
         assert set(split_range(split, "reduced")) <= set(split_range(split, "full"))
 
 
+def test_tiny_splits_are_disjoint_and_need_a_small_cache():
+    ranges = split_ranges("tiny")
+    assert {split: len(r) for split, r in ranges.items()} == {"train": 200, "val": 100, "test": 100}
+    assert sorted(p for r in ranges.values() for p in r) == list(range(400))
+
+
+def test_sizes_keep_the_first_molecules_of_a_split():
+    ranges = split_ranges("full", {"train": 20_000, "val": 2_000, "test": None})
+    assert ranges == {"train": range(20_000, 40_000), "val": range(10_000, 12_000), "test": range(0, 10_000)}
+    # the reduced protocol is the full one cut to its sizes
+    reduced = split_ranges("reduced")
+    assert split_ranges("full", {split: len(r) for split, r in reduced.items()}) == reduced
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ({"train": 0}, r"train_size must be an int in \[1, 10000\] for the 'reduced' protocol, got 0"),
+    ({"val": 2_001}, r"val_size must be an int in \[1, 2000\] for the 'reduced' protocol, got 2001"),
+    ({"test": 1.5}, "test_size .* got 1.5"),
+    ({"validation": 5}, r"unknown QM9 split\(s\) \['validation'\]"),
+])
+def test_bad_sizes_are_named(sizes, message):
+    with pytest.raises(ValueError, match=message):
+        split_ranges("reduced", sizes)
+
+
 def test_bad_split_and_protocol_names_are_named():
     with pytest.raises(ValueError, match="'validation'"):
         split_range("validation")
-    with pytest.raises(ValueError, match="'tiny'"):
-        split_range("train", "tiny")
+    with pytest.raises(ValueError, match="'small'"):
+        split_range("train", "small")
 
 
 # ---------------------------------------------------------------- missing data
@@ -339,8 +365,8 @@ def test_pool_and_single_process_featurise_identically(real_qm9):
 
 
 def test_load_qm9_standardises_with_the_training_split(real_qm9, monkeypatch):
-    monkeypatch.setitem(PROTOCOLS, "tiny", {"test": range(0, 8), "val": range(8, 12), "train": range(12, 24)})
-    splits = data.load_qm9("tiny", cache_dir=real_qm9[0])
+    monkeypatch.setitem(PROTOCOLS, "first24", {"test": range(0, 8), "val": range(8, 12), "train": range(12, 24)})
+    splits = data.load_qm9("first24", cache_dir=real_qm9[0])
     assert {k: len(v) for k, v in splits.items()} == {"train": 12, "val": 4, "test": 8}
     train_targets = torch.stack([splits["train"][i][1] for i in range(12)]).double()
     assert torch.allclose(train_targets.mean(0), torch.zeros(11, dtype=torch.float64), atol=1e-5)

@@ -18,7 +18,7 @@ import importlib.util
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -81,12 +81,14 @@ SPLIT_SEED = 0
 SPLITS = ("train", "val", "test")
 # Positions in the fixed permutation. "full" is the reference protocol; "reduced" keeps the same test
 # set and takes its validation and training molecules from the full protocol's, so every reduced split
-# is a subset of the matching full split.
+# is a subset of the matching full split. "tiny" is for tests: its 400 molecules are the first
+# positions, so that its cache builds in a second; its splits are not subsets of the full ones.
 PROTOCOLS: dict[str, dict[str, range]] = {
     "full": {"test": range(0, 10_000), "val": range(10_000, 20_000),
              "train": range(20_000, N_MOLECULES)},
     "reduced": {"test": range(0, 10_000), "val": range(10_000, 12_000),
                 "train": range(20_000, 30_000)},
+    "tiny": {"test": range(0, 100), "val": range(100, 200), "train": range(200, 400)},
 }
 
 CACHE_VERSION = 1
@@ -201,6 +203,25 @@ def split_range(split: str, protocol: str = "full") -> range:
     if split not in SPLITS:
         raise ValueError(f"unknown QM9 split {split!r}; choose one of {SPLITS}")
     return PROTOCOLS[protocol][split]
+
+
+def split_ranges(protocol: str = "full", sizes: Mapping[str, int | None] | None = None) -> dict[str, range]:
+    """The positions of every split of `protocol`; `sizes` (e.g. `{"train": 20_000}`) keeps the first
+    molecules of a split, so that a smaller protocol needs only a cache of the first positions."""
+    sizes = dict(sizes or {})
+    unknown = sorted(set(sizes) - set(SPLITS))
+    if unknown:
+        raise ValueError(f"sizes names unknown QM9 split(s) {unknown}; choose from {SPLITS}")
+    ranges = {}
+    for split in SPLITS:
+        positions, size = split_range(split, protocol), sizes.get(split)
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= len(positions):
+                raise ValueError(f"{split}_size must be an int in [1, {len(positions)}] for the {protocol!r} "
+                                 f"protocol, got {size!r}")
+            positions = positions[:size]
+        ranges[split] = positions
+    return ranges
 
 
 # ----------------------------------------------------------------------------------------------
@@ -534,15 +555,17 @@ class QM9Dataset(Dataset):
 
 
 def load_qm9(protocol: str = "reduced", features: str = "reference", *,
+             sizes: Mapping[str, int | None] | None = None,
              seed: int = SPLIT_SEED, cache_dir: str | os.PathLike | None = None,
              data_dir: str | os.PathLike | None = None, processes: int = 2) -> dict[str, QM9Dataset]:
-    """The train/val/test datasets of `protocol` ("full" or "reduced", see `PROTOCOLS`).
+    """The train/val/test datasets of `protocol` ("full", "reduced" or "tiny", see `PROTOCOLS`), each
+    cut to its first `sizes[split]` molecules where given (see `split_ranges`).
 
     Targets are standardised with the training split's mean and std (`dataset.stats`, the same object
     for the three splits). The reference computes them over the whole dataset by accident (it reads
     `train_dataset.data`, which is the unsliced storage); the difference is negligible.
     """
-    ranges = {split: split_range(split, protocol) for split in SPLITS}
+    ranges = split_ranges(protocol, sizes)
     n_first = max(r.stop for r in ranges.values())
     cache = load_or_build_cache(features, n_first, seed=seed, cache_dir=cache_dir,
                                 data_dir=data_dir, processes=processes)
