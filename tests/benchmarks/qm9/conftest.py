@@ -41,3 +41,14 @@ def real_qm9(tmp_path_factory):
         patch.setattr(data, "read_raw", lambda data_dir=None: raw)
         data.load_or_build_cache("reference", 24, cache_dir=folder, processes=2)
     return folder, raw
+
+
+@pytest.fixture(scope="session")
+def tiny_qm9_cache(real_qm9, tmp_path_factory):
+    """A cache folder holding the molecules of the tiny protocol, featurised from the CSVs that
+    `real_qm9` parsed (reading them again costs seconds)."""
+    _, raw = real_qm9
+    folder = tmp_path_factory.mktemp("qm9tiny")
+    n_first = max(r.stop for r in data.PROTOCOLS["tiny"].values())
+    data.build_cache(raw, n_first, processes=1).save(data.cache_path(folder, "reference", data.SPLIT_SEED, n_first))
+    return folder
