@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from go4align.benchmarks import cityscapes
+from go4align.benchmarks import cityscapes, get_benchmark
 
 SIZE = (32, 64)
 
@@ -67,9 +67,28 @@ def test_one_training_step_and_metrics_on_a_tiny_model(tmp_path):
 
 
 def test_protocol_and_references():
-    assert cityscapes.PROTOCOL["batch_size"] == 8 and cityscapes.PROTOCOL["epochs"] == 200
-    assert cityscapes.PROTOCOL["go4align_num_groups"] == 2
+    protocol = cityscapes.PROTOCOL
+    assert (protocol.epochs, protocol.batch_size, protocol.eval_batch_size, protocol.lr) == (200, 8, 8, 1e-4)
+    assert protocol.scheduler == "step" and dict(protocol.scheduler_options) == {"step_size": 100, "gamma": 0.5}
+    assert protocol.reporting_rule == "last_k_mean:10" and protocol.method_options["go4align"]["num_groups"] == 2
     assert cityscapes.STL_REFERENCE == {"miou": 74.01, "pix_acc": 93.16, "abs_err": 0.0125, "rel_err": 27.77}
     assert cityscapes.HIGHER_IS_BETTER == {"miou": True, "pix_acc": True, "abs_err": False, "rel_err": False}
     with pytest.raises(ValueError, match="architecture must be one of .*, got 'segnet'"):
         cityscapes.build_model("segnet")
+
+
+def test_benchmark_trains_an_epoch_through_the_harness(tmp_path, train_one_epoch):
+    for split_folder in ("train", "val"):
+        write_cityscapes(tmp_path / "data", split_folder, size=cityscapes.IMAGE_SIZE)
+    benchmark = get_benchmark("cityscapes", data_dir=tmp_path / "data", width=2)
+    assert benchmark.splits == ("train", "test") and benchmark.protocol == cityscapes.PROTOCOL
+    assert benchmark.stl_reference == cityscapes.STL_REFERENCE and benchmark.options == {"width": 2}
+    train_one_epoch(benchmark, cityscapes.HIGHER_IS_BETTER)
+
+
+def test_benchmark_needs_a_well_formed_data_dir(tmp_path):
+    with pytest.raises(ValueError, match=r"cityscapes benchmark needs data_dir \(--data-dir DIR\)"):
+        get_benchmark("cityscapes", width=2)
+    write_cityscapes(tmp_path, "train", label_folder="label_19")
+    with pytest.raises(FileNotFoundError, match=f"expected CityScapes .npy layout at {tmp_path}: missing .*label_7"):
+        get_benchmark("cityscapes", data_dir=tmp_path)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from go4align.benchmarks import dense, nyuv2
+from go4align.benchmarks import dense, get_benchmark, nyuv2
 
 SIZE = (32, 32)
 
@@ -156,8 +156,33 @@ def test_one_training_step_and_metrics_on_a_tiny_model(tmp_path):
 
 
 def test_protocol_is_the_papers():
-    assert nyuv2.PROTOCOL["epochs"] == 200 and nyuv2.PROTOCOL["batch_size"] == 2
-    assert nyuv2.PROTOCOL["lr"] == 1e-4 and nyuv2.PROTOCOL["lr_schedule"]["step_size"] == 100
-    assert nyuv2.PROTOCOL["go4align_num_groups"] == 2
+    protocol = nyuv2.PROTOCOL
+    assert (protocol.epochs, protocol.batch_size, protocol.eval_batch_size, protocol.lr) == (200, 2, 2, 1e-4)
+    assert protocol.scheduler == "step" and dict(protocol.scheduler_options) == {"step_size": 100, "gamma": 0.5}
+    assert protocol.reporting_rule == "last_k_mean:10" and protocol.method_options["go4align"]["num_groups"] == 2
     assert nyuv2.HIGHER_IS_BETTER["miou"] and not nyuv2.HIGHER_IS_BETTER["angle_median"]
     assert "nash-mtl" in nyuv2.STL_REFERENCE_SOURCE
+
+
+def write_release(root, n=2):
+    """``n`` items of the release's size in each of train/ and val/."""
+    write_nyuv2(root, "train", n=n, size=nyuv2.IMAGE_SIZE)
+    write_nyuv2(root, "val", n=n, size=nyuv2.IMAGE_SIZE, seed=1)
+    return root
+
+
+def test_benchmark_trains_an_epoch_through_the_harness(tmp_path, train_one_epoch):
+    benchmark = get_benchmark("nyuv2", data_dir=write_release(tmp_path / "data"), width=2)
+    assert benchmark.splits == ("train", "test") and benchmark.protocol == nyuv2.PROTOCOL
+    assert benchmark.stl_reference == nyuv2.STL_REFERENCE and benchmark.options == {"width": 2}
+    assert benchmark.dataset("train").augment and not benchmark.dataset("test").augment
+    train_one_epoch(benchmark, nyuv2.HIGHER_IS_BETTER)
+
+
+def test_benchmark_needs_a_well_formed_data_dir(tmp_path):
+    with pytest.raises(ValueError, match=r"nyuv2 benchmark needs data_dir \(--data-dir DIR\)"):
+        get_benchmark("nyuv2")
+    with pytest.raises(FileNotFoundError, match=f"expected NYUv2 .npy layout at {tmp_path}: missing .*/val"):
+        get_benchmark("nyuv2", data_dir=write_nyuv2(tmp_path), width=2)
+    with pytest.raises(ValueError, match="width must be a positive int, got 0"):
+        get_benchmark("nyuv2", data_dir=write_release(tmp_path / "data"), width=0)

@@ -13,11 +13,13 @@ Model, losses, metrics and augmentation as NYUv2 without the normals (see :mod:`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from go4align.benchmarks import dense
+from go4align.benchmarks.api import Benchmark
 from go4align.benchmarks.models import build_segnet
 
 TASKS = (dense.SEMANTIC, dense.DEPTH)
@@ -33,14 +35,8 @@ STL_REFERENCE_SOURCE = (
     "Cranial-XIX/FAMO experiments/cityscapes/utils.py, there with rates as fractions"
 )
 
-PROTOCOL = {
-    **dense.PROTOCOL,
-    "batch_size": 8,
-    # The reference evaluates with the training batch size, and its per-batch averaged depth
-    # metrics depend on it (see dense.DepthErrors).
-    "eval_batch_size": 8,
-    "go4align_num_groups": 2,
-}
+# The paper's K for M = 2 tasks.
+PROTOCOL = dense.reference_protocol(batch_size=8, num_groups=2)
 
 
 class CityScapes(dense.DenseNpyDataset):
@@ -74,3 +70,17 @@ def losses(
 def metrics(tasks: Sequence[str] = TASKS) -> dense.DenseMetrics:
     """A fresh accumulator of the test metrics (names and directions in :data:`HIGHER_IS_BETTER`)."""
     return dense.DenseMetrics(tasks, NUM_CLASSES)
+
+
+def make_benchmark(data_dir: str | Path | None = None, width: int = 64) -> Benchmark:
+    """CityScapes under the paper's protocol (:data:`PROTOCOL`) from the MTAN layout at ``data_dir``;
+    ``width``: SegNet-MTAN's first-layer channels (64 in the paper; a few for tests)."""
+    return dense.make_dense_benchmark(
+        "cityscapes",
+        CityScapes,
+        data_dir,
+        model=lambda tasks, w: build_model("mtan", tasks, w),
+        width=width,
+        protocol=PROTOCOL,
+        stl_reference=STL_REFERENCE,
+    )

@@ -15,13 +15,16 @@ Tasks are named by their kind, which fixes the loss, the metrics and the model's
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import Dataset, get_worker_info
+
+from go4align.benchmarks.api import Benchmark, Metric, Protocol, Task, _check_positive_int
 
 SEMANTIC, DEPTH, NORMAL = "semantic", "depth", "normal"
 TASK_KINDS = (SEMANTIC, DEPTH, NORMAL)
@@ -42,19 +45,6 @@ METRICS = {
     },
 }
 _ANGLE_THRESHOLDS = (11.25, 22.5, 30.0)
-
-# The training protocol both dense benchmarks share (AvivNavon/nash-mtl experiments/nyuv2/trainer.py
-# and its CityScapes twin); each benchmark adds its batch size and GO4Align's K.
-PROTOCOL = {
-    "epochs": 200,
-    "optimizer": "adam",
-    "lr": 1e-4,
-    # torch.optim.lr_scheduler.StepLR(step_size=100, gamma=0.5), stepped once per epoch.
-    "lr_schedule": {"name": "step", "step_size": 100, "gamma": 0.5},
-    "augmentation": True,
-    # No validation split: the reference reports the test metrics of the last epochs.
-    "reporting": "mean of the last 10 epochs' test metrics",
-}
 
 # The MTAN release names the test split "val"; there is no separate validation split.
 SPLIT_FOLDERS = {"train": "train", "test": "val"}
@@ -485,3 +475,67 @@ class DenseMetrics:
 
     def __repr__(self) -> str:
         return f"DenseMetrics(tasks={self.tasks}, num_classes={self.num_classes})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def reference_protocol(batch_size: int, num_groups: int) -> Protocol:
+    """The training protocol both dense benchmarks share (AvivNavon/nash-mtl experiments/nyuv2/trainer.py
+    and its CityScapes twin) at a benchmark's batch size and GO4Align's K.
+
+    200 epochs of Adam 1e-4, halved after epoch 100 (``StepLR(step_size=100, gamma=0.5)`` stepped
+    once per epoch); augmentation of the training split (see :class:`DenseNpyDataset`); no
+    validation split: the reported metrics are the mean of the last 10 epochs' test metrics. The
+    reference evaluates with the training batch size, and its per-batch averaged depth and normal
+    metrics depend on it (see :class:`DepthErrors`), so evaluation uses it too.
+    """
+    return Protocol(
+        epochs=200,
+        batch_size=batch_size,
+        eval_batch_size=batch_size,
+        optimizer="adam",
+        lr=1e-4,
+        scheduler="step",
+        scheduler_options={"step_size": 100, "gamma": 0.5},
+        reporting_rule="last_k_mean:10",
+        method_options={"go4align": {"num_groups": num_groups}},
+    )
+
+
+def make_dense_benchmark(
+    name: str,
+    dataset: type[DenseNpyDataset],
+    data_dir: str | Path | None,
+    model: Callable[[Sequence[str], int], nn.Module],
+    width: int,
+    protocol: Protocol,
+    stl_reference: Mapping[str, float],
+) -> Benchmark:
+    """A dense benchmark over the MTAN layout at ``data_dir``: the training split augmented, the
+    test split (the release's ``val/``) plain, ``model(tasks, width)`` for every seed.
+
+    The layout is checked here, so that a missing or malformed folder fails before any training.
+    """
+    if data_dir is None:
+        raise ValueError(
+            f"the {name} benchmark needs data_dir (--data-dir DIR): the folder holding train/ and val/ "
+            f"of the MTAN release (see go4align.benchmarks.{name})"
+        )
+    _check_positive_int("width", width)
+    splits = {"train": dataset(data_dir, "train", augment=True), "test": dataset(data_dir, "test")}
+    tasks = tuple(dataset.folders)
+    return Benchmark(
+        name=name,
+        tasks=[Task(task, *(Metric(m, up) for m, up in METRICS[task].items())) for task in tasks],
+        datasets=splits.__getitem__,
+        model=lambda seed: model(tasks, width),
+        losses=lambda predictions, targets: task_losses(predictions, targets, tasks),
+        metrics=lambda: DenseMetrics(tasks, dataset.num_classes),
+        protocol=protocol,
+        splits=("train", "test"),
+        stl_reference=stl_reference,
+        # Where the files lie is not part of the benchmark's identity (see fashion); the width is.
+        options={"width": width},
+    )

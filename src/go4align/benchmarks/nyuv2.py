@@ -14,11 +14,13 @@ augmentation are those of AvivNavon/nash-mtl ``experiments/nyuv2`` (see :mod:`.d
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from go4align.benchmarks import dense
+from go4align.benchmarks.api import Benchmark
 from go4align.benchmarks.models import build_segnet
 
 TASKS = (dense.SEMANTIC, dense.DEPTH, dense.NORMAL)
@@ -44,14 +46,8 @@ STL_REFERENCE_SOURCE = (
     "AvivNavon/nash-mtl experiments/nyuv2/utils.py, there with rates as fractions"
 )
 
-PROTOCOL = {
-    **dense.PROTOCOL,
-    "batch_size": 2,
-    # The reference evaluates with the training batch size, and its per-batch averaged depth and
-    # normal metrics depend on it (see dense.DepthErrors).
-    "eval_batch_size": 2,
-    "go4align_num_groups": 2,
-}
+# The paper's K for M = 3 tasks.
+PROTOCOL = dense.reference_protocol(batch_size=2, num_groups=2)
 
 
 class NYUv2(dense.DenseNpyDataset):
@@ -85,3 +81,17 @@ def losses(
 def metrics(tasks: Sequence[str] = TASKS) -> dense.DenseMetrics:
     """A fresh accumulator of the test metrics (names and directions in :data:`HIGHER_IS_BETTER`)."""
     return dense.DenseMetrics(tasks, NUM_CLASSES)
+
+
+def make_benchmark(data_dir: str | Path | None = None, width: int = 64) -> Benchmark:
+    """NYUv2 under the paper's protocol (:data:`PROTOCOL`) from the MTAN layout at ``data_dir``;
+    ``width``: SegNet-MTAN's first-layer channels (64 in the paper; a few for tests)."""
+    return dense.make_dense_benchmark(
+        "nyuv2",
+        NYUv2,
+        data_dir,
+        model=lambda tasks, w: build_model("mtan", tasks, w),
+        width=width,
+        protocol=PROTOCOL,
+        stl_reference=STL_REFERENCE,
+    )
