@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from go4align.benchmarks import celeba
+from go4align.benchmarks import celeba, get_benchmark
 from go4align.benchmarks.models import CelebACNN
 
 PARTITION = [0, 0, 0, 1, 2, 2]  # train / val / test of the fixture images
@@ -169,8 +169,10 @@ def test_cnn_parameter_split_and_bad_arguments():
 
 
 def test_protocol_and_the_stl_slot():
-    assert celeba.PROTOCOL["epochs"] == 15 and celeba.PROTOCOL["batch_size"] == 256
-    assert celeba.PROTOCOL["lr"] == 3e-4
+    protocol = celeba.PROTOCOL
+    assert (protocol.epochs, protocol.batch_size, protocol.optimizer, protocol.lr) == (15, 256, "adam", 3e-4)
+    assert protocol.scheduler == "none" and protocol.method_options == {}
+    assert protocol.reporting_rule == "best_validation" and protocol.selection == "mean"
     assert celeba.STL_REFERENCE is None and "STL runs" in celeba.STL_REFERENCE_SOURCE
     assert len(celeba.HIGHER_IS_BETTER) == 40
 
@@ -186,3 +188,24 @@ def test_dataset_pickles_for_dataloader_workers(tmp_path):
     write_celeba(tmp_path)
     dataset = pickle.loads(pickle.dumps(celeba.CelebA(tmp_path, "val")))
     assert len(dataset) == 1 and dataset[0][0].shape == (3, 64, 64)
+
+
+@pytest.mark.parametrize("layout", [FLAT, OFFICIAL])
+def test_benchmark_trains_an_epoch_through_the_harness(tmp_path, train_one_epoch, layout):
+    write_celeba(tmp_path / "data", layout)
+    benchmark = get_benchmark("celeba", data_dir=tmp_path / "data", width=2)
+    assert {split: len(benchmark.dataset(split)) for split in benchmark.splits} == {"train": 3, "val": 1, "test": 2}
+    assert benchmark.protocol == celeba.PROTOCOL and benchmark.stl_reference is None
+    assert benchmark.task_names == list(celeba.ATTRIBUTES) and benchmark.options == {"width": 2}
+    result = train_one_epoch(benchmark, celeba.HIGHER_IS_BETTER)
+    assert result["selected_epoch"] == 1 and result["stl_reference"] is None
+
+
+def test_benchmark_needs_a_well_formed_data_dir(tmp_path):
+    with pytest.raises(ValueError, match=r"celeba benchmark needs data_dir \(--data-dir DIR\)"):
+        get_benchmark("celeba", width=2)
+    with pytest.raises(FileNotFoundError, match=f"expected CelebA layout at {tmp_path}"):
+        get_benchmark("celeba", data_dir=tmp_path)
+    write_celeba(tmp_path)
+    with pytest.raises(ValueError, match="width must be a positive int, got 2.5"):
+        get_benchmark("celeba", data_dir=tmp_path, width=2.5)
