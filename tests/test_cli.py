@@ -1,3 +1,4 @@
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -5,9 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from go4align import cli
-from go4align.benchmarks import Protocol, get_benchmark
-from go4align.benchmarks import fashion as fashion_module
+from go4align import benchmarks, cli
+from go4align.benchmarks import Protocol, celeba, cityscapes, fashion, get_benchmark, nyuv2, qm9
 from go4align.cli import build_benchmark, load_config, main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -62,7 +62,11 @@ def test_bench_runs_a_grid_and_resumes(tmp_path, capsys):
             ["--benchmark", "fashion", "--methods", "ls", "--data-dir", "/nonexistent"],
             "apt-get install -y dataset-fashion-mnist",
         ),
-        (["--benchmark", "qm9", "--methods", "ls"], "go4align.benchmarks.qm9 is not part of this installation"),
+        (["--benchmark", "nyuv2", "--methods", "ls"], r"the nyuv2 benchmark needs data_dir \(--data-dir DIR\)"),
+        (
+            ["--benchmark", "celeba", "--methods", "ls", "--data-dir", "/nonexistent"],
+            "expected CelebA layout at /nonexistent",
+        ),
         (["--benchmark", "toy", "--methods", "ls", "--seeds", "0,x"], "--seeds must be comma-separated ints"),
         (["--benchmark", "toy", "--methods", "ls", "--seeds", "1,1"], "distinct"),
         (["--benchmark", "toy", "--methods", "ls", "--epochs", "0"], "epochs must be a positive int, got 0"),
@@ -83,6 +87,27 @@ def test_bench_errors_are_clear(tmp_path, capsys, argv, message):
     assert error.startswith("go4align bench: error: ")
     assert re.search(message, error), error
     assert not (tmp_path / "out" / "runs").exists()  # nothing trained
+
+
+def test_a_registered_benchmark_missing_from_the_build_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(benchmarks._REGISTRY, "absent", "go4align.benchmarks.absent:make_benchmark")
+    assert run("bench", "--benchmark", "absent", "--methods", "ls", "--out", tmp_path / "out") == 2
+    error = capsys.readouterr().err
+    assert "benchmark 'absent' is registered to go4align.benchmarks.absent:make_benchmark, but module" in error
+    assert "go4align.benchmarks.absent is not part of this installation" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_qm9_without_its_data_says_what_to_install(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "qm9.toml"
+    cache = tmp_path / "cache"
+    config.write_text(f'benchmark = "qm9"\n[benchmark_options]\nprotocol = "tiny"\ncache_dir = "{cache}"\n')
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qm9pack" else find_spec(name, *a))
+    assert run("bench", "--config", config, "--methods", "ls", "--out", tmp_path / "out") == 2
+    error = capsys.readouterr().err
+    assert error.startswith("go4align bench: error: qm9pack is not installed.")
+    assert "pip install 'go4align[qm9]'" in error and not (tmp_path / "out").exists()
 
 
 def test_config_files_are_checked(tmp_path):
@@ -116,20 +141,27 @@ def test_configs_of_the_builtin_benchmarks_match_their_code(name):
     assert configured.options == get_benchmark(name).options
 
 
-def test_paper_configs_hold_the_papers_numbers():
-    assert Protocol(**load_config(CONFIGS / "fashion.toml")["protocol"]) == fashion_module.PROTOCOL
-    nyuv2 = Protocol(**load_config(CONFIGS / "nyuv2.toml")["protocol"])
-    assert (nyuv2.epochs, nyuv2.batch_size, nyuv2.lr, nyuv2.reporting_rule) == (200, 2, 1e-4, "last_k_mean:10")
-    assert dict(nyuv2.scheduler_options) == {"step_size": 100, "gamma": 0.5}
-    assert nyuv2.method_options["go4align"]["num_groups"] == 2
-    qm9 = Protocol(**load_config(CONFIGS / "qm9.toml")["protocol"])
-    assert (qm9.epochs, qm9.batch_size, qm9.scheduler, qm9.reporting_rule) == (300, 120, "plateau", "best_validation")
-    assert qm9.method_options["go4align"]["num_groups"] == 5 and qm9.selection == "delta_m"
-    reduced = load_config(CONFIGS / "qm9-reduced.toml")
-    assert reduced["benchmark"] == "qm9" and reduced["protocol"]["epochs"] == 6
-    assert reduced["benchmark_options"] == {"train_size": 10000, "val_size": 2000, "test_size": 10000}
-    celeba = Protocol(**load_config(CONFIGS / "celeba.toml")["protocol"])
-    assert (celeba.epochs, celeba.batch_size, celeba.lr) == (15, 256, 3e-4)
+@pytest.mark.parametrize(
+    "name, protocol",
+    [
+        ("fashion", fashion.PROTOCOL),
+        ("nyuv2", nyuv2.PROTOCOL),
+        ("cityscapes", cityscapes.PROTOCOL),
+        ("celeba", celeba.PROTOCOL),
+        ("qm9", qm9.TRAINING_PROTOCOLS["full"]),
+        ("qm9-reduced", qm9.TRAINING_PROTOCOLS["reduced"]),
+    ],
+)
+def test_configs_are_copies_of_the_module_protocols(name, protocol):
+    """The modules hold the protocols; the configs are the user-facing copies."""
+    assert Protocol(**load_config(CONFIGS / f"{name}.toml")["protocol"]) == protocol
+
+
+def test_qm9_configs_name_their_split():
+    assert load_config(CONFIGS / "qm9.toml")["benchmark_options"] == {"protocol": "full"}
+    reduced = load_config(CONFIGS / "qm9-reduced.toml")["benchmark_options"]
+    sizes = {f"{split}_size": len(positions) for split, positions in qm9.PROTOCOLS["reduced"].items()}
+    assert reduced == {"protocol": "reduced", **sizes}
 
 
 def test_report_writes_the_report_or_says_why_not(tmp_path, capsys):
