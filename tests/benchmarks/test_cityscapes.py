@@ -70,7 +70,8 @@ def test_protocol_and_references():
     protocol = cityscapes.PROTOCOL
     assert (protocol.epochs, protocol.batch_size, protocol.eval_batch_size, protocol.lr) == (200, 8, 8, 1e-4)
     assert protocol.scheduler == "step" and dict(protocol.scheduler_options) == {"step_size": 100, "gamma": 0.5}
-    assert protocol.reporting_rule == "last_k_mean:10" and protocol.method_options["go4align"]["num_groups"] == 2
+    assert protocol.reporting_rule == "last_k_mean:10"
+    assert protocol.method_options == {"go4align": {"num_groups": 2}, "famo": {"gamma": 1e-2}}
     assert cityscapes.STL_REFERENCE == {"miou": 74.01, "pix_acc": 93.16, "abs_err": 0.0125, "rel_err": 27.77}
     assert cityscapes.HIGHER_IS_BETTER == {"miou": True, "pix_acc": True, "abs_err": False, "rel_err": False}
     with pytest.raises(ValueError, match="architecture must be one of .*, got 'segnet'"):

@@ -481,9 +481,9 @@ class DenseMetrics:
 # The benchmark
 
 
-def reference_protocol(batch_size: int, num_groups: int) -> Protocol:
+def reference_protocol(batch_size: int, method_options: Mapping[str, Mapping[str, object]]) -> Protocol:
     """The training protocol both dense benchmarks share (AvivNavon/nash-mtl experiments/nyuv2/trainer.py
-    and its CityScapes twin) at a benchmark's batch size and GO4Align's K.
+    and its CityScapes twin) at a benchmark's batch size, with its methods' default options.
 
     200 epochs of Adam 1e-4, halved after epoch 100 (``StepLR(step_size=100, gamma=0.5)`` stepped
     once per epoch); augmentation of the training split (see :class:`DenseNpyDataset`); no
@@ -500,7 +500,7 @@ def reference_protocol(batch_size: int, num_groups: int) -> Protocol:
         scheduler="step",
         scheduler_options={"step_size": 100, "gamma": 0.5},
         reporting_rule="last_k_mean:10",
-        method_options={"go4align": {"num_groups": num_groups}},
+        method_options=method_options,
     )
 
 

@@ -47,7 +47,7 @@ STL_REFERENCE_SOURCE = (
 )
 
 # The paper's K for M = 3 tasks.
-PROTOCOL = dense.reference_protocol(batch_size=2, num_groups=2)
+PROTOCOL = dense.reference_protocol(batch_size=2, method_options={"go4align": {"num_groups": 2}})
 
 
 class NYUv2(dense.DenseNpyDataset):
