@@ -183,7 +183,7 @@ class LossWeighting(Weighting):
         raise NotImplementedError
 
     def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
-        return (weights.to(losses.dtype) * losses).sum()
+        return torch.dot(weights.to(losses.dtype), losses)
 
     def forward(self, losses: Tensor) -> Tensor:
         losses = self.check_losses(losses)

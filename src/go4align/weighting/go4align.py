@@ -113,8 +113,7 @@ class GO4Align(LossWeighting):
         if self.smooth_alignment:
             log_alignment = self.log_alignment
             if self.beta > 0:  # in place: Q_t = normalise(Q_{t-1} exp(-beta L_t)) in log space
-                log_alignment.sub_(risk, alpha=self.beta)
-                log_alignment.sub_(log_alignment.logsumexp(0))
+                log_alignment.copy_(torch.log_softmax(log_alignment.sub_(risk, alpha=self.beta), 0))
             smooth = log_alignment.exp()
         else:
             smooth = torch.full_like(risk, 1 / self.num_tasks)

@@ -34,15 +34,16 @@ def _segment_tables(m: int, device: torch.device, thread: int) -> dict[str, Tens
     written): 1/length of the first and last segments, 1/(b - a) for segments [a, b), -inf where
     a > b (no such segment), and two (M+1)^2 buffers so that a step allocates no large tensor."""
     positions = torch.arange(m + 1, dtype=torch.float64, device=device)
-    length = positions[:, None] - positions[None, :]  # [b, a]
-    return {
-        "first": 1 / positions.clamp_min(1),  # [0, b): an empty first group has gain 0
-        "last": torch.where(positions < m, 1 / (m - positions).clamp_min(1), torch.zeros_like(positions)),
-        "inverse": torch.where(length > 0, 1 / length.clamp_min(1), torch.zeros_like(length)),
-        "impossible": torch.where(length < 0, float("-inf"), 0.0),
-        "gain": torch.empty_like(length),
-        "total": torch.empty_like(length),
-    }
+    first = 1 / positions.clamp_min(1)  # [0, b): an empty first group has gain 0
+    last = torch.where(positions < m, 1 / (m - positions).clamp_min(1), torch.zeros_like(positions))
+    tables = {"positions": torch.arange(m, device=device), "two": (first + last)[1:], "first": first, "last": last}
+    if m > 3:
+        length = positions[:, None] - positions[None, :]  # [b, a]
+        tables["inverse"] = torch.where(length > 0, 1 / length.clamp_min(1), torch.zeros_like(length))
+        tables["impossible"] = torch.where(length < 0, float("-inf"), 0.0)
+        tables["gain"] = torch.empty_like(length)
+        tables["total"] = torch.empty_like(length)
+    return tables
 
 
 def kmeans_1d(values: Tensor, num_groups: int) -> Tensor:
@@ -59,28 +60,37 @@ def kmeans_1d(values: Tensor, num_groups: int) -> Tensor:
     sorted_values, order = torch.sort(values, stable=True)
     run_starts = sorted_values[1:] > sorted_values[:-1]  # positions 1..M-1 where a new value begins
     if num_groups == 1:
-        run_starts = torch.zeros_like(run_starts)
-    elif num_groups < m:
-        run_starts = _optimal_splits(sorted_values, run_starts, num_groups)
-    labels = torch.zeros(m, dtype=torch.int64, device=values.device)
-    torch.cumsum(run_starts, 0, out=labels[1:])
+        labels = torch.zeros(m, dtype=torch.int64, device=values.device)
+    elif num_groups == 2 and m > 2:
+        labels = _two_groups(sorted_values, run_starts)
+    else:
+        if num_groups < m:
+            run_starts = _optimal_splits(sorted_values, run_starts, num_groups)
+        labels = torch.zeros(m, dtype=torch.int64, device=values.device)
+        torch.cumsum(run_starts, 0, out=labels[1:])
     return labels.scatter(0, order, labels)
 
 
+def _two_groups(sorted_values: Tensor, run_starts: Tensor) -> Tensor:
+    """The DP for K = 2 in closed form: labels of the sorted positions."""
+    m = sorted_values.shape[0]
+    tables = _segment_tables(m, sorted_values.device, threading.get_ident())
+    x = sorted_values.to(torch.float64)
+    prefix = torch.cumsum(x - x.mean(), 0)  # P[1..M], P[M] = 0
+    # Splitting before position a gains P[a]^2 (1/a + 1/(M-a)); a = M (gain 0) means one group.
+    gain = prefix.square_().mul_(tables["two"])
+    gain[:-1].masked_fill_(~run_starts, float("-inf"))
+    return (tables["positions"] > gain.argmax()).long()
+
+
 def _optimal_splits(sorted_values: Tensor, run_starts: Tensor, num_groups: int) -> Tensor:
-    """Mark the sorted positions 1..M-1 that start a group in an optimal partition."""
+    """Mark the sorted positions 1..M-1 that start a group in an optimal partition (K >= 3)."""
     m = sorted_values.shape[0]
     tables = _segment_tables(m, sorted_values.device, threading.get_ident())
     first, last = tables["first"], tables["last"]
     x = sorted_values.to(torch.float64)
     prefix = torch.zeros(m + 1, dtype=torch.float64, device=x.device)
     torch.cumsum(x - x.mean(), 0, out=prefix[1:])
-    if num_groups == 2:
-        # Centred, P[M] = 0: splitting at a gains P[a]^2 (1/a + 1/(M-a)); a = M means one group.
-        gain = prefix[1:].square().mul_(first[1:] + last[1:])
-        gain[:-1].masked_fill_(~run_starts, float("-inf"))
-        split = gain.argmax() + 1
-        return torch.arange(1, m, device=x.device) == split
     # A group may start only where a run of equal values starts (or at the ends).
     blocked = torch.zeros_like(prefix)
     blocked[1:m].masked_fill_(~run_starts, float("-inf"))
@@ -208,6 +218,7 @@ class Grouping(nn.Module):
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
+        self._ids = torch.arange(num_groups)[:, None]
 
     def needs_indicators(self) -> bool:
         return self.group_weights is None or self.clustering not in ("fixed", "random")
@@ -232,17 +243,21 @@ class Grouping(nn.Module):
     def forward(self, indicators: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Return ``(task_weights, labels, group_weights, group_sizes)`` for 1-D indicators."""
         labels = self.labels(indicators)
-        ids = torch.arange(self.num_groups, device=indicators.device)
-        members = (labels == ids[:, None]).to(indicators.dtype)  # [K, M]
+        members = (labels == self._group_ids(indicators.device)).to(indicators.dtype)  # [K, M]
         sizes = members.sum(1)
         if self.group_weights is None:
-            omega = torch.mv(members, indicators) / sizes.clamp_min(1)
+            omega = torch.mv(members, indicators).div_(sizes.clamp_min(1))
         elif self.group_weights == "random":
             draws = torch.randn(self.num_groups, generator=self.generator, dtype=torch.float64)
             omega = torch.softmax(draws, 0).to(indicators.device, indicators.dtype)
         else:
             omega = torch.tensor(self.group_weights, dtype=indicators.dtype, device=indicators.device)
-        return omega[labels], labels, omega, sizes
+        return torch.mv(members.T, omega), labels, omega, sizes
+
+    def _group_ids(self, device: torch.device) -> Tensor:
+        if self._ids.device != device:
+            self._ids = self._ids.to(device)
+        return self._ids
 
     def get_extra_state(self) -> dict:
         return {"generator": self.generator.get_state()}
