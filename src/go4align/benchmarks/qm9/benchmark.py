@@ -13,9 +13,10 @@ training protocol (:data:`TRAINING_PROTOCOLS`):
 - ``"tiny"``: 200 / 100 / 100 molecules and 2 epochs of batch 50 with the full protocol's
   scheduler, so that tests run every part of the full protocol in seconds.
 
-Delta-m (selection and report) is against the paper's single-task MAEs (`tasks.STL_REFERENCE`),
-which only the full protocol can approach; at the reduced budget train STL references at the same
-budget (method ``stl``) and compare against those.
+The best validation epoch is chosen by Delta-m against the paper's single-task MAEs
+(`tasks.STL_REFERENCE`), which the report also uses when a grid has no ``stl`` runs. Only the full
+protocol can approach them: at the reduced budget, train STL references at the same budget (method
+``stl``), which the report then uses instead.
 """
 
 from __future__ import annotations
