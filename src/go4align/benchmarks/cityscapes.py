@@ -83,7 +83,7 @@ def make_benchmark(data_dir: str | Path | None = None, width: int = 64) -> Bench
         "cityscapes",
         CityScapes,
         data_dir,
-        model=lambda tasks, w: build_model("mtan", tasks, w),
+        build_model=build_model,
         width=width,
         protocol=PROTOCOL,
         stl_reference=STL_REFERENCE,

@@ -508,13 +508,14 @@ def make_dense_benchmark(
     name: str,
     dataset: type[DenseNpyDataset],
     data_dir: str | Path | None,
-    model: Callable[[Sequence[str], int], nn.Module],
+    build_model: Callable[..., nn.Module],
     width: int,
     protocol: Protocol,
     stl_reference: Mapping[str, float],
 ) -> Benchmark:
     """A dense benchmark over the MTAN layout at ``data_dir``: the training split augmented, the
-    test split (the release's ``val/``) plain, ``model(tasks, width)`` for every seed.
+    test split (the release's ``val/``) plain, and for every seed the protocol's model,
+    ``build_model(architecture="mtan", tasks=..., width=width)``.
 
     The layout is checked here, so that a missing or malformed folder fails before any training.
     """
@@ -530,7 +531,7 @@ def make_dense_benchmark(
         name=name,
         tasks=[Task(task, *(Metric(m, up) for m, up in METRICS[task].items())) for task in tasks],
         datasets=splits.__getitem__,
-        model=lambda seed: model(tasks, width),
+        model=lambda seed: build_model(architecture="mtan", tasks=tasks, width=width),
         losses=lambda predictions, targets: task_losses(predictions, targets, tasks),
         metrics=lambda: DenseMetrics(tasks, dataset.num_classes),
         protocol=protocol,

@@ -90,7 +90,7 @@ def make_benchmark(data_dir: str | Path | None = None, width: int = 64) -> Bench
         "nyuv2",
         NYUv2,
         data_dir,
-        model=lambda tasks, w: build_model("mtan", tasks, w),
+        build_model=build_model,
         width=width,
         protocol=PROTOCOL,
         stl_reference=STL_REFERENCE,
