@@ -1,0 +1,66 @@
+"""Small solvers over the probability simplex, shared by MGDA and CAGrad.
+
+They work on ``M x M`` float64 numpy arrays on the host: the problems have a few dozen variables
+and many short, data-dependent iterations, for which one host copy of the Gramian per step is far
+cheaper than launching tiny device kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def project_simplex(y: np.ndarray) -> np.ndarray:
+    """Euclidean projection of ``y`` onto ``{w >= 0, sum w = 1}`` (sort-based, exact)."""
+    u = np.sort(y)[::-1]
+    cumulative = np.cumsum(u) - 1.0
+    index = np.arange(1, y.shape[0] + 1)
+    rho = np.nonzero(u - cumulative / index > 0)[0][-1]
+    return np.maximum(y - cumulative[rho] / (rho + 1), 0.0)
+
+
+def minimise_on_simplex(
+    value: Callable[[np.ndarray], float],
+    gradient: Callable[[np.ndarray], np.ndarray],
+    start: np.ndarray,
+    *,
+    max_iter: int = 2000,
+    tol: float = 1e-12,
+) -> np.ndarray:
+    """Accelerated projected gradient (FISTA with backtracking and adaptive restart) for a
+    smooth convex function on the simplex; stops when an iterate moves less than ``tol``."""
+    x = project_simplex(start)
+    y, t, step = x.copy(), 1.0, 1.0
+    fx = value(x)
+    for _ in range(max_iter):
+        gy, fy = gradient(y), value(y)
+        while True:
+            candidate = project_simplex(y - step * gy)
+            diff = candidate - y
+            fc = value(candidate)
+            if fc <= fy + gy @ diff + (diff @ diff) / (2 * step) + 1e-15 or step < 1e-20:
+                break
+            step *= 0.5
+        if fc > fx:  # adaptive restart keeps the iterates monotone
+            y, t = x.copy(), 1.0
+            continue
+        t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
+        y = candidate + ((t - 1) / t_next) * (candidate - x)
+        moved = np.abs(candidate - x).sum()
+        x, fx, t = candidate, fc, t_next
+        step *= 2.0
+        if moved < tol:
+            break
+    return x
+
+
+def min_norm_weights(gram: np.ndarray, *, max_iter: int = 5000, tol: float = 1e-13) -> np.ndarray:
+    """Simplex weights of the minimum-norm point of the convex hull: ``argmin w^T G w``."""
+    m = gram.shape[0]
+    if m == 1:
+        return np.ones(1)
+    scale = max(np.abs(gram).max(), 1e-300)
+    g = gram / scale  # the minimiser does not depend on the scale; the step sizes do
+    return minimise_on_simplex(lambda w: w @ g @ w, lambda w: 2 * g @ w, np.full(m, 1.0 / m), max_iter=max_iter, tol=tol)

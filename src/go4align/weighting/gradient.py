@@ -1,0 +1,214 @@
+"""Gradient-oriented methods: one gradient per task, an aggregation, one backward pass.
+
+Every gradient-oriented method (MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, Aligned-MTL, GradDrop)
+does the same three things, which :class:`GradientWeighting` does once for all of them:
+
+1. **Collect** the task gradients as a Jacobian matrix ``J`` of shape ``[M, P]``, either with
+   respect to an explicit list of ``shared_parameters`` (``target="parameters"``, the reference
+   code's default) or with respect to the ``shared_representation`` tensor
+   (``target="representation"``: MGDA-UB, GradDrop, feature-level IMTL-G), ``P`` being the
+   total number of entries.
+2. **Aggregate** ``J`` into task weights ``w`` (MGDA, IMTL-G, Nash-MTL, Aligned-MTL; also the
+   *effective* weights of PCGrad and CAGrad, whose directions are combinations of the task
+   gradients too), and/or a direction ``d`` of shape ``[P]`` (GradDrop, whose masks are not a
+   combination of task gradients). Without a direction, ``d = w @ J``.
+3. **Back-propagate once**: ``sum_m h_m L_m`` is back-propagated through the whole model, where
+   ``h = w`` (``head_gradients="weighted"``: the reference behaviour of the weight methods, whose
+   weighted loss reaches the task-specific heads) or ``h = 1`` (``"unweighted"``: PCGrad, CAGrad
+   and GradDrop in the reference, whose heads get the plain summed gradient). A tensor hook on
+   each target replaces the gradient arriving there by ``d``, so the shared part receives the
+   aggregated direction and autograd accumulates it into ``.grad`` as usual (prior gradients are
+   kept, and distributed-training gradient hooks see the aggregated gradient). The task-specific
+   parameters never have to be listed.
+
+Batching: the Jacobian is computed with one ``torch.autograd.grad`` call per task
+(``batched=False``, the default) or with one vmapped call (``batched=True``,
+``is_grads_batched=True``), which falls back to the per-task loop, once and for the rest of the
+run, when the model has an operation that vmap cannot batch. ``perf/methods_cost.py`` measures
+both: on the CPU the vmapped call is faster for an MLP at large ``M`` but slower for
+graph networks (3x on QM9, benchmarks.md) and it holds ``M`` copies of every intermediate
+gradient, so the loop is the default.
+
+Post-processing: :meth:`GradientWeighting.transform_weights` is called on the weights before the
+direction is formed; a wrapper that groups the weights of a gradient method (GO4Align Table 4)
+overrides it, and the direction becomes ``transformed_weights @ J``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+from ._checks import check_bool
+from .base import Weighting, check_choice
+
+__all__ = ["GradientWeighting", "Aggregation", "TARGETS", "HEAD_GRADIENTS"]
+
+TARGETS = ("parameters", "representation")
+HEAD_GRADIENTS = ("weighted", "unweighted")
+
+
+class Aggregation(NamedTuple):
+    """What a method's :meth:`~GradientWeighting.aggregate` returns.
+
+    ``weights``: effective task weights ``[M]`` (float64), or ``None`` when the direction is not a
+    combination of the task gradients. ``direction``: ``[P]`` in the Jacobian's dtype, or ``None``
+    for ``weights @ J``. ``extras``: method-specific diagnostics.
+    """
+
+    weights: Tensor | None
+    direction: Tensor | None = None
+    extras: dict[str, Tensor] | None = None
+
+
+def gramian(jacobian: Tensor) -> Tensor:
+    """``J J^T`` as float64 (the inner products of the task gradients)."""
+    return (jacobian @ jacobian.T).to(torch.float64)
+
+
+class GradientWeighting(Weighting):
+    """Base class of the gradient-oriented methods (see the module docstring).
+
+    Args:
+        num_tasks: ``M``.
+        target: ``"parameters"`` (gradients w.r.t. ``shared_parameters``) or
+            ``"representation"`` (w.r.t. ``shared_representation``).
+        head_gradients: ``"weighted"`` (the task-specific parameters receive
+            ``sum_m w_m grad L_m``) or ``"unweighted"`` (``sum_m grad L_m``).
+        batched: compute the Jacobian with one vmapped backward instead of ``M`` backwards.
+        validate: check the loss values each step.
+
+    Subclasses implement :meth:`aggregate`; they may override :meth:`reuse` to skip the Jacobian
+    on some steps (Nash-MTL's ``update_weights_every``).
+    """
+
+    def __init__(
+        self,
+        num_tasks: int,
+        *,
+        target: str = "parameters",
+        head_gradients: str = "weighted",
+        batched: bool = False,
+        validate: bool = True,
+    ):
+        super().__init__(num_tasks, validate=validate)
+        check_choice("target", target, TARGETS)
+        check_choice("head_gradients", head_gradients, HEAD_GRADIENTS)
+        self.target = target
+        self.head_gradients = head_gradients
+        self.batched = check_bool("batched", batched)
+        self._vmap_failed = False
+
+    # -- to implement ---------------------------------------------------------------------------
+    def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
+        """Task weights and/or direction from the Jacobian ``[M, P]`` and the detached losses."""
+        raise NotImplementedError
+
+    def reuse(self) -> Aggregation | None:
+        """An aggregation to use this step without computing the Jacobian, or ``None``."""
+        return None
+
+    def transform_weights(self, weights: Tensor) -> Tensor:
+        """Post-process the task weights (identity); the direction follows the result."""
+        return weights
+
+    # -- the protocol -----------------------------------------------------------------------------
+    def backward(
+        self,
+        losses: Tensor,
+        *,
+        shared_parameters: Sequence[Tensor] | None = None,
+        shared_representation: Tensor | None = None,
+        retain_graph: bool = False,
+    ) -> Tensor | None:
+        losses = self.check_losses(losses)
+        targets = self.targets(shared_parameters, shared_representation)
+        jacobian = None
+        aggregation = self.reuse()
+        if aggregation is None:
+            jacobian = self.jacobian(losses, targets)
+            aggregation = self.aggregate(jacobian, losses.detach(), targets)
+        weights, direction, extras = aggregation
+        if weights is not None:
+            transformed = self.transform_weights(weights)
+            if transformed is not weights:
+                weights, direction = transformed, None
+        unweighted = weights is None or self.head_gradients == "unweighted"
+        heads = torch.ones_like(losses) if unweighted else weights.to(losses.dtype)
+        if direction is None and unweighted:
+            # The shared part cannot come from the head backward: form w @ J explicitly.
+            if jacobian is None:
+                jacobian = self.jacobian(losses, targets)
+            direction = weights.to(jacobian.dtype) @ jacobian
+        elif direction is None and jacobian is not None:
+            direction = weights.to(jacobian.dtype) @ jacobian
+        self.backpropagate(losses, heads, targets, direction, retain_graph)
+        self.step += 1
+        record = {"losses": losses} if weights is None else {"losses": losses, "weights": weights}
+        self.record(**record, **(extras or {}))
+        return None if weights is None else weights.detach()
+
+    # -- the machinery ------------------------------------------------------------------------------
+    def targets(self, shared_parameters, shared_representation) -> list[Tensor]:
+        """The tensors the task gradients are taken with respect to."""
+        if self.target == "representation":
+            if shared_representation is None:
+                raise ValueError(
+                    f"{type(self).__name__} with target='representation' needs shared_representation=..."
+                )
+            if not isinstance(shared_representation, Tensor) or not shared_representation.requires_grad:
+                raise ValueError("shared_representation must be a tensor that requires grad")
+            return [shared_representation]
+        if shared_parameters is None:
+            raise ValueError(f"{type(self).__name__} with target='parameters' needs shared_parameters=...")
+        if isinstance(shared_parameters, Tensor):
+            shared_parameters = [shared_parameters]
+        params = [p for p in shared_parameters if p.requires_grad]
+        if not params:
+            raise ValueError("shared_parameters holds no tensor that requires grad")
+        return params
+
+    def jacobian(self, losses: Tensor, targets: Sequence[Tensor]) -> Tensor:
+        """Per-task gradients as a ``[M, P]`` matrix, rows in task order."""
+        m = self.num_tasks
+        if self.batched and not self._vmap_failed:
+            eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
+            try:
+                grads = torch.autograd.grad(
+                    losses, targets, eye, retain_graph=True, is_grads_batched=True,
+                    allow_unused=True, materialize_grads=True,
+                )
+                return torch.cat([g.reshape(m, -1) for g in grads], 1)
+            except (RuntimeError, NotImplementedError):
+                self._vmap_failed = True  # an operation vmap cannot batch: loop from now on
+        rows = []
+        for loss in losses:
+            grads = torch.autograd.grad(loss, targets, retain_graph=True, allow_unused=True, materialize_grads=True)
+            rows.append(torch.cat([g.reshape(-1) for g in grads]))
+        return torch.stack(rows)
+
+    @staticmethod
+    def backpropagate(
+        losses: Tensor, heads: Tensor, targets: Sequence[Tensor], direction: Tensor | None, retain_graph: bool
+    ) -> None:
+        """Back-propagate ``sum_m heads_m L_m``; the gradient arriving at the targets is ``direction``."""
+        handles = []
+        if direction is not None:
+            offset = 0
+            for tensor in targets:
+                piece = direction[offset : offset + tensor.numel()].view_as(tensor).to(tensor.dtype)
+                offset += tensor.numel()
+                handles.append(tensor.register_hook(lambda _grad, piece=piece: piece))
+        try:
+            torch.autograd.backward((heads * losses).sum(), retain_graph=retain_graph)
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_tasks={self.num_tasks}, target={self.target!r}, "
+            f"head_gradients={self.head_gradients!r}, batched={self.batched}"
+        )
