@@ -130,3 +130,37 @@ def assert_close_lists(actual, expected, **tolerances):
     assert len(actual) == len(expected)
     for a, b in zip(actual, expected):
         torch.testing.assert_close(a, b, **tolerances)
+
+
+def random_jacobian(num_tasks: int, size: int = 7, seed: int = 0, conflict: bool = True) -> torch.Tensor:
+    """A float64 ``[M, P]`` matrix of task gradients; with ``conflict`` some pairs point apart."""
+    generator = torch.Generator().manual_seed(seed)
+    jac = torch.randn(num_tasks, size, generator=generator, dtype=torch.float64)
+    if not conflict:
+        jac = jac + 3 * torch.ones(size, dtype=torch.float64)
+    return jac
+
+
+def aggregate(method, jacobian: torch.Tensor, losses: torch.Tensor | None = None):
+    """Call a gradient method's aggregation directly on a Jacobian; returns weights, direction."""
+    if losses is None:
+        losses = torch.ones(jacobian.shape[0], dtype=torch.float64)
+    result = method.aggregate(jacobian, losses, [torch.zeros(jacobian.shape[1], dtype=torch.float64)])
+    direction = result.direction if result.direction is not None else result.weights @ jacobian
+    return result.weights, direction
+
+
+def check_permutation_equivariance(factory, jacobian: torch.Tensor, **tolerances) -> None:
+    """Reordering the tasks reorders the weights and leaves the direction unchanged."""
+    perm = torch.randperm(jacobian.shape[0], generator=torch.Generator().manual_seed(1))
+    weights, direction = aggregate(factory(), jacobian)
+    permuted_weights, permuted_direction = aggregate(factory(), jacobian[perm])
+    torch.testing.assert_close(permuted_weights, weights[perm], **tolerances)
+    torch.testing.assert_close(permuted_direction, direction, **tolerances)
+
+
+def check_scaling(factory, jacobian: torch.Tensor, power: float, scale: float = 10.0, **tolerances) -> None:
+    """Scaling every gradient by ``scale`` scales the weights by ``scale ** power``."""
+    weights, _ = aggregate(factory(), jacobian)
+    scaled, _ = aggregate(factory(), jacobian * scale)
+    torch.testing.assert_close(scaled, weights * scale**power, **tolerances)

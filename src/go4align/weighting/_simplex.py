@@ -63,4 +63,24 @@ def min_norm_weights(gram: np.ndarray, *, max_iter: int = 5000, tol: float = 1e-
         return np.ones(1)
     scale = max(np.abs(gram).max(), 1e-300)
     g = gram / scale  # the minimiser does not depend on the scale; the step sizes do
-    return minimise_on_simplex(lambda w: w @ g @ w, lambda w: 2 * g @ w, np.full(m, 1.0 / m), max_iter=max_iter, tol=tol)
+    w = minimise_on_simplex(lambda w: w @ g @ w, lambda w: 2 * g @ w, np.full(m, 1.0 / m), max_iter=max_iter, tol=tol)
+    return _polish(g, w)
+
+
+def _polish(g: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Solve the optimality system exactly on the support found by the iterative solver
+    (``G_SS w_S = lambda 1``, ``sum w_S = 1``); keep it if it is feasible and no worse."""
+    support = np.nonzero(w > 1e-9)[0]
+    k = support.size
+    system = np.zeros((k + 1, k + 1))
+    system[:k, :k] = g[np.ix_(support, support)]
+    system[:k, k] = -1.0
+    system[k, :k] = 1.0
+    rhs = np.zeros(k + 1)
+    rhs[k] = 1.0
+    solution = np.linalg.lstsq(system, rhs, rcond=None)[0][:k]
+    if (solution < 0).any() or abs(solution.sum() - 1) > 1e-12:
+        return w
+    polished = np.zeros_like(w)
+    polished[support] = solution
+    return polished if polished @ g @ polished <= w @ g @ w + 1e-15 else w
