@@ -28,13 +28,19 @@ def minimise_on_simplex(
     *,
     max_iter: int = 2000,
     tol: float = 1e-12,
+    finish: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """Accelerated projected gradient (FISTA with backtracking and adaptive restart) for a
-    smooth convex function on the simplex; stops when an iterate moves less than ``tol``."""
+    smooth convex function on the simplex; stops when an iterate moves less than ``tol``, or when
+    ``finish(x)``, tried every 20 iterations, returns a final answer."""
     x = project_simplex(start)
     y, t, step = x.copy(), 1.0, 1.0
     fx = value(x)
-    for _ in range(max_iter):
+    for iteration in range(max_iter):
+        if finish is not None and iteration % 20 == 19:
+            final = finish(x)
+            if final is not None:
+                return final
         gy, fy = gradient(y), value(y)
         while True:
             candidate = project_simplex(y - step * gy)
@@ -63,7 +69,16 @@ def min_norm_weights(gram: np.ndarray, *, max_iter: int = 5000, tol: float = 1e-
         return np.ones(1)
     scale = max(np.abs(gram).max(), 1e-300)
     g = gram / scale  # the minimiser does not depend on the scale; the step sizes do
-    w = minimise_on_simplex(lambda w: w @ g @ w, lambda w: 2 * g @ w, np.full(m, 1.0 / m), max_iter=max_iter, tol=tol)
+
+    def optimal(w: np.ndarray) -> np.ndarray | None:
+        """The exact solution on ``w``'s support, if it satisfies every optimality condition."""
+        exact = _polish(g, w)
+        g_w = g @ exact
+        return exact if (g_w >= exact @ g_w - 1e-12).all() else None
+
+    w = minimise_on_simplex(
+        lambda w: w @ g @ w, lambda w: 2 * g @ w, np.full(m, 1.0 / m), max_iter=max_iter, tol=tol, finish=optimal
+    )
     return _polish(g, w)
 
 

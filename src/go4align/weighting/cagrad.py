@@ -94,7 +94,14 @@ class CAGrad(GradientWeighting):
                 constraints={"type": "eq", "fun": lambda w: 1.0 - w.sum()},
             )
             return result.x, radius
-        return minimise_on_simplex(value, gradient, average), radius
+        def optimal(w):
+            """``w`` itself once the optimality conditions hold to 1e-10 (relative)."""
+            g = gradient(w)
+            level = g[w > 1e-12]
+            slack = 1e-10 * np.abs(g).max()
+            return w if level.max() - level.min() <= slack and g.min() >= level.min() - slack else None
+
+        return minimise_on_simplex(value, gradient, average, finish=optimal), radius
 
     def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
         m = self.num_tasks
