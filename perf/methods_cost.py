@@ -9,8 +9,10 @@ fixed batch, plain SGD. A training step is what the protocol prescribes for ever
 and ``imtl-g (batched)`` (IMTL-G with the vmapped Jacobian, to compare the two ways of collecting
 it).
 
-Time: median over ``--repeats`` rounds after two warm-up rounds; methods run round-robin within a
-round, so that a change of machine load hits all of them alike; ratio to LS from the same run.
+Time: median (or ``--statistic min``) over ``--repeats`` rounds after two warm-up rounds, each
+sample timing as many consecutive steps as last ~20 ms with LS; methods
+run round-robin within a round, so that a change of machine load hits all of them alike; ratio to
+LS from the same run.
 Memory: peak of the tensor memory allocated during one step above what was live before it, from
 ``torch.profiler``'s CPU memory events (net allocation per operator, ordered by start time: an
 approximation that misses peaks inside a single operator; Python objects are not counted).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import statistics
 import time
 import warnings
@@ -104,16 +107,22 @@ def peak_memory(step) -> int:
     return max(itertools.accumulate((e.self_cpu_memory_usage for e in events), initial=0))
 
 
-def measure(names, num_tasks, sizes, repeats, memory):
+def measure(names, num_tasks, sizes, repeats, memory, statistic):
     steps = {name: make_step(name, num_tasks, sizes) for name in names}
     times = {name: [] for name in names}
+    # each sample runs enough steps to last ~20 ms of LS, above timer and scheduler granularity
+    start = time.perf_counter()
+    steps["ls"]()
+    count = max(1, math.ceil(0.02 / (time.perf_counter() - start)))
     for round_ in range(repeats + 2):
         for name, step in steps.items():
             start = time.perf_counter()
-            step()
+            for _ in range(count):
+                step()
             if round_ >= 2:
-                times[name].append(time.perf_counter() - start)
-    result = {name: {"time": statistics.median(t)} for name, t in times.items()}
+                times[name].append((time.perf_counter() - start) / count)
+    summary = statistics.median if statistic == "median" else min
+    result = {name: {"time": summary(t)} for name, t in times.items()}
     if memory:
         for name, step in steps.items():
             result[name]["memory"] = peak_memory(step)
@@ -137,6 +146,10 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 3, 11, 40])
     parser.add_argument("--methods", nargs="+", default=None, help="registry names (default: all)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--statistic", choices=["median", "min"], default="median",
+        help="summary of the repeats; 'min' resists other processes' load best",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--features", type=int, default=64)
@@ -157,11 +170,11 @@ def main() -> None:
     results = {}
     for m in args.tasks:
         start = time.perf_counter()
-        results[m] = measure(names, m, sizes, args.repeats, not args.no_memory)
+        results[m] = measure(names, m, sizes, args.repeats, not args.no_memory, args.statistic)
         print(f"M = {m}: measured in {time.perf_counter() - start:.0f} s", flush=True)
     print(
         f"\nOne training step, MLP {args.features}-{args.hidden}-{args.hidden} + M linear heads, batch {args.batch}, "
-        f"{torch.get_num_threads()} thread(s), torch {torch.__version__}; median of {args.repeats}.\n"
+        f"{torch.get_num_threads()} thread(s), torch {torch.__version__}; {args.statistic} of {args.repeats}.\n"
     )
     print("Time per step, ratio to LS (milliseconds):\n")
     print(table(results, args.tasks, "time", "ms", 1e3))

@@ -12,14 +12,20 @@ does the same three things, which :class:`GradientWeighting` does once for all o
    *effective* weights of PCGrad and CAGrad, whose directions are combinations of the task
    gradients too), and/or a direction ``d`` of shape ``[P]`` (GradDrop, whose masks are not a
    combination of task gradients). Without a direction, ``d = w @ J``.
-3. **Back-propagate once**: ``sum_m h_m L_m`` is back-propagated through the whole model, where
-   ``h = w`` (``head_gradients="weighted"``: the reference behaviour of the weight methods, whose
-   weighted loss reaches the task-specific heads) or ``h = 1`` (``"unweighted"``: PCGrad, CAGrad
-   and GradDrop in the reference, whose heads get the plain summed gradient). A tensor hook on
-   each target replaces the gradient arriving there by ``d``, so the shared part receives the
-   aggregated direction and autograd accumulates it into ``.grad`` as usual (prior gradients are
-   kept, and distributed-training gradient hooks see the aggregated gradient). The task-specific
-   parameters never have to be listed.
+3. **Write the gradients**: the shared part receives ``d``; every other parameter the losses
+   reach (the task-specific heads, found by walking the autograd graph, so they never have to be
+   listed) receives the gradient of ``sum_m h_m L_m``, where ``h = w``
+   (``head_gradients="weighted"``: the reference behaviour of the weight methods, whose weighted
+   loss reaches the heads) or ``h = 1`` (``"unweighted"``: PCGrad, CAGrad and GradDrop in the
+   reference, whose heads get the plain summed gradient). Gradients are added into ``.grad``
+   like autograd does (earlier gradients are kept).
+
+   With ``target="parameters"`` the per-task passes already give every parameter's per-task
+   gradient, so the heads' gradients are combined from them and nothing more is back-propagated:
+   ``M`` backward passes in all, the cost of a plain per-task backward loop. With
+   ``target="representation"`` the per-task passes stop at the representation (cheap), and one
+   backward of ``sum_m h_m L_m`` follows, in which a tensor hook on the representation replaces
+   the gradient arriving there by ``d``.
 
 Batching: the Jacobian is computed with one ``torch.autograd.grad`` call per task
 (``batched=False``, the default) or with one vmapped call (``batched=True``,
@@ -125,10 +131,14 @@ class GradientWeighting(Weighting):
     ) -> Tensor | None:
         losses = self.check_losses(losses)
         targets = self.targets(shared_parameters, shared_representation)
-        jacobian = None
         aggregation = self.reuse()
+        # Gradients w.r.t. parameters: the per-task passes also yield the other parameters'
+        # (heads') gradients, so no backward is needed after the aggregation.
+        direct = aggregation is None and self.target == "parameters"
+        others = reachable_leaves(losses, exclude=targets) if direct else []
+        jacobian = other_grads = None
         if aggregation is None:
-            jacobian = self.jacobian(losses, targets)
+            jacobian, other_grads = self.task_gradients(losses, targets, others, retain_graph or not direct)
             aggregation = self.aggregate(jacobian, losses.detach(), targets)
         weights, direction, extras = aggregation
         if weights is not None:
@@ -137,14 +147,15 @@ class GradientWeighting(Weighting):
                 weights, direction = transformed, None
         unweighted = weights is None or self.head_gradients == "unweighted"
         heads = torch.ones_like(losses) if unweighted else weights.to(losses.dtype)
-        if direction is None and unweighted:
-            # The shared part cannot come from the head backward: form w @ J explicitly.
-            if jacobian is None:
-                jacobian = self.jacobian(losses, targets)
+        if direction is None and (jacobian is not None or unweighted):
+            if jacobian is None:  # reused weights with unweighted heads: w @ J is still needed
+                jacobian, _ = self.task_gradients(losses, targets, [], True)
             direction = weights.to(jacobian.dtype) @ jacobian
-        elif direction is None and jacobian is not None:
-            direction = weights.to(jacobian.dtype) @ jacobian
-        self.backpropagate(losses, heads, targets, direction, retain_graph)
+        if direct:
+            accumulate(targets, direction.split([t.numel() for t in targets]))
+            accumulate(others, [combine(heads, grads) for grads in other_grads])
+        else:
+            self.backpropagate(losses, heads, targets, direction, retain_graph)
         self.step += 1
         record = {"losses": losses} if weights is None else {"losses": losses, "weights": weights}
         self.record(**record, **(extras or {}))
@@ -171,23 +182,40 @@ class GradientWeighting(Weighting):
         return params
 
     def jacobian(self, losses: Tensor, targets: Sequence[Tensor]) -> Tensor:
-        """Per-task gradients as a ``[M, P]`` matrix, rows in task order."""
-        m = self.num_tasks
+        """Per-task gradients w.r.t. ``targets`` as a ``[M, P]`` matrix, rows in task order."""
+        return self.task_gradients(losses, targets, [], True)[0]
+
+    def task_gradients(
+        self, losses: Tensor, targets: Sequence[Tensor], others: Sequence[Tensor], retain_graph: bool
+    ) -> tuple[Tensor, list[list[Tensor | None]]]:
+        """The Jacobian w.r.t. ``targets`` and, for each tensor of ``others``, its gradient from
+        each task (``None`` where a task does not reach it)."""
+        m, inputs = self.num_tasks, [*targets, *others]
         if self.batched and not self._vmap_failed:
             eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
             try:
-                grads = torch.autograd.grad(
-                    losses, targets, eye, retain_graph=True, is_grads_batched=True,
-                    allow_unused=True, materialize_grads=True,
-                )
-                return torch.cat([g.reshape(m, -1) for g in grads], 1)
+                # the graph is kept even when it is not needed later: the loop below may need it
+                grads = torch.autograd.grad(losses, inputs, eye, retain_graph=True, is_grads_batched=True, allow_unused=True)
             except (RuntimeError, NotImplementedError):
                 self._vmap_failed = True  # an operation vmap cannot batch: loop from now on
-        rows = []
-        for loss in losses:
-            grads = torch.autograd.grad(loss, targets, retain_graph=True, allow_unused=True, materialize_grads=True)
-            rows.append(torch.cat([g.reshape(-1) for g in grads]))
-        return torch.stack(rows)
+            else:
+                rows = [
+                    (torch.zeros((m, t.numel()), dtype=t.dtype, device=t.device) if g is None else g.reshape(m, -1))
+                    for g, t in zip(grads, targets)
+                ]
+                tail = [[None] * m if g is None else list(g.unbind(0)) for g in grads[len(targets) :]]
+                return torch.cat(rows, 1), tail
+        size = sum(t.numel() for t in targets)
+        jacobian = torch.empty(m, size, dtype=targets[0].dtype, device=targets[0].device)
+        tail = [[] for _ in others]
+        for task, (row, loss) in enumerate(zip(jacobian, losses)):
+            keep = retain_graph or task < m - 1
+            grads = torch.autograd.grad(loss, inputs, retain_graph=keep, allow_unused=True)
+            # rows written in place: peak memory J plus one gradient
+            torch.cat([torch.zeros_like(t).reshape(-1) if g is None else g.reshape(-1) for g, t in zip(grads, targets)], out=row)
+            for collected, g in zip(tail, grads[len(targets) :]):
+                collected.append(g)
+        return jacobian, tail
 
     @staticmethod
     def backpropagate(
@@ -212,3 +240,42 @@ class GradientWeighting(Weighting):
             f"num_tasks={self.num_tasks}, target={self.target!r}, "
             f"head_gradients={self.head_gradients!r}, batched={self.batched}"
         )
+
+
+def reachable_leaves(losses: Tensor, exclude: Sequence[Tensor] = ()) -> list[Tensor]:
+    """The leaf tensors that back-propagating ``losses`` accumulates into (every parameter the
+    losses depend on), in a deterministic order, less ``exclude``."""
+    excluded = {id(t) for t in exclude}
+    found, seen, stack = [], set(), [losses.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
+        if variable is not None and id(variable) not in excluded:
+            found.append(variable)
+        stack.extend(child for child, _ in node.next_functions)
+    return found
+
+
+def combine(weights: Tensor, grads: Sequence[Tensor | None]) -> Tensor | None:
+    """``sum_m weights_m grads_m`` over the tasks whose gradient exists."""
+    total = None
+    for weight, grad in zip(weights, grads):
+        if grad is not None:
+            term = grad * weight.to(grad.dtype)
+            total = term if total is None else total + term
+    return total
+
+
+def accumulate(tensors: Sequence[Tensor], values: Sequence[Tensor | None]) -> None:
+    """Add ``values`` into ``.grad`` as autograd would (set when there is none yet)."""
+    for tensor, value in zip(tensors, values):
+        if value is None:
+            continue
+        value = value.detach().reshape(tensor.shape).to(tensor.dtype)
+        if tensor.grad is None:
+            tensor.grad = value
+        else:
+            tensor.grad.add_(value)
