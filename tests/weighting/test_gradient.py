@@ -129,3 +129,27 @@ def test_missing_or_unusable_targets_are_named():
 def test_bad_base_options_are_named(option, value):
     with pytest.raises(ValueError, match=option):
         GradientWeighting(3, **{option: value})
+
+
+def test_parameters_reached_by_several_tasks_get_the_weighted_sum():
+    torch.manual_seed(0)
+    trunk = torch.nn.Linear(3, 4)
+    common, own = torch.nn.Linear(4, 1), torch.nn.Linear(4, 1)  # common serves both tasks
+    x = torch.randn(5, 3)
+    z = torch.tanh(trunk(x))
+    losses = torch.stack([(common(z) ** 2).mean(), ((common(z) + own(z)) ** 2).mean()])
+    weights = [0.3, 2.0]
+    heads = [*common.parameters(), *own.parameters()]
+    expected = torch.autograd.grad((torch.tensor(weights) * losses).sum(), heads, retain_graph=True)
+    FixedWeights(2, weights).backward(losses, shared_parameters=list(trunk.parameters()))
+    assert_close_lists([p.grad for p in heads], list(expected), check_dtype=False)
+
+
+def test_reachable_leaves_lists_every_parameter_once():
+    from go4align.weighting.gradient import reachable_leaves
+
+    model = HardSharing(3)
+    losses, _ = model()
+    found = reachable_leaves(losses, exclude=model.shared_parameters())
+    heads = [p for head in model.heads for p in head.parameters()]
+    assert sorted(map(id, found)) == sorted(map(id, heads))

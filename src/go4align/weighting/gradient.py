@@ -153,7 +153,7 @@ class GradientWeighting(Weighting):
             direction = weights.to(jacobian.dtype) @ jacobian
         if direct:
             accumulate(targets, direction.split([t.numel() for t in targets]))
-            accumulate(others, [combine(heads, grads) for grads in other_grads])
+            accumulate(others, combine(None if unweighted else heads, other_grads))
         else:
             self.backpropagate(losses, heads, targets, direction, retain_graph)
         self.step += 1
@@ -259,14 +259,21 @@ def reachable_leaves(losses: Tensor, exclude: Sequence[Tensor] = ()) -> list[Ten
     return found
 
 
-def combine(weights: Tensor, grads: Sequence[Tensor | None]) -> Tensor | None:
-    """``sum_m weights_m grads_m`` over the tasks whose gradient exists."""
-    total = None
-    for weight, grad in zip(weights, grads):
-        if grad is not None:
-            term = grad * weight.to(grad.dtype)
-            total = term if total is None else total + term
-    return total
+def combine(weights: Tensor | None, grads: Sequence[Sequence[Tensor | None]]) -> list[Tensor | None]:
+    """For each tensor, ``sum_m weights_m grads[tensor][m]`` (``weights=None``: all ones) over the
+    tasks whose gradient exists; one fused multiply-add per task over all the tensors."""
+    totals = [
+        next((torch.zeros_like(g) for g in per_task if g is not None), None) for per_task in grads
+    ]
+    for task in range(len(grads[0]) if grads else 0):
+        present = [k for k, per_task in enumerate(grads) if per_task[task] is not None]
+        if not present:
+            continue
+        terms = [grads[k][task] for k in present]
+        if weights is not None:
+            terms = torch._foreach_mul(terms, weights[task].to(terms[0].dtype))
+        torch._foreach_add_([totals[k] for k in present], terms)
+    return totals
 
 
 def accumulate(tensors: Sequence[Tensor], values: Sequence[Tensor | None]) -> None:
