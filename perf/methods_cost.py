@@ -51,8 +51,8 @@ class Model(nn.Module):
 
     def forward(self):
         z = self.trunk(self.x)
-        predictions = torch.cat([head(z) for head in self.heads], 1)
-        return ((predictions - self.y) ** 2).mean(0), z
+        losses = [((head(z).squeeze(1) - self.y[:, m]) ** 2).mean() for m, head in enumerate(self.heads)]
+        return torch.stack(losses), z
 
 
 class PerTaskLoop:

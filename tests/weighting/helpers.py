@@ -22,8 +22,9 @@ DTYPE = getattr(torch, os.environ.get("GO4ALIGN_TEST_DTYPE", "float64"))
 class HardSharing(nn.Module):
     """A shared trunk and one linear head per task; regression losses on a fixed batch."""
 
-    def __init__(self, num_tasks: int, features: int = 5, hidden: int = 8, seed: int = 0):
+    def __init__(self, num_tasks: int, features: int = 5, hidden: int = 8, seed: int = 0, stacked: bool = False):
         super().__init__()
+        self.stacked = stacked  # per-task losses put together with torch.stack, else one vector op
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -41,6 +42,9 @@ class HardSharing(nn.Module):
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Task losses (1-D) and the shared representation."""
         z = self.trunk(self.x)
+        if self.stacked:
+            losses = [((head(z).squeeze(1) - self.y[:, m]) ** 2).mean() for m, head in enumerate(self.heads)]
+            return torch.stack(losses), z
         predictions = torch.cat([head(z) for head in self.heads], 1)
         return ((predictions - self.y) ** 2).mean(0), z
 

@@ -28,10 +28,11 @@ class FixedDirection(GradientWeighting):
         return Aggregation(None, 2 * jacobian[0])
 
 
+@pytest.mark.parametrize("stacked", [False, True])
 @pytest.mark.parametrize("target", ["parameters", "representation"])
 @pytest.mark.parametrize("heads", ["weighted", "unweighted"])
-def test_backward_writes_the_direction_and_head_gradients(target, heads):
-    model = HardSharing(3)
+def test_backward_writes_the_direction_and_head_gradients(target, heads, stacked):
+    model = HardSharing(3, stacked=stacked)
     weights = [0.5, 2.0, 0.25]
     _, jac = task_jacobian(model, target)
     w = torch.tensor(weights, dtype=torch.float64)
@@ -61,9 +62,10 @@ def test_gradients_accumulate_like_autograd():
     assert_close_lists(gradients(model), [g + 0.125 for g in fresh])
 
 
+@pytest.mark.parametrize("stacked", [False, True])
 @pytest.mark.parametrize("target", ["parameters", "representation"])
-def test_batched_and_looped_jacobians_agree(target):
-    model = HardSharing(4)
+def test_batched_and_looped_jacobians_agree(target, stacked):
+    model = HardSharing(4, stacked=stacked)
     losses, z = model()
     targets = model.shared_parameters() if target == "parameters" else [z]
     looped = GradientWeighting(4, batched=False).jacobian(losses, targets)
@@ -153,3 +155,14 @@ def test_reachable_leaves_lists_every_parameter_once():
     found = reachable_leaves(losses, exclude=model.shared_parameters())
     heads = [p for head in model.heads for p in head.parameters()]
     assert sorted(map(id, found)) == sorted(map(id, heads))
+
+
+def test_stacked_losses_start_each_pass_at_the_task_loss():
+    from torch.autograd.graph import GradientEdge
+
+    from go4align.weighting.gradient import task_outputs
+
+    stacked, _ = HardSharing(3, stacked=True)()
+    assert all(isinstance(output, GradientEdge) for output in task_outputs(stacked))
+    vector, _ = HardSharing(3)()
+    assert all(isinstance(output, torch.Tensor) for output in task_outputs(vector))

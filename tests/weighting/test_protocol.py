@@ -14,10 +14,10 @@ from helpers import HardSharing, build, resumes_identically, train
 NAMES = available()
 
 
-@pytest.mark.parametrize("num_tasks", [2, 3])
+@pytest.mark.parametrize("num_tasks, stacked", [(2, False), (3, False), (3, True)])
 @pytest.mark.parametrize("name", NAMES)
-def test_three_training_steps(name, num_tasks):
-    model = HardSharing(num_tasks)
+def test_three_training_steps(name, num_tasks, stacked):
+    model = HardSharing(num_tasks, stacked=stacked)
     method = build(name, num_tasks)
     before = copy.deepcopy(model.state_dict())
     returned = train(method, model, steps=3)

@@ -1,4 +1,4 @@
-"""Gradient-oriented methods: one gradient per task, an aggregation, one backward pass.
+"""Gradient-oriented methods: one gradient per task, an aggregation, the gradients written.
 
 Every gradient-oriented method (MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, Aligned-MTL, GradDrop)
 does the same three things, which :class:`GradientWeighting` does once for all of them:
@@ -25,7 +25,8 @@ does the same three things, which :class:`GradientWeighting` does once for all o
    ``M`` backward passes in all, the cost of a plain per-task backward loop. With
    ``target="representation"`` the per-task passes stop at the representation (cheap), and one
    backward of ``sum_m h_m L_m`` follows, in which a tensor hook on the representation replaces
-   the gradient arriving there by ``d``.
+   the gradient arriving there by ``d``. (The direct writes bypass autograd's accumulation hooks,
+   which ``DistributedDataParallel`` relies on; these methods are for single-process training.)
 
 Batching: the Jacobian is computed with one ``torch.autograd.grad`` call per task
 (``batched=False``, the default) or with one vmapped call (``batched=True``,
@@ -46,6 +47,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import GradientEdge
 
 from ._checks import check_bool
 from .base import Weighting, check_choice
@@ -208,9 +210,10 @@ class GradientWeighting(Weighting):
         size = sum(t.numel() for t in targets)
         jacobian = torch.empty(m, size, dtype=targets[0].dtype, device=targets[0].device)
         tail = [[] for _ in others]
-        for task, (row, loss) in enumerate(zip(jacobian, losses)):
+        one = torch.ones((), dtype=losses.dtype, device=losses.device)
+        for task, (row, output) in enumerate(zip(jacobian, task_outputs(losses))):
             keep = retain_graph or task < m - 1
-            grads = torch.autograd.grad(loss, inputs, retain_graph=keep, allow_unused=True)
+            grads = torch.autograd.grad(output, inputs, one, retain_graph=keep, allow_unused=True)
             # rows written in place: peak memory J plus one gradient
             torch.cat([torch.zeros_like(t).reshape(-1) if g is None else g.reshape(-1) for g, t in zip(grads, targets)], out=row)
             for collected, g in zip(tail, grads[len(targets) :]):
@@ -240,6 +243,17 @@ class GradientWeighting(Weighting):
             f"num_tasks={self.num_tasks}, target={self.target!r}, "
             f"head_gradients={self.head_gradients!r}, batched={self.batched}"
         )
+
+
+def task_outputs(losses: Tensor) -> list[Tensor | GradientEdge]:
+    """Where each task's backward pass starts. When ``losses`` was made by ``torch.stack``, its
+    inputs, the task losses themselves: starting from ``losses[m]`` would send zero gradients
+    through every other task's head, ``M^2`` head backward passes per step instead of ``M``."""
+    node = losses.grad_fn
+    if node is not None and node.name() == "StackBackward0" and len(node.next_functions) == losses.shape[0]:
+        if all(child is not None for child, _ in node.next_functions):
+            return [GradientEdge(child, index) for child, index in node.next_functions]
+    return list(losses)
 
 
 def reachable_leaves(losses: Tensor, exclude: Sequence[Tensor] = ()) -> list[Tensor]:
