@@ -52,12 +52,14 @@ class Grouped(LossWeighting):
         self.step += 1
         self.method.step += 1
         self.record(
-            **self.method.diagnostics,
-            indicators=inner,
-            groups=labels,
-            group_weights=omega,
-            group_sizes=sizes,
-            weights=weights,
+            **{
+                **self.method.diagnostics,  # its "weights" are recorded as the indicators
+                "indicators": inner,
+                "groups": labels,
+                "group_weights": omega,
+                "group_sizes": sizes,
+                "weights": weights,
+            }
         )
         return (weights.to(losses.dtype) * losses).sum() + self.method.objective(detached, inner)
 
