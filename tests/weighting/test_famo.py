@@ -73,3 +73,15 @@ def test_optional_clipping_of_the_shared_gradient():
 def test_bad_options_are_named(option, value):
     with pytest.raises(ValueError, match=option):
         FAMO(3, **{option: value})
+
+
+def test_grouped_famo_trains_through_the_protocol():
+    """GO4Align's Table 4 groups FAMO's weights; the wrapper must pass after_step on."""
+    from go4align.weighting import Grouped
+
+    from helpers import train
+
+    method = Grouped(FAMO(3), 2)
+    train(method, HardSharing(3), steps=3)
+    assert int(method.method.adam_steps) == 3
+    assert method.diagnostics["weights"].unique().numel() <= 2

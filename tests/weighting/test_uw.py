@@ -37,3 +37,13 @@ def test_log_variances_are_trainable_parameters():
 def test_bad_init_is_named():
     with pytest.raises(ValueError, match="init"):
         UW(3, init=float("inf"))
+
+
+def test_grouped_uw_still_trains_the_log_variances():
+    from go4align.weighting import Grouped
+
+    from helpers import HardSharing, train
+
+    method = Grouped(UW(3), 2)
+    train(method, HardSharing(3), steps=2)
+    assert not torch.equal(method.method.log_variance.detach(), torch.zeros(3))
