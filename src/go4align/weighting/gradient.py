@@ -31,10 +31,14 @@ does the same three things, which :class:`GradientWeighting` does once for all o
 Batching: the Jacobian is computed with one ``torch.autograd.grad`` call per task
 (``batched=False``, the default) or with one vmapped call (``batched=True``,
 ``is_grads_batched=True``), which falls back to the per-task loop, once and for the rest of the
-run, when the model has an operation that vmap cannot batch. ``perf/methods_cost.py`` measures
-both: on the CPU the vmapped call is faster for an MLP at large ``M`` but slower for
-graph networks (3x on QM9, benchmarks.md) and it holds ``M`` copies of every intermediate
-gradient, so the loop is the default.
+run, when the model has an operation that vmap cannot batch. The loop is the default because it
+was faster in every measurement: ``perf/methods_cost.py`` (IMTL-G, MLP, CPU, one thread) gives
+3.1 / 4.8 / 15.5 / 59 ms a step looped against 3.8 / 5.1 / 19.5 / 181 ms vmapped at
+``M`` = 2 / 3 / 11 / 40, with twice the memory at ``M = 40``; benchmarks.md found the vmapped
+call 3x slower on QM9's graph network. When the losses were put together with ``torch.stack``,
+each looped pass starts at its own task loss instead of at ``losses[m]``, which would send zero
+gradients through every other task's head (``M^2`` head passes per step); the vmapped call
+cannot do that.
 
 Post-processing: :meth:`GradientWeighting.transform_weights` is called on the weights before the
 direction is formed; a wrapper that groups the weights of a gradient method (GO4Align Table 4)
