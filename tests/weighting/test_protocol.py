@@ -93,3 +93,14 @@ def test_gradient_methods_name_the_missing_argument(name):
     losses, _ = model()
     with pytest.raises(ValueError, match="shared_parameters|shared_representation"):
         method.backward(losses)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_copies_and_pickles_train_on(name):
+    import pickle
+
+    method = build(name, 3)
+    train(method, HardSharing(3), steps=1)
+    for clone in (copy.deepcopy(method), pickle.loads(pickle.dumps(method))):
+        assert repr(clone) == repr(method)
+        train(clone, HardSharing(3), steps=1)

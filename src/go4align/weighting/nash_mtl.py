@@ -84,12 +84,13 @@ class NashMTL(GradientWeighting):
         if not isinstance(solver, str) or solver.upper() not in cp.installed_solvers():
             raise ValueError(f"solver must be one of cvxpy's installed solvers {cp.installed_solvers()}, got {solver!r}")
         self.solver = solver.upper()
-        self._cp = cp
         self._build_problem()
         self.register_buffer("alpha", torch.ones(self.num_tasks, dtype=torch.float64))
 
     def _build_problem(self) -> None:
-        cp, m = self._cp, self.num_tasks
+        import cvxpy as cp
+
+        m = self.num_tasks
         self._alpha = cp.Variable(m, nonneg=True)
         self._gram = cp.Parameter((m, m))
         self._linear = cp.Parameter(m)
@@ -103,10 +104,22 @@ class NashMTL(GradientWeighting):
         self._gram.value, self._linear.value, self._floor.value = np.eye(m), np.ones(m), np.zeros(m)
         self._problem.solve(solver=self.solver)
 
+    # The compiled cvxpy problem holds solver objects that cannot be copied or pickled: it is
+    # left out of copies and rebuilt.
+    _PROBLEM = ("_problem", "_alpha", "_gram", "_linear", "_floor")
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self._PROBLEM}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._build_problem()
+
     def solve(self, gram: np.ndarray) -> tuple[np.ndarray, bool]:
         """Weights for the unnormalised Gramian ``gram``, from the previous ones; and whether a
         solve failed."""
-        cp = self._cp
+        import cvxpy as cp
+
         norm = float(np.linalg.norm(gram))
         alpha = self.alpha.cpu().numpy()
         if not np.isfinite(norm) or norm == 0:  # no gradient to bargain over: keep the weights
