@@ -112,7 +112,7 @@ def task_jacobian(model: HardSharing, wrt: str = "parameters") -> tuple[torch.Te
     losses, z = model()
     targets = model.shared_parameters() if wrt == "parameters" else [z]
     rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(l, targets, retain_graph=True)]) for l in losses]
-    return losses.detach(), torch.stack(rows)
+    return losses.detach(), torch.stack(rows).double()
 
 
 def expected_gradients(model: HardSharing, shared_direction: torch.Tensor, head_weights: torch.Tensor, wrt="parameters"):
@@ -124,7 +124,7 @@ def expected_gradients(model: HardSharing, shared_direction: torch.Tensor, head_
     shared = model.shared_parameters()
     if wrt == "parameters":
         sizes = [p.numel() for p in shared]
-        shared_grads = [g.view_as(p) for g, p in zip(shared_direction.split(sizes), shared)]
+        shared_grads = [g.view_as(p).to(p.dtype) for g, p in zip(shared_direction.split(sizes), shared)]
     else:
         shared_grads = torch.autograd.grad(z, shared, shared_direction.view_as(z).to(z.dtype))
     return list(shared_grads) + list(head_grads)

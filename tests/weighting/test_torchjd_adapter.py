@@ -54,8 +54,8 @@ def test_adapter_gives_the_native_method_gradients():
     model = HardSharing(3)
     native_weights, native = one_step(IMTLG(3), model)
     weights, adapted = one_step(TorchJD(3, "IMTLG"), model)
-    torch.testing.assert_close(weights, native_weights)
-    assert_close_lists(adapted, native)
+    torch.testing.assert_close(weights, native_weights, rtol=1e-5, atol=1e-6)  # float32 runs differ there
+    assert_close_lists(adapted, native, rtol=1e-5, atol=1e-6)
 
 
 def test_adapter_accepts_an_instance_and_directions_without_weights():
