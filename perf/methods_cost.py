@@ -17,7 +17,7 @@ Memory: peak of the tensor memory allocated during one step above what was live 
 ``torch.profiler``'s CPU memory events (net allocation per operator, ordered by start time: an
 approximation that misses peaks inside a single operator; Python objects are not counted).
 
-    PYTHONPATH=src python perf/methods_cost.py                 # M in {2, 3, 11, 40}, ~3-5 min on 2 cores
+    PYTHONPATH=src python perf/methods_cost.py                 # M in {2, 3, 11, 40}, one thread, ~2-4 min
     PYTHONPATH=src python perf/methods_cost.py --tasks 3 --repeats 5 --methods ls mgda famo
 """
 
@@ -150,14 +150,17 @@ def main() -> None:
         "--statistic", choices=["median", "min"], default="median",
         help="summary of the repeats; 'min' resists other processes' load best",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch.set_num_threads; 1 by default: on a shared 2-core machine two threads mostly "
+        "measured OpenMP waits (LS took 11 to 126 ms a step from one M to the next)",
+    )
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--features", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     names = []
     for name in args.methods or available():
         try:
