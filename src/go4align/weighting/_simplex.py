@@ -26,17 +26,23 @@ def minimise_on_simplex(
     gradient: Callable[[np.ndarray], np.ndarray],
     start: np.ndarray,
     *,
-    max_iter: int = 2000,
+    max_iter: int = 5000,
     tol: float = 1e-12,
     finish: Callable[[np.ndarray], np.ndarray | None] | None = None,
 ) -> np.ndarray:
     """Accelerated projected gradient (FISTA with backtracking and adaptive restart) for a
-    smooth convex function on the simplex; stops when an iterate moves less than ``tol``, or when
-    ``finish(x)``, tried every 20 iterations, returns a final answer."""
+    smooth convex function on the simplex. Stops when the iterate is a fixed point, to ``tol``,
+    of the projected-gradient map with a step normalised by the gradient's size (a test of
+    optimality that, unlike the iterates' movement, does not depend on the adaptive step), when
+    no step decreases the value any more (machine precision), or when ``finish(x)``, tried every
+    20 iterations, returns a final answer."""
     x = project_simplex(start)
     y, t, step = x.copy(), 1.0, 1.0
     fx = value(x)
     for iteration in range(max_iter):
+        g = gradient(x)
+        if np.abs(x - project_simplex(x - g / max(np.abs(g).max(), 1e-300))).sum() < tol:
+            break
         if finish is not None and iteration % 20 == 19:
             final = finish(x)
             if final is not None:
@@ -46,19 +52,23 @@ def minimise_on_simplex(
             candidate = project_simplex(y - step * gy)
             diff = candidate - y
             fc = value(candidate)
-            if fc <= fy + gy @ diff + (diff @ diff) / (2 * step) + 1e-15 or step < 1e-20:
+            if fc <= fy + gy @ diff + (diff @ diff) / (2 * step) + 1e-14 * abs(fy) or step < 1e-30:
                 break
             step *= 0.5
-        if fc > fx:  # adaptive restart keeps the iterates monotone
+        if fc > fx:  # adaptive restart keeps the iterates monotone: a plain step from x
             y, t = x.copy(), 1.0
-            continue
+            while step > 1e-30:
+                candidate = project_simplex(x - step * g)
+                fc = value(candidate)
+                if fc <= fx:
+                    break
+                step *= 0.5
+            if fc > fx:  # no step decreases the value any more: optimal to machine precision
+                break
         t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
         y = candidate + ((t - 1) / t_next) * (candidate - x)
-        moved = np.abs(candidate - x).sum()
         x, fx, t = candidate, fc, t_next
         step *= 2.0
-        if moved < tol:
-            break
     return x
 
 

@@ -39,6 +39,7 @@ import math
 from typing import Callable, Iterable, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 __all__ = ["Weighting", "LossWeighting", "NonFiniteLossError", "check_num_tasks"]
@@ -108,8 +109,8 @@ class Weighting(nn.Module):
         """Hook at the end of every epoch."""
 
     # -- helpers for subclasses ---------------------------------------------------------------
-    def check_losses(self, losses: object, *, positive: bool = False) -> Tensor:
-        """Validate the shape/dtype of ``losses`` and, if ``self.validate``, their values."""
+    def check_losses(self, losses: object) -> Tensor:
+        """Check that ``losses`` is a 1-D floating tensor of length ``num_tasks``."""
         if not isinstance(losses, Tensor):
             raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
         if losses.dim() != 1 or losses.shape[0] != self.num_tasks:
@@ -119,17 +120,27 @@ class Weighting(nn.Module):
             )
         if not losses.is_floating_point():
             raise TypeError(f"losses must be a floating-point tensor, got dtype {losses.dtype}")
-        if self.validate:
-            self._check_values(losses.detach(), positive)
         if self.step.device != losses.device:
             self.to(losses.device)
         return losses
 
+    def global_losses(self, losses: Tensor, *, positive: bool = False) -> Tensor:
+        """The detached losses that weights are computed from: under ``torch.distributed`` the
+        mean over all ranks, so that every rank computes identical weights and state. Checked
+        here (when ``validate``), after the mean, so that every rank raises or none does."""
+        losses = losses.detach()
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            losses = losses.clone()
+            dist.all_reduce(losses, op=dist.ReduceOp.SUM)  # gloo has no AVG
+            losses /= dist.get_world_size()
+        if self.validate:
+            self._check_values(losses, positive)
+        return losses
+
     def _check_values(self, losses: Tensor, positive: bool) -> None:
-        ok = torch.isfinite(losses)
-        if positive:
-            ok = ok & (losses > 0)
-        if bool(ok.all()):  # the one host synchronisation of a validated step
+        # The one host synchronisation of a validated step; NaN propagates into min and max.
+        low, high = torch.stack(torch.aminmax(losses)).tolist()
+        if (low > 0 if positive else low > -math.inf) and high < math.inf:
             return
         values = losses.tolist()
         bad = [m for m, v in enumerate(values) if not math.isfinite(v)]
@@ -149,7 +160,8 @@ class Weighting(nn.Module):
         )
 
     def record(self, **tensors: Tensor) -> None:
-        self.diagnostics = {k: v.detach() for k, v in tensors.items()}
+        """Keep the tensors of this step for ``diagnostics``; callers pass detached tensors."""
+        self.diagnostics = tensors
 
     def extra_repr(self) -> str:
         return f"num_tasks={self.num_tasks}"
@@ -171,17 +183,13 @@ class LossWeighting(Weighting):
         raise NotImplementedError
 
     def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
-        return (weights.to(losses.dtype) * losses).sum()
+        return torch.dot(weights.to(losses.dtype), losses)
 
     def forward(self, losses: Tensor) -> Tensor:
-        losses = self.check_losses(losses, positive=self.positive_losses)
-        weights = self.weigh(self.global_losses(losses.detach()))
-        self.step += 1
+        losses = self.check_losses(losses)
+        weights = self.weigh(self.global_losses(losses, positive=self.positive_losses))
+        self.step.add_(1)
         return self.objective(losses, weights)
-
-    def global_losses(self, losses: Tensor) -> Tensor:
-        """The losses the weights are computed from: these, detached (all ranks under DDP)."""
-        return losses
 
     def backward(
         self,

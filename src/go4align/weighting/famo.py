@@ -74,7 +74,7 @@ class FAMO(LossWeighting):
         weights = self._coefficients / distance
         self.previous = distance
         self.pending.fill_(True)
-        self.record(losses=losses, weights=weights, task_logits=self.logits, softmax=z)
+        self.record(losses=losses, weights=weights, task_logits=self.logits.clone(), softmax=z)
         return weights
 
     def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
@@ -104,7 +104,7 @@ class FAMO(LossWeighting):
             raise ValueError("FAMO.after_step must follow a backward() (no losses recorded)")
         with torch.no_grad():
             new = closure()
-        new = self.check_losses(new).detach().to(torch.float64)
+        new = self.global_losses(self.check_losses(new)).to(torch.float64)
         self.update(torch.log(self.previous) - torch.log(new + self.eps))
         self.pending.fill_(False)
 

@@ -110,16 +110,20 @@ class GO4Align(LossWeighting):
         else:
             total = risk.mean() if self.scale_balance == "mean" else risk.sum()
             scale = total / risk
-        if self.smooth_alignment and self.beta > 0:
-            self.log_alignment = torch.log_softmax(self.log_alignment - self.beta * risk, 0)
-        smooth = self.log_alignment.exp() if self.smooth_alignment else torch.full_like(risk, 1 / self.num_tasks)
+        if self.smooth_alignment:
+            log_alignment = self.log_alignment
+            if self.beta > 0:  # in place: Q_t = normalise(Q_{t-1} exp(-beta L_t)) in log space
+                log_alignment.copy_(torch.log_softmax(log_alignment.sub_(risk, alpha=self.beta), 0))
+            smooth = log_alignment.exp()
+        else:
+            smooth = torch.full_like(risk, 1 / self.num_tasks)
         return scale, smooth, scale * smooth
 
     def weigh(self, losses: Tensor) -> Tensor:
         scale, smooth, gamma = self.indicators(losses)
         weights, labels, omega, sizes = self.grouping(gamma)
         if self.min_weight_ratio > 0:
-            weights = torch.maximum(weights, self.min_weight_ratio * weights.max())
+            weights = weights.clamp_min(weights.max() * self.min_weight_ratio)
         self.record(
             losses=losses,
             scale_balance=scale,

@@ -136,6 +136,7 @@ class GradientWeighting(Weighting):
         retain_graph: bool = False,
     ) -> Tensor | None:
         losses = self.check_losses(losses)
+        detached = self.global_losses(losses)  # checked values (and the mean over ranks)
         targets = self.targets(shared_parameters, shared_representation)
         aggregation = self.reuse()
         # Gradients w.r.t. parameters: the per-task passes also yield the other parameters'
@@ -145,7 +146,7 @@ class GradientWeighting(Weighting):
         jacobian = other_grads = None
         if aggregation is None:
             jacobian, other_grads = self.task_gradients(losses, targets, others, retain_graph or not direct)
-            aggregation = self.aggregate(jacobian, losses.detach(), targets)
+            aggregation = self.aggregate(jacobian, detached, targets)
         weights, direction, extras = aggregation
         if weights is not None:
             transformed = self.transform_weights(weights)
@@ -162,8 +163,8 @@ class GradientWeighting(Weighting):
             accumulate(others, combine(None if unweighted else heads, other_grads))
         else:
             self.backpropagate(losses, heads, targets, direction, retain_graph)
-        self.step += 1
-        record = {"losses": losses} if weights is None else {"losses": losses, "weights": weights}
+        self.step.add_(1)
+        record = {"losses": detached} if weights is None else {"losses": detached, "weights": weights.detach()}
         self.record(**record, **(extras or {}))
         return None if weights is None else weights.detach()
 

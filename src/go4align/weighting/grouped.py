@@ -45,21 +45,21 @@ class Grouped(LossWeighting):
         self.grouping = Grouping(method.num_tasks, num_groups, clustering, group_weights, seed)
 
     def forward(self, losses: Tensor) -> Tensor:
-        losses = self.check_losses(losses, positive=self.positive_losses)
-        detached = self.method.global_losses(losses.detach())
+        losses = self.check_losses(losses)
+        detached = self.global_losses(losses, positive=self.positive_losses)
         inner = self.method.weigh(detached)
         weights, labels, omega, sizes = self.grouping(inner.detach().to(torch.float64))
-        self.step += 1
-        self.method.step += 1
+        self.step.add_(1)
+        self.method.step.add_(1)
+        inner_diagnostics = {f"inner_{k}": v.detach() for k, v in self.method.diagnostics.items()}
         self.record(
-            **{
-                **self.method.diagnostics,  # its "weights" are recorded as the indicators
-                "indicators": inner,
-                "groups": labels,
-                "group_weights": omega,
-                "group_sizes": sizes,
-                "weights": weights,
-            }
+            **inner_diagnostics,
+            losses=detached,
+            indicators=inner.detach(),
+            groups=labels,
+            group_weights=omega,
+            group_sizes=sizes,
+            weights=weights,
         )
         return (weights.to(losses.dtype) * losses).sum() + self.method.objective(detached, inner)
 

@@ -14,6 +14,8 @@ unused groups have weight 0 and size 0.
 
 from __future__ import annotations
 
+import functools
+import threading
 from typing import Callable, Sequence
 
 import torch
@@ -26,65 +28,89 @@ __all__ = ["kmeans_1d", "lloyd_1d", "spectral_1d", "Grouping", "CLUSTERINGS"]
 CLUSTERINGS = ("exact", "lloyd", "spectral", "random")
 
 
-def _distinct_boundaries(sorted_values: Tensor) -> Tensor:
-    """b[a] = 1 where position a starts a new run of equal values (a = 1..M-1), as float."""
-    return (sorted_values[1:] > sorted_values[:-1]).to(sorted_values.dtype)
-
-
-def _labels_from_boundaries(boundaries: Tensor) -> Tensor:
-    """Group label of every sorted position from a 0/1 vector over positions 1..M-1."""
-    zero = boundaries.new_zeros(1, dtype=torch.int64)
-    return torch.cat([zero, torch.cumsum(boundaries.to(torch.int64), 0)])
-
-
-def _unsort(labels_sorted: Tensor, order: Tensor) -> Tensor:
-    return torch.empty_like(labels_sorted).scatter_(0, order, labels_sorted)
+@functools.lru_cache(maxsize=16)
+def _segment_tables(m: int, device: torch.device, thread: int) -> dict[str, Tensor]:
+    """Per-size constants and work space of the DP (one set per thread, since the work space is
+    written): 1/length of the first and last segments, 1/(b - a) for segments [a, b), -inf where
+    a > b (no such segment), and two (M+1)^2 buffers so that a step allocates no large tensor."""
+    positions = torch.arange(m + 1, dtype=torch.float64, device=device)
+    first = 1 / positions.clamp_min(1)  # [0, b): an empty first group has gain 0
+    last = torch.where(positions < m, 1 / (m - positions).clamp_min(1), torch.zeros_like(positions))
+    tables = {"positions": torch.arange(m, device=device), "two": (first + last)[1:], "first": first, "last": last}
+    if m > 3:
+        length = positions[:, None] - positions[None, :]  # [b, a]
+        tables["inverse"] = torch.where(length > 0, 1 / length.clamp_min(1), torch.zeros_like(length))
+        tables["impossible"] = torch.where(length < 0, float("-inf"), 0.0)
+        tables["gain"] = torch.empty_like(length)
+        tables["total"] = torch.empty_like(length)
+    return tables
 
 
 def kmeans_1d(values: Tensor, num_groups: int) -> Tensor:
     """Globally optimal 1-D K-means labels of ``values`` (1-D), groups in increasing order.
 
     Solves ``min sum_k sum_{m in k} (v_m - mean_k)^2`` over partitions into at most
-    ``num_groups`` groups, exactly, in ``O(K M^2)`` work as ``K`` dense tensor steps.
+    ``num_groups`` groups, exactly (up to float64 rounding). With the values sorted and centred,
+    the within-group cost is ``sum v^2 - sum_k S_k^2 / n_k``, so the DP maximises the sum of
+    segment gains ``(P[b] - P[a])^2 / (b - a)`` over prefix sums ``P``: the first and last
+    groups need only vectors, each middle group one dense ``(M+1)^2`` step, ``O(K M^2)`` in all.
     Exact ties between partitions are broken towards earlier split points, the same way every run.
     """
     m = values.shape[0]
     sorted_values, order = torch.sort(values, stable=True)
-    boundaries = _distinct_boundaries(sorted_values)
-    if num_groups >= m or m == 1:
-        return _unsort(_labels_from_boundaries(boundaries), order)
+    run_starts = sorted_values[1:] > sorted_values[:-1]  # positions 1..M-1 where a new value begins
     if num_groups == 1:
-        return torch.zeros(m, dtype=torch.int64, device=values.device)
+        labels = torch.zeros(m, dtype=torch.int64, device=values.device)
+    elif num_groups == 2 and m > 2:
+        labels = _two_groups(sorted_values, run_starts)
+    else:
+        if num_groups < m:
+            run_starts = _optimal_splits(sorted_values, run_starts, num_groups)
+        labels = torch.zeros(m, dtype=torch.int64, device=values.device)
+        torch.cumsum(run_starts, 0, out=labels[1:])
+    return labels.scatter(0, order, labels)
 
-    x = (sorted_values - sorted_values.mean()).to(torch.float64)
-    zero = x.new_zeros(1)
-    p1 = torch.cat([zero, torch.cumsum(x, 0)])
-    p2 = torch.cat([zero, torch.cumsum(x * x, 0)])
-    # cost[a, b]: sum of squared deviations of sorted positions a..b-1 around their mean.
-    count = torch.arange(m + 1, device=x.device, dtype=x.dtype)
-    count = count[None, :] - count[:, None]
-    seg_sum = p1[None, :] - p1[:, None]
-    cost = (p2[None, :] - p2[:, None]) - seg_sum * seg_sum / count.clamp_min(1)
-    inf = torch.tensor(float("inf"), dtype=x.dtype, device=x.device)
-    cost = torch.where(count >= 0, cost.clamp_min(0), inf)
-    # A segment may start at a only where a run of equal values starts.
-    start_blocked = torch.cat([zero, torch.where(boundaries > 0, zero, inf), zero])
 
-    best = torch.cat([zero, inf.expand(m)])  # D_0: nothing placed yet
-    choices = []
-    for _ in range(num_groups):
-        total = (best + start_blocked)[:, None] + cost
-        best, arg = total.min(dim=0)
-        choices.append(arg)
-    # Trace the split points back from the end; a repeated split point is an empty group.
-    end = torch.tensor(m, device=x.device)
-    starts = []
-    for arg in reversed(choices):
-        end = arg[end]
-        starts.append(end)
-    split = torch.zeros(m + 1, dtype=x.dtype, device=x.device)
-    split.index_fill_(0, torch.stack(starts), 1.0)
-    return _unsort(_labels_from_boundaries(split[1:m]), order)
+def _two_groups(sorted_values: Tensor, run_starts: Tensor) -> Tensor:
+    """The DP for K = 2 in closed form: labels of the sorted positions."""
+    m = sorted_values.shape[0]
+    tables = _segment_tables(m, sorted_values.device, threading.get_ident())
+    x = sorted_values.to(torch.float64)
+    prefix = torch.cumsum(x - x.mean(), 0)  # P[1..M], P[M] = 0
+    # Splitting before position a gains P[a]^2 (1/a + 1/(M-a)); a = M (gain 0) means one group.
+    gain = prefix.square_().mul_(tables["two"])
+    gain[:-1].masked_fill_(~run_starts, float("-inf"))
+    return (tables["positions"] > gain.argmax()).long()
+
+
+def _optimal_splits(sorted_values: Tensor, run_starts: Tensor, num_groups: int) -> Tensor:
+    """Mark the sorted positions 1..M-1 that start a group in an optimal partition (K >= 3)."""
+    m = sorted_values.shape[0]
+    tables = _segment_tables(m, sorted_values.device, threading.get_ident())
+    first, last = tables["first"], tables["last"]
+    x = sorted_values.to(torch.float64)
+    prefix = torch.zeros(m + 1, dtype=torch.float64, device=x.device)
+    torch.cumsum(x - x.mean(), 0, out=prefix[1:])
+    # A group may start only where a run of equal values starts (or at the ends).
+    blocked = torch.zeros_like(prefix)
+    blocked[1:m].masked_fill_(~run_starts, float("-inf"))
+    best = prefix.square().mul_(first).add_(blocked)  # best gain of [0, a) in one group
+    gain, total = tables["gain"], tables["total"]
+    torch.sub(prefix[:, None], prefix[None, :], out=gain).square_().mul_(tables["inverse"]).add_(tables["impossible"])
+    # Values only per layer (amax is vectorised; max with indices is not), split points are
+    # recovered afterwards from the one row of each layer that the optimum passes through.
+    bests = [best]
+    for _ in range(num_groups - 2):
+        best = torch.add(gain, best, out=total).amax(dim=1).add_(blocked)
+        bests.append(best)
+    split = (prefix[m] - prefix).square_().mul_(last).add_(best).argmax()
+    splits = [split]
+    for previous in reversed(bests[:-1]):
+        split = (torch.index_select(gain, 0, split.view(1))[0] + previous).argmax()
+        splits.append(split)
+    marks = torch.zeros(m + 1, dtype=torch.bool, device=x.device)
+    marks[torch.stack(splits)] = True
+    return marks[1:m]
 
 
 def lloyd_1d(values: Tensor, num_groups: int, iterations: int = 30) -> Tensor:
@@ -192,6 +218,7 @@ class Grouping(nn.Module):
             raise ValueError(f"seed must be an int, got {seed!r}")
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
+        self._ids = torch.arange(num_groups)[:, None]
 
     def needs_indicators(self) -> bool:
         return self.group_weights is None or self.clustering not in ("fixed", "random")
@@ -216,17 +243,21 @@ class Grouping(nn.Module):
     def forward(self, indicators: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Return ``(task_weights, labels, group_weights, group_sizes)`` for 1-D indicators."""
         labels = self.labels(indicators)
-        sizes = torch.zeros(self.num_groups, dtype=indicators.dtype, device=indicators.device)
-        sizes.index_add_(0, labels, torch.ones_like(indicators))
+        members = (labels == self._group_ids(indicators.device)).to(indicators.dtype)  # [K, M]
+        sizes = members.sum(1)
         if self.group_weights is None:
-            sums = torch.zeros_like(sizes).index_add_(0, labels, indicators)
-            omega = sums / sizes.clamp_min(1)
+            omega = torch.mv(members, indicators).div_(sizes.clamp_min(1))
         elif self.group_weights == "random":
             draws = torch.randn(self.num_groups, generator=self.generator, dtype=torch.float64)
             omega = torch.softmax(draws, 0).to(indicators.device, indicators.dtype)
         else:
             omega = torch.tensor(self.group_weights, dtype=indicators.dtype, device=indicators.device)
-        return omega[labels], labels, omega, sizes
+        return torch.mv(members.T, omega), labels, omega, sizes
+
+    def _group_ids(self, device: torch.device) -> Tensor:
+        if self._ids.device != device:
+            self._ids = self._ids.to(device)
+        return self._ids
 
     def get_extra_state(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -37,9 +37,8 @@ class UW(LossWeighting):
 
     def weigh(self, losses: Tensor) -> Tensor:
         weights = 0.5 * torch.exp(-self.log_variance)
-        self.record(
-            losses=losses, weights=weights, log_variance=self.log_variance, precision=torch.exp(-self.log_variance)
-        )
+        s = self.log_variance.detach()
+        self.record(losses=losses, weights=weights.detach(), log_variance=s.clone(), precision=torch.exp(-s))
         return weights
 
     def objective(self, losses: Tensor, weights: Tensor) -> Tensor:

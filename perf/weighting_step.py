@@ -1,0 +1,149 @@
+"""Cost of one GO4Align weighting step, and of a training step with GO4Align relative to LS.
+
+Run: .venv/bin/python perf/weighting_step.py [--repeats 7] [--quick]
+
+Every number is the median of --repeats timed blocks; the methods of one table are timed in
+alternation inside each block so that machine load affects them alike, and every ratio compares
+numbers of the same run. For scale, the per-step cost of scikit-learn's SpectralClustering on the
+indicators (what the authors' alternative clusterings call at every step) is measured beside ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+import warnings
+
+import torch
+from torch import nn
+
+from go4align import GO4Align
+from go4align.weighting import LS
+
+
+def timed_blocks(functions: dict, calls: int, repeats: int) -> dict[str, float]:
+    """Median over ``repeats`` blocks of the mean seconds per call, methods alternating."""
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for function in functions.values():  # warm-up: caches, first allocations
+        for _ in range(min(calls, 20)):
+            function()
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for _ in range(calls):
+                function()
+            samples[name].append((time.perf_counter() - start) / calls)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def spectral_step(indicators: torch.Tensor, k: int):
+    from sklearn.cluster import SpectralClustering
+
+    values = indicators.detach().cpu().double().numpy().reshape(-1, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny M: sklearn warns that the graph is not connected
+        SpectralClustering(n_clusters=k, assign_labels="cluster_qr", random_state=0).fit_predict(values)
+
+
+def weighting_table(repeats: int, quick: bool) -> list[str]:
+    try:
+        import sklearn  # noqa: F401
+
+        have_sklearn = True
+    except ImportError:
+        have_sklearn = False
+    rows = [
+        "| M | K | GO4Align step (ms) | LS step (ms) | sklearn spectral step (ms) | spectral / GO4Align |",
+        "|---|---|---|---|---|---|",
+    ]
+    cases = [(3, 2), (11, 2), (11, 5), (40, 2), (40, 5), (1000, 5)]
+    generator = torch.Generator().manual_seed(0)
+    for m, k in cases:
+        losses = torch.rand(m, generator=generator) + 0.1
+        go4align, ls = GO4Align(m, k), LS(m)
+        functions = {"go4align": lambda: go4align(losses), "ls": lambda: ls(losses)}
+        if have_sklearn and (m <= 40 or not quick):
+            functions["spectral"] = lambda: spectral_step(losses, k)
+        calls = (200 if quick else 1000) if m <= 40 else (5 if quick else 20)
+        result = timed_blocks(functions, calls, repeats)
+        spectral = result.get("spectral")
+        rows.append(
+            f"| {m} | {k} | {result['go4align'] * 1e3:.3f} | {result['ls'] * 1e3:.3f} | "
+            + (f"{spectral * 1e3:.2f} | {spectral / result['go4align']:.0f}x |" if spectral else "n/a | n/a |")
+        )
+    return rows
+
+
+class DigitsNet(nn.Module):
+    """A small hard-sharing MLP on 8x8 digits with three heads (class, parity, >= 5)."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
+        self.heads = nn.ModuleList([nn.Linear(256, 10), nn.Linear(256, 2), nn.Linear(256, 2)])
+
+    def forward(self, x):
+        features = self.encoder(x)
+        return [head(features) for head in self.heads]
+
+
+def training_table(repeats: int, quick: bool) -> list[str]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        return ["(training-step table skipped: scikit-learn is not installed)"]
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16
+    y = torch.tensor(digits.target)
+    targets = [y, y % 2, (y >= 5).long()]
+    batch = 256
+    loss_fn = nn.CrossEntropyLoss()
+
+    def make_step(method):
+        torch.manual_seed(0)
+        model = DigitsNet()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        position = [0]
+
+        def step():
+            start = position[0] % (len(x) - batch)
+            position[0] += batch
+            inputs = x[start : start + batch]
+            outputs = model(inputs)
+            losses = torch.stack([loss_fn(o, t[start : start + batch]) for o, t in zip(outputs, targets)])
+            optimizer.zero_grad(set_to_none=True)
+            method.backward(losses)
+            optimizer.step()
+
+        return step
+
+    result = timed_blocks(
+        {"ls": make_step(LS(3)), "go4align": make_step(GO4Align(3, 2))}, 50 if quick else 200, repeats
+    )
+    ratio = result["go4align"] / result["ls"]
+    return [
+        "| model | LS step (ms) | GO4Align step (ms) | GO4Align / LS |",
+        "|---|---|---|---|",
+        f"| MLP 64-256-256 + 3 heads, batch {batch}, Adam | {result['ls'] * 1e3:.3f} | "
+        f"{result['go4align'] * 1e3:.3f} | {ratio:.3f} |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="fewer calls per block, for a smoke run")
+    args = parser.parse_args()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"median of {args.repeats} blocks\n"
+    )
+    print("\n".join(weighting_table(args.repeats, args.quick)))
+    print()
+    print("\n".join(training_table(args.repeats, args.quick)))
+
+
+if __name__ == "__main__":
+    main()

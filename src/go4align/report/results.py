@@ -1,0 +1,253 @@
+"""Reading the trainer's results layout into plain objects, with errors that name the file.
+
+Layout of one grid::
+
+    GRID/grid.json
+    GRID/runs/<method_label>/seed<k>/result.json
+    GRID/runs/stl/seed<k>/result.json      (single-task references, optional)
+
+A run directory is either one grid or a folder holding several grids in subfolders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Grid", "ReportError", "Run", "find_grids", "load_grid", "load_run"]
+
+STL_FOLDER = "stl"
+_DIRECTIONS = ("higher", "lower")
+
+
+class ReportError(ValueError):
+    """A results file or folder that the report cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One method x seed result, as written by the trainer."""
+
+    path: Path
+    benchmark: str
+    method: str
+    label: str
+    options: dict[str, Any]
+    seed: int
+    tasks: list[str]
+    metrics: dict[str, float]
+    directions: dict[str, str]
+    reporting_rule: str | None
+    stl_reference: dict[str, float] | None
+    epochs: list[dict[str, Any]]
+    time_per_epoch_s: float | None
+    peak_memory_mb: float | None
+    peak_memory_method: str | None  # how the trainer measured it (CUDA allocator, sampled RSS...)
+    trace: dict[str, Any] | None
+    complete: bool
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One benchmark's method x seed grid; ``runs`` maps a method label to its runs in seed order."""
+
+    path: Path
+    benchmark: str
+    protocol: str | None  # a name, or the trainer's protocol settings as key=value text
+    methods: list[str]
+    seeds: list[int]
+    command: str | None
+    version: str | None
+    started: str | None
+    runs: dict[str, list[Run]]
+    stl: list[Run]
+
+
+def find_grids(run_dir: str | Path) -> list[Path]:
+    """The grid folders of ``run_dir``: itself when it holds grid.json, else every subfolder that does."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise ReportError(f"{root}: not a directory")
+    if (root / "grid.json").is_file():
+        return [root]
+    grids = sorted(path.parent for path in root.rglob("grid.json"))
+    if not grids:
+        raise ReportError(f"{root}: no grid.json here or in any subfolder; is this a run directory "
+                          "written by `go4align bench`?")
+    return grids
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ReportError(f"{path}: not valid JSON ({error})") from error
+    except OSError as error:
+        raise ReportError(f"{path}: cannot be read ({error})") from error
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    if key not in data:
+        raise ReportError(f"{path}: missing field {key!r}")
+    value = data[key]
+    # bool is an int in Python; a seed or a metric written as true/false is still a mistake.
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+        raise ReportError(f"{path}: field {key!r} should be {_names(kind)}, got {value!r}")
+    return value
+
+
+def _optional(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
+    if data.get(key) is None:
+        return None
+    return _require(data, key, kind, path)
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _names(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in _as_tuple(kind))
+
+
+def _numbers(mapping: dict[str, Any], key: str, path: Path) -> dict[str, float]:
+    bad = {name: value for name, value in mapping.items()
+           if not isinstance(value, (int, float)) or isinstance(value, bool)}
+    if bad:
+        raise ReportError(f"{path}: {key!r} values must be numbers, got {bad}")
+    return {name: float(value) for name, value in mapping.items()}
+
+
+def _check_trace(trace: dict[str, Any], path: Path) -> None:
+    steps = trace.get("steps")
+    if not isinstance(steps, list):
+        raise ReportError(f"{path}: trace.steps should be a list")
+    for key in ("losses", "weights", "groups", "group_weights"):
+        rows = trace.get(key)
+        if rows is not None and (not isinstance(rows, list) or len(rows) != len(steps)):
+            raise ReportError(f"{path}: trace.{key} should hold one row per step ({len(steps)} steps)")
+
+
+def _check_epochs(epochs: list[Any], path: Path) -> None:
+    for index, epoch in enumerate(epochs):
+        if not isinstance(epoch, dict) or not isinstance(epoch.get("epoch"), int):
+            raise ReportError(f"{path}: epochs[{index}] should be an object with an integer 'epoch'")
+        losses = epoch.get("train_losses")
+        if losses is not None and not isinstance(losses, dict):
+            raise ReportError(f"{path}: epochs[{index}].train_losses should be an object")
+
+
+def load_run(path: Path) -> Run:
+    """Read and check one result.json."""
+    data = _read_json(path)
+    metrics = _numbers(_require(data, "metrics", dict, path), "metrics", path)
+    directions = _require(data, "directions", dict, path)
+    undirected = [name for name in metrics if directions.get(name) not in _DIRECTIONS]
+    if undirected:
+        raise ReportError(f"{path}: metrics {undirected} need a direction 'higher' or 'lower' "
+                          f"in 'directions', got {directions}")
+    stl = _optional(data, "stl_reference", dict, path)
+    epochs = _optional(data, "epochs", list, path) or []
+    _check_epochs(epochs, path)
+    trace = _optional(data, "trace", dict, path)
+    if trace is not None:
+        _check_trace(trace, path)
+    return Run(
+        path=path,
+        benchmark=_require(data, "benchmark", str, path),
+        method=_require(data, "method", str, path),
+        label=_require(data, "method_label", str, path),
+        options=_optional(data, "method_options", dict, path) or {},
+        seed=_require(data, "seed", int, path),
+        tasks=list(_require(data, "tasks", list, path)),
+        metrics=metrics,
+        directions=dict(directions),
+        reporting_rule=_optional(data, "reporting_rule", str, path),
+        stl_reference=None if stl is None else _numbers(stl, "stl_reference", path),
+        epochs=epochs,
+        time_per_epoch_s=_finite_or_none(_optional(data, "time_per_epoch_s", (int, float), path)),
+        peak_memory_mb=_finite_or_none(_optional(data, "peak_memory_mb", (int, float), path)),
+        peak_memory_method=_optional(data, "peak_memory_method", str, path),
+        trace=trace,
+        complete=_require(data, "complete", bool, path),
+    )
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def load_grid(grid_dir: str | Path) -> Grid:
+    """Read grid.json and every result.json below ``grid_dir``/runs."""
+    root = Path(grid_dir)
+    grid_file = root / "grid.json"
+    if not grid_file.is_file():
+        raise ReportError(f"{root}: no grid.json; a grid folder holds grid.json and runs/")
+    spec = _read_json(grid_file)
+    benchmark = _require(spec, "benchmark", str, grid_file)
+    methods = [str(m) for m in _require(spec, "methods", list, grid_file)]
+    seeds = _optional(spec, "seeds", list, grid_file) or []
+
+    runs: dict[str, list[Run]] = {}
+    stl: list[Run] = []
+    for path in sorted((root / "runs").glob("*/seed*/result.json")):
+        run = load_run(path)
+        if run.benchmark != benchmark:
+            raise ReportError(f"{path}: benchmark {run.benchmark!r} differs from {benchmark!r} "
+                              f"in {grid_file}")
+        if path.parent.parent.name == STL_FOLDER:
+            stl.append(run)
+        else:
+            runs.setdefault(run.label, []).append(run)
+    _check_same_directions([run for group in runs.values() for run in group] + stl)
+
+    return Grid(
+        path=root,
+        benchmark=benchmark,
+        protocol=_protocol_text(_optional(spec, "protocol", (str, dict), grid_file)),
+        methods=methods,
+        seeds=[int(seed) for seed in seeds],
+        command=_command_text(_optional(spec, "command", (str, list), grid_file)),
+        # The trainer writes go4align_version and start_time; the layout's spec says version, started.
+        version=_optional(spec, "version", str, grid_file) or _optional(spec, "go4align_version", str, grid_file),
+        started=_optional(spec, "started", str, grid_file) or _optional(spec, "start_time", str, grid_file),
+        runs={label: sorted(runs[label], key=lambda r: r.seed) for label in _label_order(methods, runs)},
+        stl=sorted(stl, key=lambda r: r.seed),
+    )
+
+
+def _protocol_text(protocol: str | dict[str, Any] | None) -> str | None:
+    """A protocol is a name or the trainer's settings; the report prints either on one line."""
+    if isinstance(protocol, dict):
+        return ", ".join(f"{key}={json.dumps(value)}" for key, value in protocol.items())
+    return protocol
+
+
+def _command_text(command: str | list[str] | None) -> str | None:
+    """The command as a shell line, whether recorded as a string or as argv."""
+    if isinstance(command, list):
+        return shlex.join(str(part) for part in command)
+    return command
+
+
+def _label_order(methods: list[str], runs: dict[str, list[Run]]) -> list[str]:
+    """The grid's own method order where labels match its spec strings, then the rest by name."""
+    listed = [label for label in methods if label in runs]
+    return listed + sorted(label for label in runs if label not in listed)
+
+
+def _check_same_directions(runs: list[Run]) -> None:
+    seen: dict[str, tuple[str, Path]] = {}
+    for run in runs:
+        for name, direction in run.directions.items():
+            first = seen.setdefault(name, (direction, run.path))
+            if first[0] != direction:
+                raise ReportError(f"{run.path}: metric {name!r} is {direction!r} here but "
+                                  f"{first[0]!r} in {first[1]}")

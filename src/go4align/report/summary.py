@@ -1,0 +1,245 @@
+"""The numbers of a report: per-method means over seeds, Delta-m per seed, MR, cost, convergence.
+
+Only complete runs enter the statistics; incomplete ones are counted and flagged, because a run that
+stopped early reports metrics of a different training budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..metrics import convergence_epoch, delta_m, mean_and_standard_error, mean_rank
+from . import published
+from .results import STL_FOLDER, Grid, ReportError, Run
+
+__all__ = [
+    "CONVERGENCE_TOLERANCE",
+    "GridSummary",
+    "MethodSummary",
+    "Reference",
+    "run_delta_m",
+    "summarise",
+    "task_curves",
+]
+
+# A task has converged once its training loss stays within 5% of its total change of the final value
+# (see metrics.convergence_epoch); the paper's Fig. 2 does not state its threshold.
+CONVERGENCE_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Where the single-task (STL) reference B of Delta-m comes from, in order of precedence:
+    the grid's own STL runs (mean over seeds), else each result's published ``stl_reference``,
+    else none (Delta-m unavailable, never 0)."""
+
+    source: str  # "stl-runs", "results-files" or "none"
+    description: str
+    values: dict[str, float] | None = None  # the STL runs' means; per run otherwise
+
+    def for_run(self, run: Run) -> dict[str, float] | None:
+        return self.values if self.source == "stl-runs" else run.stl_reference
+
+
+@dataclass
+class MethodSummary:
+    label: str
+    method: str
+    options: dict[str, Any]
+    seeds: list[int]
+    incomplete_seeds: list[int]
+    metrics: dict[str, float]
+    delta_m_per_seed: list[float] | None = None
+    delta_m: float | None = None
+    delta_m_se: float | None = None
+    delta_m_note: str | None = None
+    time_per_epoch_s: float | None = None
+    relative_time: float | None = None
+    peak_memory_mb: float | None = None
+    mean_rank: float | None = None
+    convergence: dict[str, float] = field(default_factory=dict)  # task -> mean convergence epoch
+    convergence_spread: float | None = None
+    convergence_spread_se: float | None = None
+    paper_delta_m: float | None = None
+    paper_relative_time: float | None = None
+
+
+@dataclass(frozen=True)
+class GridSummary:
+    grid: Grid
+    metric_names: list[str]
+    directions: dict[str, str]
+    decimals: dict[str, int]
+    reference: Reference
+    methods: list[MethodSummary]
+    time_baseline: str | None  # label of the LS method that times are relative to
+    missing: list[str]  # methods of grid.json with no results at all
+    reporting_rule: str | None
+
+
+def summarise(grid: Grid) -> GridSummary:
+    complete = [run for runs in grid.runs.values() for run in runs if run.complete]
+    metric_names = _metric_names(complete)
+    directions = {name: complete[0].directions[name] for name in metric_names} if complete else {}
+    reference = _reference(grid, metric_names)
+    methods = [_summarise_method(label, runs, metric_names, directions, reference, grid.benchmark)
+               for label, runs in grid.runs.items()]
+    ranked = [m for m in methods if m.seeds]
+    decimals = _decimals(metric_names, ranked, reference)
+    if ranked and metric_names:
+        ranks = mean_rank({m.label: m.metrics for m in ranked}, directions, decimals)
+        for summary in ranked:
+            summary.mean_rank = ranks[summary.label]
+    baseline = _time_baseline(ranked)
+    for summary in methods:
+        if baseline is not None and summary.time_per_epoch_s is not None:
+            summary.relative_time = summary.time_per_epoch_s / baseline.time_per_epoch_s
+    rules = sorted({run.reporting_rule for run in complete if run.reporting_rule})
+    return GridSummary(
+        grid=grid,
+        metric_names=metric_names,
+        directions=directions,
+        decimals=decimals,
+        reference=reference,
+        methods=methods,
+        time_baseline=None if baseline is None else baseline.label,
+        missing=[label for label in grid.methods
+                 if label not in grid.runs and not (label == STL_FOLDER and grid.stl)],
+        reporting_rule="; ".join(rules) or None,
+    )
+
+
+def _metric_names(complete: list[Run]) -> list[str]:
+    if not complete:
+        return []
+    names = list(complete[0].metrics)
+    for run in complete[1:]:
+        if set(run.metrics) != set(names):
+            raise ReportError(f"{run.path}: metrics {sorted(run.metrics)} differ from {sorted(names)} "
+                              f"in {complete[0].path}")
+    return names
+
+
+def _reference(grid: Grid, metric_names: list[str]) -> Reference:
+    stl = [run for run in grid.stl if run.complete]
+    ignored = len(grid.stl) - len(stl)
+    note = f" ({ignored} incomplete STL run(s) ignored)" if ignored else ""
+    if stl:
+        names = metric_names or list(stl[0].metrics)
+        values = {name: float(np.mean([run.metrics[name] for run in stl if name in run.metrics]))
+                  for name in names if any(name in run.metrics for run in stl)}
+        seeds = ", ".join(str(run.seed) for run in stl)
+        return Reference("stl-runs", f"mean of the grid's {len(stl)} single-task run(s) "
+                                     f"(seeds {seeds}){note}", values)
+    if any(run.stl_reference for runs in grid.runs.values() for run in runs):
+        return Reference("results-files", "the stl_reference stored in each result.json (published "
+                                          f"single-task values){note}")
+    return Reference("none", f"none: no single-task runs and no stl_reference in the results{note}")
+
+
+def _summarise_method(label: str, runs: list[Run], metric_names: list[str], directions: dict[str, str],
+                      reference: Reference, benchmark: str) -> MethodSummary:
+    done = [run for run in runs if run.complete]
+    first = runs[0]
+    summary = MethodSummary(
+        label=label,
+        method=first.method,
+        options=first.options,
+        seeds=[run.seed for run in done],
+        incomplete_seeds=[run.seed for run in runs if not run.complete],
+        metrics={name: float(np.mean([run.metrics[name] for run in done])) for name in metric_names}
+        if done else {},
+        paper_delta_m=published.lookup_delta_m(benchmark, first.method),
+        paper_relative_time=published.lookup_time_ratio(benchmark, first.method),
+    )
+    if not done:
+        summary.delta_m_note = "no complete run"
+        return summary
+    _add_delta_m(summary, done, metric_names, directions, reference)
+    summary.time_per_epoch_s = _mean_of_known([run.time_per_epoch_s for run in done])
+    summary.peak_memory_mb = _mean_of_known([run.peak_memory_mb for run in done])
+    _add_convergence(summary, done)
+    return summary
+
+
+def run_delta_m(run: Run, reference: Reference, metric_names: list[str],
+                directions: dict[str, str]) -> tuple[float | None, str | None]:
+    """(Delta-m of one run, None) or (None, why it cannot be computed)."""
+    ref = reference.for_run(run)
+    if ref is None:
+        return None, f"no STL reference for seed {run.seed}"
+    if set(ref) != set(metric_names) or not set(metric_names) <= set(run.metrics):
+        # delta_m would silently average over the shared metrics only: refuse instead.
+        return None, f"STL reference covers {sorted(ref)}, the results {sorted(metric_names)}"
+    return delta_m(run.metrics, ref, directions), None
+
+
+def _add_delta_m(summary: MethodSummary, done: list[Run], metric_names: list[str],
+                 directions: dict[str, str], reference: Reference) -> None:
+    values = []
+    for run in done:
+        value, why = run_delta_m(run, reference, metric_names, directions)
+        if value is None:
+            summary.delta_m_note = why
+            return
+        values.append(value)
+    summary.delta_m_per_seed = values
+    summary.delta_m, summary.delta_m_se = mean_and_standard_error(values)
+
+
+def _mean_of_known(values: list[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return float(np.mean(known)) if known else None
+
+
+def task_curves(run: Run) -> dict[str, tuple[list[int], list[float]]]:
+    """Per task, (epochs, mean training loss) over the epochs that recorded that task's loss."""
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    for task in run.tasks:
+        points = [(e["epoch"], float(e["train_losses"][task])) for e in run.epochs
+                  if e.get("train_losses") and task in e["train_losses"]]
+        if points:
+            curves[task] = ([p[0] for p in points], [p[1] for p in points])
+    return curves
+
+
+def _add_convergence(summary: MethodSummary, done: list[Run]) -> None:
+    per_seed: list[dict[str, int]] = []
+    for run in done:
+        curves = task_curves(run)
+        usable = {task: c for task, c in curves.items() if len(c[1]) >= 2 and np.all(np.isfinite(c[1]))}
+        if usable and len(usable) == len(run.tasks):
+            per_seed.append({task: convergence_epoch(losses, epochs, CONVERGENCE_TOLERANCE)
+                             for task, (epochs, losses) in usable.items()})
+    if not per_seed:
+        return
+    summary.convergence = {task: float(np.mean([seed[task] for seed in per_seed])) for task in per_seed[0]}
+    spreads = [float(np.std(list(seed.values()))) for seed in per_seed]
+    summary.convergence_spread, summary.convergence_spread_se = mean_and_standard_error(spreads)
+
+
+def _decimals(metric_names: list[str], methods: list[MethodSummary], reference: Reference) -> dict[str, int]:
+    """Printed decimals per metric: four significant digits of the metric's smallest non-zero value.
+
+    A metric can span orders of magnitude across methods (a neglected task's error), and the best
+    value is the one that must not lose digits. MR ranks these printed values, as the papers do, so
+    two methods that print alike tie."""
+    decimals = {}
+    for name in metric_names:
+        values = [abs(m.metrics[name]) for m in methods if math.isfinite(m.metrics[name])]
+        if reference.values and name in reference.values:
+            values.append(abs(reference.values[name]))
+        smallest = min((v for v in values if v > 0.0), default=None)
+        decimals[name] = 4 if smallest is None else int(min(6, max(0, 3 - math.floor(math.log10(smallest)))))
+    return decimals
+
+
+def _time_baseline(methods: list[MethodSummary]) -> MethodSummary | None:
+    """LS, to which the paper's Table 9 relates every time; the plain "ls" label when there are several."""
+    timed = [m for m in methods if published.method_key(m.method) == "ls" and m.time_per_epoch_s]
+    plain = [m for m in timed if m.label == m.method]
+    return (plain or timed or [None])[0]

@@ -1,0 +1,199 @@
+"""Grids of runs, methods x seeds (+ STL), in the results layout the report reads::
+
+    RUN_DIR/grid.json
+    RUN_DIR/runs/<method_label>/seed<k>/result.json, checkpoint.pt
+    RUN_DIR/runs/stl/seed<k>/result.json                 one model per task, merged
+    RUN_DIR/runs/stl/seed<k>/tasks/<task>/result.json, checkpoint.pt
+
+Completed runs are skipped, incomplete ones resume from their checkpoints, so re-running the
+same command after an interruption finishes the grid.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from go4align import __version__
+from go4align.benchmarks.api import Benchmark
+
+from .checkpoint import write_json_atomic
+from .spec import MethodSpec, parse_method_spec, single_task_weighting
+from .trainer import RESULT, train_run
+
+__all__ = ["run_grid", "prepare_grid", "run_dir_of", "merge_stl"]
+
+
+def run_dir_of(out_dir: str | Path, label: str, seed: int) -> Path:
+    return Path(out_dir) / "runs" / label / f"seed{seed}"
+
+
+def _read_complete(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("complete") else None
+
+
+def prepare_grid(benchmark: Benchmark, methods: Sequence[str | MethodSpec], seeds: Sequence[int]) -> list[MethodSpec]:
+    """Parse and check the methods and seeds before anything runs: unknown methods, bad options
+    (e.g. ``num_groups`` above the number of tasks), duplicates and bad seeds raise here."""
+    specs = [m if isinstance(m, MethodSpec) else parse_method_spec(m) for m in methods]
+    if not specs:
+        raise ValueError("no methods given")
+    labels = [s.label for s in specs]
+    duplicated = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicated:
+        raise ValueError(f"method(s) {duplicated} given more than once")
+    for spec in specs:
+        if not spec.is_stl:
+            spec.build(benchmark.num_tasks, benchmark.protocol.method_options)
+    if not seeds:
+        raise ValueError("no seeds given")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise ValueError(f"seeds must be ints >= 0, got {bad}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+    return specs
+
+
+def _write_grid(
+    out_dir: Path, benchmark: Benchmark, specs: list[MethodSpec], seeds: Sequence[int], command: list[str]
+) -> None:
+    """Create ``grid.json``, or extend it with new methods and seeds when resuming; a grid of
+    another benchmark or protocol in the same directory is an error."""
+    path = out_dir / "grid.json"
+    grid = {
+        "benchmark": benchmark.name,
+        "benchmark_options": dict(benchmark.options),
+        "protocol": benchmark.protocol.to_dict(),
+        "methods": [s.label for s in specs],
+        "seeds": list(seeds),
+        "command": command,
+        "go4align_version": __version__,
+        "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if path.exists():
+        old = json.loads(path.read_text())
+        for key in ("benchmark", "benchmark_options", "protocol"):
+            if old.get(key) != grid[key]:
+                raise ValueError(
+                    f"{out_dir} holds a grid with another {key} ({old.get(key)!r}, now {grid[key]!r}); "
+                    "use a new output directory"
+                )
+        grid["methods"] = old["methods"] + [m for m in grid["methods"] if m not in old["methods"]]
+        grid["seeds"] = old["seeds"] + [s for s in grid["seeds"] if s not in old["seeds"]]
+        grid["start_time"] = old["start_time"]
+    write_json_atomic(grid, path)
+
+
+def merge_stl(results: Sequence[dict], benchmark: Benchmark, seed: int) -> dict:
+    """One STL result from the per-task runs: each task's metrics, losses and trace come from its
+    own model; epoch times add up (the cost of STL is all M models)."""
+    tasks = benchmark.task_names
+    own = {t.name: [m.name for m in t.metrics] for t in benchmark.tasks}
+    by_task = dict(zip(tasks, results))
+
+    def pick(values: list[dict | None]) -> dict | None:
+        if any(v is None for v in values):
+            return None
+        return {n: v[n] for t, v in zip(tasks, values) for n in own[t]}
+
+    epochs = []
+    for i in range(min(len(r["epochs"]) for r in results)):
+        rows = [by_task[t]["epochs"][i] for t in tasks]
+        epochs.append(
+            {
+                "epoch": rows[0]["epoch"],
+                "time_s": sum(r["time_s"] for r in rows),
+                "train_losses": {t: r["train_losses"][t] for t, r in zip(tasks, rows)},
+                "val": pick([r["val"] for r in rows]),
+                "test": pick([r["test"] for r in rows]),
+            }
+        )
+    traces = [by_task[t]["trace"] for t in tasks]
+    length = min(len(tr["steps"]) for tr in traces)
+    trace = {
+        "steps": traces[0]["steps"][:length],
+        "losses": [[tr["losses"][i][m] for m, tr in enumerate(traces)] for i in range(length)],
+        "weights": [[tr["weights"][i][m] for m, tr in enumerate(traces)] for i in range(length)],
+        "groups": None,
+        "group_weights": None,
+    }
+    first = results[0]
+    return {
+        "benchmark": benchmark.name,
+        "method": "stl",
+        "method_label": "stl",
+        "method_options": {},
+        "seed": seed,
+        "tasks": tasks,
+        "metrics": {n: by_task[t]["metrics"][n] for t in tasks for n in own[t]},
+        "directions": first["directions"],
+        "reporting_rule": first["reporting_rule"],
+        "selected_epoch": None,
+        "selected_epoch_per_task": {t: by_task[t]["selected_epoch"] for t in tasks},
+        "stl_reference": first["stl_reference"],
+        "epochs": epochs,
+        "time_per_epoch_s": statistics.median(e["time_s"] for e in epochs) if epochs else None,
+        "peak_memory_mb": max(r["peak_memory_mb"] for r in results),
+        "peak_memory_method": first["peak_memory_method"],
+        "device": first["device"],
+        "trace": trace,
+        "complete": all(r["complete"] for r in results),
+    }
+
+
+def _run_stl(benchmark: Benchmark, seed: int, out_dir: Path, options: dict) -> dict:
+    stl_dir = run_dir_of(out_dir, "stl", seed)
+    results = []
+    for index, task in enumerate(benchmark.task_names):
+        spec = MethodSpec("stl", {}, "stl")
+        task_dir = stl_dir / "tasks" / task
+        result = _read_complete(task_dir / RESULT) or train_run(
+            benchmark,
+            spec,
+            seed,
+            task_dir,
+            weighting=single_task_weighting(benchmark.num_tasks, index),
+            focus_task=task,
+            **options,
+        )
+        results.append(result)
+    merged = merge_stl(results, benchmark, seed)
+    write_json_atomic(merged, stl_dir / RESULT)
+    return merged
+
+
+def run_grid(
+    benchmark: Benchmark,
+    methods: Sequence[str | MethodSpec],
+    seeds: Sequence[int],
+    out_dir: str | Path,
+    *,
+    command: Iterable[str] | None = None,
+    **options: Any,
+) -> dict[tuple[str, int], dict]:
+    """Run every method (``"stl"`` included) with every seed into ``out_dir``; returns the
+    results by ``(label, seed)``. ``options`` go to :class:`~go4align.train.trainer.Trainer`
+    (``device``, ``checkpoint_every``, ``callbacks``, ``progress``)."""
+    specs = prepare_grid(benchmark, methods, seeds)
+    out_dir = Path(out_dir)
+    _write_grid(out_dir, benchmark, specs, seeds, list(command) if command is not None else list(sys.argv))
+    results = {}
+    for seed in seeds:
+        for spec in specs:
+            if spec.is_stl:
+                done = _read_complete(run_dir_of(out_dir, "stl", seed) / RESULT)
+                results[spec.label, seed] = done or _run_stl(benchmark, seed, out_dir, options)
+                continue
+            run_dir = run_dir_of(out_dir, spec.label, seed)
+            results[spec.label, seed] = _read_complete(run_dir / RESULT) or train_run(
+                benchmark, spec, seed, run_dir, **options
+            )
+    return results

@@ -1,0 +1,151 @@
+"""Method specs: ``name`` or ``name:key=value,key=value`` names one configured method.
+
+Values are read as JSON literals (``3``, ``1e-3``, ``true``, ``[0, 1, 0]``, ``null``) and
+otherwise kept as strings (``clustering=lloyd``). The spec string itself is the method's label
+(its directory in a grid and its row in a report). ``stl`` is the single-task baseline: one
+model per task, trained with a one-hot weighting.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor
+
+from go4align.weighting import LossWeighting, Weighting, available, get, make
+
+__all__ = ["MethodSpec", "parse_method_spec", "split_methods", "SingleTask", "single_task_weighting", "STL"]
+
+STL = "stl"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    @property
+    def is_stl(self) -> bool:
+        return self.name == STL
+
+    def effective_options(self, defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """The protocol's defaults for this method, overridden by the spec's own options."""
+        return {**defaults.get(self.name, {}), **self.options}
+
+    def build(self, num_tasks: int, defaults: Mapping[str, Mapping[str, Any]] | None = None) -> Weighting:
+        """The weighting, with a ``ValueError`` that names this spec when an option is wrong."""
+        options = self.effective_options(defaults or {})
+        cls = get(self.name)
+        accepted = [p for p in inspect.signature(cls).parameters if p != "num_tasks"]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ValueError(f"method {self.label!r}: {self.name} takes no option(s) {unknown}; it accepts {accepted}")
+        try:
+            return make(self.name, num_tasks, **options)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"method {self.label!r} with {num_tasks} tasks: {error}") from error
+
+
+def _split_top_level(text: str, separator: str = ",") -> list[str]:
+    """Split on ``separator`` outside brackets and quotes, so that list values keep their commas."""
+    parts, depth, quote, current = [], 0, None, []
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == separator and depth == 0:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_method_spec(text: str) -> MethodSpec:
+    """``"go4align:num_groups=3,beta=0.001"`` -> ``MethodSpec("go4align", {...}, label=text)``."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"a method spec must be a non-empty string, got {text!r}")
+    label = text.strip()
+    if "/" in label or label in (".", ".."):
+        raise ValueError(f"method spec {label!r} cannot name a directory: no '/' please")
+    name, _, rest = label.partition(":")
+    name = name.strip().lower()
+    if name != STL and name not in available():
+        raise ValueError(f"unknown method {name!r} in {label!r}; available: {', '.join([*available(), STL])}")
+    options: dict[str, Any] = {}
+    if rest.strip():
+        for item in _split_top_level(rest):
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or not key.isidentifier():
+                raise ValueError(f"method spec {label!r}: expected key=value, got {item!r}")
+            if key in options:
+                raise ValueError(f"method spec {label!r}: option {key!r} given twice")
+            options[key] = _parse_value(value.strip())
+    if name == STL and options:
+        raise ValueError(f"method spec {label!r}: stl takes no options")
+    return MethodSpec(name, options, label)
+
+
+def split_methods(text: str) -> list[str]:
+    """Split a command-line list ``"go4align:num_groups=3,beta=0.001,ls"`` into specs.
+
+    A comma-separated item continues the previous spec's options when it is ``key=value``
+    without a ``:`` before its ``=``; otherwise it starts a new method.
+    """
+    specs: list[str] = []
+    for item in _split_top_level(text):
+        item = item.strip()
+        if not item:
+            raise ValueError(f"empty method in {text!r}")
+        continues = "=" in item and ":" not in item.split("=", 1)[0]
+        if continues:
+            if not specs or ":" not in specs[-1]:
+                raise ValueError(f"option {item!r} in {text!r} follows no 'method:' to belong to")
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    return specs
+
+
+class SingleTask(LossWeighting):
+    """One-hot weights: only task ``task`` is trained (the STL baseline, one run per task)."""
+
+    def __init__(self, num_tasks: int, task: int):
+        super().__init__(num_tasks)
+        if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < num_tasks:
+            raise ValueError(f"task must be an int in [0, {num_tasks}), got {task!r}")
+        self.task = task
+
+    def weigh(self, losses: Tensor) -> Tensor:
+        weights = torch.nn.functional.one_hot(torch.tensor(self.task), self.num_tasks).to(losses)
+        self.record(losses=losses, weights=weights)
+        return weights
+
+    def extra_repr(self) -> str:
+        return f"num_tasks={self.num_tasks}, task={self.task}"
+
+
+def single_task_weighting(num_tasks: int, task: int) -> Weighting:
+    """The registered ``stl`` method when it takes ``task=``, else :class:`SingleTask`."""
+    if STL in available() and "task" in inspect.signature(get(STL)).parameters:
+        return make(STL, num_tasks, task=task)
+    return SingleTask(num_tasks, task)

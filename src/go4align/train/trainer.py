@@ -1,0 +1,410 @@
+"""One training run, (benchmark, method, seed), driven only through the weighting protocol.
+
+Every step: ``zero_grad``; predictions and shared representation; the task losses;
+``weighting.backward(losses, shared_parameters=..., shared_representation=...)``;
+``optimizer.step()``; ``weighting.after_step(closure)`` where ``closure`` recomputes the losses of
+the same batch without gradients. Every epoch: ``weighting.end_epoch()``, evaluation on val (if
+the benchmark has it) and test, the scheduler step, a checkpoint and ``result.json``.
+
+Exact resume: everything that the rest of a run depends on is in ``checkpoint.pt`` (model,
+optimiser, scheduler, weighting state, the python/numpy/torch RNG states, the data-order
+generator's state at the start of the epoch, the position in the epoch, the running loss sums,
+the history and the trace), written atomically every ``checkpoint_every`` steps and at each epoch
+end. A run restarted from it redraws the epoch's order, skips the batches already done and ends
+with bit-identical parameters and metrics (on the CPU, and with ``num_workers=0``: with worker
+processes, a resumed epoch hands its remaining batches to the workers in another rotation, so
+random augmentation drawn inside the workers would not repeat).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, default_collate
+
+from go4align.benchmarks.api import Benchmark
+from go4align.weighting import Weighting
+
+from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state, write_json_atomic
+from .placement import PeakMemory, Placement
+from .results import Trace, summarise, validation_score
+from .spec import MethodSpec
+
+__all__ = ["StepInfo", "Trainer", "train_run", "param_groups"]
+
+CHECKPOINT = "checkpoint.pt"
+RESULT = "result.json"
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a step callback sees, after the step (and its checkpoint, if one was due)."""
+
+    epoch: int  # 0-based epoch of the step
+    step_in_epoch: int  # steps done in this epoch
+    global_step: int  # steps done in the run
+    losses: Tensor  # this step's task losses, detached
+    run_dir: Path
+
+
+def param_groups(model: nn.Module, weighting: Weighting) -> list[dict]:
+    """The model's parameters, then the weighting's trainable ones (UW's log-variances) at the
+    weighting's own learning rate when it exposes a numeric ``lr`` attribute."""
+    groups = [{"params": list(model.parameters())}]
+    extra = [p for p in weighting.parameters() if p.requires_grad]
+    if extra:
+        group: dict[str, Any] = {"params": extra}
+        own = getattr(weighting, "lr", None)
+        if isinstance(own, (int, float)) and not isinstance(own, bool):
+            group["lr"] = float(own)
+        groups.append(group)
+    return groups
+
+
+def iterate_batches(dataset: Any, index_batches: Sequence[Tensor], collate_fn, num_workers: int, seed: int) -> Iterator:
+    """Batches in the given order: ``dataset.get_batch`` when offered, else a DataLoader.
+
+    The loader gets its own generator (seeded with ``seed``) because starting a loader draws
+    its workers' base seed from it, which would otherwise come from torch's global generator and
+    make a run resumed mid-epoch (one more loader start) diverge.
+    """
+    if callable(getattr(dataset, "get_batch", None)):
+        return (dataset.get_batch(indices) for indices in index_batches)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=[indices.tolist() for indices in index_batches],
+        collate_fn=collate_fn or default_collate,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return iter(loader)
+
+
+def _progress_bar(total: int, initial: int, description: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=initial, desc=description, leave=False)
+
+
+class Trainer:
+    """Train one run in ``run_dir`` (resuming from its checkpoint if there is one).
+
+    Args:
+        benchmark: the :class:`~go4align.benchmarks.api.Benchmark` with its protocol.
+        method: the method spec (its label and effective options go into the results).
+        seed: seeds python, numpy, torch, the model's initialisation and the data order.
+        run_dir: where ``checkpoint.pt`` and ``result.json`` go.
+        device: ``"cpu"``, ``"cuda"``...
+        checkpoint_every: also checkpoint every this many steps (``None``: at epoch ends only).
+        callbacks: called with a :class:`StepInfo` after every step; an exception stops the run.
+        progress: print one line per epoch (and a tqdm bar when tqdm is installed).
+        weighting: a prebuilt weighting instead of ``method.build`` (the STL runs).
+        focus_task: rank epochs by this task's metrics only (an STL run's own task).
+
+    After :meth:`fit`, ``model`` and ``weighting`` are the trained objects.
+    """
+
+    def __init__(
+        self,
+        benchmark: Benchmark,
+        method: MethodSpec,
+        seed: int,
+        run_dir: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        checkpoint_every: int | None = None,
+        callbacks: Iterable[Callable[[StepInfo], None]] = (),
+        progress: bool = True,
+        weighting: Weighting | None = None,
+        focus_task: str | None = None,
+    ):
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+        if checkpoint_every is not None and (
+            isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1
+        ):
+            raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
+        if focus_task is not None and focus_task not in benchmark.task_names:
+            raise ValueError(f"focus_task must be one of {benchmark.task_names}, got {focus_task!r}")
+        self.benchmark, self.method, self.seed = benchmark, method, seed
+        self.protocol = benchmark.protocol
+        self.run_dir = Path(run_dir)
+        self.placement = Placement(device)
+        self.checkpoint_every = checkpoint_every
+        self.callbacks = list(callbacks)
+        self.progress = progress
+        self.focus_task = focus_task
+        self.options = method.effective_options(self.protocol.method_options) if weighting is None else {}
+        self.weighting = (
+            weighting if weighting is not None else method.build(benchmark.num_tasks, self.protocol.method_options)
+        )
+        tasks = [t for t in benchmark.tasks if focus_task in (None, t.name)]
+        self.selection_metrics = [m.name for t in tasks for m in t.metrics]
+
+    # -- identity of a run, checked when resuming ----------------------------------------------
+    def identity(self) -> dict:
+        return {
+            "benchmark": self.benchmark.name,
+            "benchmark_options": dict(self.benchmark.options),
+            "protocol": self.protocol.to_dict(),
+            "tasks": self.benchmark.task_names,
+            "method_label": self.method.label,
+            "method_options": self.options,
+            "weighting": repr(self.weighting),
+            "seed": self.seed,
+        }
+
+    # -- the run ---------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train every remaining epoch; returns (and writes) ``result.json``."""
+        self._setup()
+        while self.state["epoch"] < self.protocol.epochs:
+            self._train_epoch()
+            self.weighting.end_epoch()
+            self._end_epoch()
+            self._save()
+            write_json_atomic(self.result(), self.run_dir / RESULT)
+        result = self.result()
+        write_json_atomic(result, self.run_dir / RESULT)
+        return result
+
+    def _setup(self) -> None:
+        """Build the model, optimiser and scheduler from the seed, then resume if a checkpoint exists."""
+        bench, protocol, place = self.benchmark, self.protocol, self.placement
+        random.seed(self.seed)
+        np.random.seed(self.seed)
+        self.model = place.model(bench.build_model(self.seed))
+        self.shared = self.model.shared_parameters()
+        self.weighting = place.module(self.weighting)
+        self.optimizer = protocol.build_optimizer(param_groups(self.model, self.weighting))
+        self.scheduler = protocol.build_scheduler(self.optimizer)
+        self.train_set = bench.dataset("train")
+        self.data_order = torch.Generator().manual_seed(self.seed)
+        self.memory = PeakMemory(place.device)
+        steps_per_epoch = math.ceil(len(self.train_set) / protocol.batch_size)
+        self.trace = Trace(protocol.epochs * steps_per_epoch, bench.num_tasks)
+        self.state = {
+            "epoch": 0,  # epochs completed
+            "step_in_epoch": 0,
+            "global_step": 0,
+            "loss_sums": torch.zeros(bench.num_tasks, dtype=torch.float64),
+            "epoch_time": 0.0,
+            "history": [],
+            "data_order_at_epoch_start": self.data_order.get_state(),
+            "previous_peak_mb": 0.0,
+        }
+        if (self.run_dir / CHECKPOINT).exists():
+            self._restore(self.run_dir / CHECKPOINT)
+
+    def _train_epoch(self) -> None:
+        """The rest of the current epoch, from ``step_in_epoch`` on, in the epoch's data order."""
+        state, protocol = self.state, self.protocol
+        epoch = state["epoch"]
+        self.data_order.set_state(state["data_order_at_epoch_start"])
+        order = torch.randperm(len(self.train_set), generator=self.data_order)
+        batches = self.placement.shard(order.split(protocol.batch_size))
+        start = state["step_in_epoch"]
+        description = f"{self.method.label} seed{self.seed} epoch {epoch + 1}"
+        bar = _progress_bar(len(batches), start, description) if self.progress else None
+        loss_sums = state["loss_sums"].to(self.placement.device)
+        loader_seed = self.seed * 1_000_003 + epoch
+        timer = time.perf_counter()
+        for batch in iterate_batches(
+            self.train_set, batches[start:], self.benchmark.collate_fn, protocol.num_workers, loader_seed
+        ):
+            losses = self._step(self.placement.batch(batch))
+            loss_sums += losses.double()
+            self.trace.record(state["global_step"], self.weighting.diagnostics)
+            self.memory.sample()
+            state["step_in_epoch"] += 1
+            state["global_step"] += 1
+            if bar is not None:
+                bar.update(1)
+            due = self.checkpoint_every is not None and state["global_step"] % self.checkpoint_every == 0
+            if due or self.callbacks:
+                # Checkpoints and callbacks are not training time: stop the clock around them.
+                state["epoch_time"] += time.perf_counter() - timer
+                state["loss_sums"] = loss_sums.cpu()
+                if due and state["step_in_epoch"] < len(batches):  # the epoch end saves anyway
+                    self._save()
+                info = StepInfo(epoch, state["step_in_epoch"], state["global_step"], losses, self.run_dir)
+                for callback in self.callbacks:
+                    callback(info)
+                timer = time.perf_counter()
+        state["epoch_time"] += time.perf_counter() - timer
+        state["loss_sums"] = loss_sums.cpu()
+        if bar is not None:
+            bar.close()
+
+    def _step(self, batch) -> Tensor:
+        inputs, targets = batch
+        model, weighting = self.model, self.weighting
+        model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        predictions, representation = model(inputs, return_representation=True)
+        losses = self.benchmark.losses(predictions, targets)
+        weighting.backward(losses, shared_parameters=self.shared, shared_representation=representation)
+        self.optimizer.step()
+
+        def closure() -> Tensor:
+            with torch.no_grad():
+                return self.benchmark.losses(model(inputs), targets)
+
+        weighting.after_step(closure)
+        return losses.detach()
+
+    def _end_epoch(self) -> None:
+        """Evaluate, step the scheduler, append the epoch to the history, move to the next epoch."""
+        state, bench = self.state, self.benchmark
+        val = self.evaluate(self.model, "val") if "val" in bench.splits else None
+        test = self.evaluate(self.model, "test")
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(self._score(val))
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        train_losses = state["loss_sums"] / max(1, state["step_in_epoch"])
+        entry = {
+            "epoch": state["epoch"] + 1,
+            "time_s": state["epoch_time"],
+            "train_losses": dict(zip(bench.task_names, train_losses.tolist())),
+            "val": val,
+            "test": test,
+        }
+        state["history"].append(entry)
+        state.update(epoch=state["epoch"] + 1, step_in_epoch=0, epoch_time=0.0)
+        state["loss_sums"] = torch.zeros(bench.num_tasks, dtype=torch.float64)
+        state["data_order_at_epoch_start"] = self.data_order.get_state()
+        if self.progress:
+            print(self._progress_line(entry), flush=True)
+
+    def _score(self, values: dict[str, float]) -> float:
+        return validation_score(
+            values, self.selection_metrics, self.benchmark.directions, self.protocol, self.benchmark.stl_reference
+        )
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """The benchmark's metrics of ``model`` on ``split``, in eval mode."""
+        bench = self.benchmark
+        dataset = bench.dataset(split)
+        size = self.protocol.eval_batch_size or self.protocol.batch_size
+        accumulator = bench.metrics()
+        model.eval()
+        batches = torch.arange(len(dataset)).split(size)
+        for batch in iterate_batches(dataset, batches, bench.collate_fn, self.protocol.num_workers, 0):
+            inputs, targets = self.placement.batch(batch)
+            accumulator.update(model(inputs), targets)
+            self.memory.sample()
+        model.train()
+        values = {name: float(value) for name, value in accumulator.compute().items()}
+        expected = set(bench.directions)
+        if set(values) != expected:
+            raise ValueError(
+                f"benchmark {bench.name!r}: the metric accumulator returned {sorted(values)}, "
+                f"but the tasks declare {sorted(expected)}"
+            )
+        return values
+
+    def _progress_line(self, entry: dict) -> str:
+        losses = " ".join(f"{v:.4g}" for v in list(entry["train_losses"].values())[:4])
+        shown = list(entry["test"].items())[:4]
+        test = " ".join(f"{k}={v:.4g}" for k, v in shown)
+        more = " ..." if len(entry["test"]) > len(shown) else ""
+        label = self.method.label + (f"[{self.focus_task}]" if self.focus_task else "")
+        return (
+            f"[{self.benchmark.name}] {label} seed{self.seed} "
+            f"epoch {entry['epoch']}/{self.protocol.epochs} {entry['time_s']:.2f}s "
+            f"train losses {losses}{' ...' if self.benchmark.num_tasks > 4 else ''} | test {test}{more}"
+        )
+
+    # -- checkpoints and results -------------------------------------------------------------
+    def _save(self) -> None:
+        save_atomic(
+            {
+                "identity": self.identity(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "weighting": self.weighting.state_dict(),
+                "rng": rng_state(),
+                "state": {**self.state, "previous_peak_mb": self.peak_memory_mb()},
+                "trace": self.trace.state_dict(),
+            },
+            self.run_dir / CHECKPOINT,
+        )
+
+    def _restore(self, path: Path) -> None:
+        checkpoint = load_checkpoint(path)
+        mine, theirs = self.identity(), checkpoint["identity"]
+        differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+        if differ:
+            raise ValueError(
+                f"{path} was written by a different run (differs in {differ}: "
+                f"{ {k: theirs.get(k) for k in differ} } there, { {k: mine.get(k) for k in differ} } now); "
+                "use a new output directory or delete it"
+            )
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.weighting.load_state_dict(checkpoint["weighting"])
+        self.trace.load_state_dict(checkpoint["trace"])
+        self.state = checkpoint["state"]
+        set_rng_state(checkpoint["rng"])
+
+    def peak_memory_mb(self) -> float:
+        return max(self.state["previous_peak_mb"], self.memory.megabytes())
+
+    def result(self) -> dict:
+        """The ``result.json`` of the run so far (``complete`` once every epoch has run).
+
+        ``metrics`` follow the protocol's reporting rule (``selected_epoch``: the epoch chosen by
+        ``best_validation``, else ``None``); each epoch's ``time_s`` is its training wall time
+        (data loading included; evaluation, checkpoints and callbacks excluded);
+        ``time_per_epoch_s`` is their median; ``peak_memory_method`` says how ``peak_memory_mb``
+        was measured (see :class:`~go4align.train.placement.PeakMemory`); ``trace`` holds the
+        weighting's diagnostics at most every ``stride`` steps (``groups`` and
+        ``group_weights`` are ``None`` for methods without groups). STL runs of one task add
+        ``focus_task``.
+        """
+        bench, protocol, history = self.benchmark, self.protocol, self.state["history"]
+        metrics, selected = summarise(history, self.selection_metrics, bench.directions, protocol, bench.stl_reference)
+        result = {
+            "benchmark": bench.name,
+            "method": self.method.name,
+            "method_label": self.method.label,
+            "method_options": self.options,
+            "seed": self.seed,
+            "tasks": bench.task_names,
+            "metrics": metrics,
+            "directions": bench.directions,
+            "reporting_rule": protocol.reporting_rule,
+            "selected_epoch": selected,
+            "stl_reference": dict(bench.stl_reference) if bench.stl_reference is not None else None,
+            "epochs": history,
+            "time_per_epoch_s": statistics.median(e["time_s"] for e in history) if history else None,
+            "peak_memory_mb": self.peak_memory_mb(),
+            "peak_memory_method": self.memory.method,
+            "device": str(self.placement.device),
+            "trace": self.trace.to_json(),
+            "complete": len(history) == protocol.epochs,
+        }
+        if self.focus_task is not None:
+            result["focus_task"] = self.focus_task
+        return result
+
+
+def train_run(benchmark: Benchmark, method: MethodSpec, seed: int, run_dir: str | Path, **options: Any) -> dict:
+    """Train (or resume, or just re-read) one run; see :class:`Trainer` for the options."""
+    return Trainer(benchmark, method, seed, run_dir, **options).fit()

@@ -1,0 +1,169 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from go4align import cli
+from go4align.benchmarks import Protocol, get_benchmark
+from go4align.benchmarks import fashion as fashion_module
+from go4align.cli import build_benchmark, load_config, main
+from go4align.weighting import available
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread, and far faster on a loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def test_bench_runs_a_grid_and_resumes(tmp_path, capsys):
+    out, config = tmp_path / "grid", tmp_path / "toy.toml"
+    config.write_text('benchmark = "toy"\n[benchmark_options]\nsteps_per_epoch = 10\n[protocol]\nepochs = 3\n')
+    argv = ["bench", "--config", config, "--methods", "ls,go4align:beta=0.001", "--methods", "stl"]
+    argv += ["--seeds", "0,1", "--epochs", "2", "--out", out, "--quiet", "--threads", "1"]
+    assert run(*argv) == 0
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["methods"] == ["ls", "go4align:beta=0.001", "stl"] and grid["seeds"] == [0, 1]
+    assert grid["protocol"]["epochs"] == 2 and grid["benchmark_options"]["steps_per_epoch"] == 10
+    assert isinstance(grid["command"], list)
+    results = sorted(p.relative_to(out).as_posix() for p in out.rglob("result.json"))
+    assert "runs/go4align:beta=0.001/seed1/result.json" in results and "runs/stl/seed0/result.json" in results
+    stamp = (out / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns
+    assert run(*argv) == 0  # everything complete: nothing is retrained
+    assert (out / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns == stamp
+    assert "go4align report" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--benchmark", "digits", "--methods", "lsq"], r"unknown method 'lsq' in 'lsq'; available: .*go4align.*ls"),
+        (["--benchmark", "nyu", "--methods", "ls"], r"unknown benchmark 'nyu'; installed: .*digits.*toy"),
+        (
+            ["--benchmark", "toy", "--methods", "go4align:num_groups=3"],
+            r"num_groups must be an int in \[1, num_tasks=2\], got 3",
+        ),
+        (["--benchmark", "toy", "--methods", "go4align:groups=2"], r"takes no option\(s\) \['groups'\]"),
+        (
+            ["--benchmark", "toy", "--methods", "ls", "--data-dir", "/data"],
+            r"'toy' takes no option\(s\) \['data_dir'\]",
+        ),
+        (
+            ["--benchmark", "fashion", "--methods", "ls", "--data-dir", "/nonexistent"],
+            "apt-get install -y dataset-fashion-mnist",
+        ),
+        (["--benchmark", "qm9", "--methods", "ls"], "go4align.benchmarks.qm9 is not part of this installation"),
+        (["--benchmark", "toy", "--methods", "ls", "--seeds", "0,x"], "--seeds must be comma-separated ints"),
+        (["--benchmark", "toy", "--methods", "ls", "--seeds", "1,1"], "distinct"),
+        (["--benchmark", "toy", "--methods", "ls", "--epochs", "0"], "epochs must be a positive int, got 0"),
+        (["--benchmark", "toy", "--methods", "ls,stl:task=0"], "stl takes no options"),
+        (["--benchmark", "toy", "--methods", "ls", "--threads", "0"], "--threads must be >= 1"),
+        (["--methods", "ls"], r"give --benchmark NAME \(installed: .*\) or --config FILE"),
+        (
+            ["--config", CONFIGS / "nyuv2.toml", "--benchmark", "toy", "--methods", "ls"],
+            "conflicts with benchmark = 'nyuv2'",
+        ),
+        (["--config", "/no/such.toml", "--methods", "ls"], "config file /no/such.toml does not exist"),
+        (["--benchmark", "toy", "--methods", "ls", "--device", "tpu7"], "device must name a torch device"),
+    ],
+)
+def test_bench_errors_are_clear(tmp_path, capsys, argv, message):
+    assert run("bench", *argv, "--out", tmp_path / "out") == 2
+    error = capsys.readouterr().err
+    assert error.startswith("go4align bench: error: ")
+    assert re.search(message, error), error
+    assert not (tmp_path / "out" / "runs").exists()  # nothing trained
+
+
+def test_config_files_are_checked(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('benchmark = "toy"\nmethods = ["ls"]\n')
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['methods'\]"):
+        load_config(bad)
+    bad.write_text("benchmark = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(bad)
+    bad.write_text('benchmark = "toy"\n[protocol]\nepoch = 3\n')
+    with pytest.raises(ValueError, match=r"unknown protocol field\(s\) \['epoch'\]"):
+        build_benchmark(None, load_config(bad))
+    bad.write_text('benchmark = "fashion"\n[benchmark_options]\ndata_dir = "/a"\n')
+    with pytest.raises(cli.UsageError, match="--data-dir '/b' conflicts with data_dir = '/a'"):
+        build_benchmark(None, load_config(bad), data_dir="/b")
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_config_is_a_valid_protocol(path):
+    config = load_config(path)
+    assert isinstance(config["benchmark"], str)
+    protocol = Protocol(**config["protocol"])
+    assert protocol.epochs >= 1 and protocol.lr > 0
+
+
+@pytest.mark.parametrize("name", ["digits", "synthetic", "toy"])
+def test_configs_of_the_builtin_benchmarks_match_their_code(name):
+    configured = build_benchmark(None, load_config(CONFIGS / f"{name}.toml"))
+    assert configured.protocol == get_benchmark(name).protocol
+    assert configured.options == get_benchmark(name).options
+
+
+def test_paper_configs_hold_the_papers_numbers():
+    assert Protocol(**load_config(CONFIGS / "fashion.toml")["protocol"]) == fashion_module.PROTOCOL
+    nyuv2 = Protocol(**load_config(CONFIGS / "nyuv2.toml")["protocol"])
+    assert (nyuv2.epochs, nyuv2.batch_size, nyuv2.lr, nyuv2.reporting_rule) == (200, 2, 1e-4, "last_k_mean:10")
+    assert dict(nyuv2.scheduler_options) == {"step_size": 100, "gamma": 0.5}
+    assert nyuv2.method_options["go4align"]["num_groups"] == 2
+    qm9 = Protocol(**load_config(CONFIGS / "qm9.toml")["protocol"])
+    assert (qm9.epochs, qm9.batch_size, qm9.scheduler, qm9.reporting_rule) == (300, 120, "plateau", "best_validation")
+    assert qm9.method_options["go4align"]["num_groups"] == 5 and qm9.selection == "delta_m"
+    reduced = load_config(CONFIGS / "qm9-reduced.toml")
+    assert reduced["benchmark"] == "qm9" and reduced["protocol"]["epochs"] == 6
+    assert reduced["benchmark_options"] == {"train_size": 10000, "val_size": 2000, "test_size": 10000}
+    celeba = Protocol(**load_config(CONFIGS / "celeba.toml")["protocol"])
+    assert (celeba.epochs, celeba.batch_size, celeba.lr) == (15, 256, 3e-4)
+
+
+def test_report_writes_the_report_or_says_why_not(tmp_path, capsys):
+    assert run("report", tmp_path) == 1
+    assert "grid.json" in capsys.readouterr().err
+    out = tmp_path / "grid"
+    assert run("bench", "--benchmark", "toy", "--methods", "ls,go4align", "--epochs", "1", "--out", out, "--quiet") == 0
+    capsys.readouterr()
+    assert run("report", out) == 0
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    assert str(out / "report.html") in capsys.readouterr().out
+
+
+def test_demo_runs_its_suite_and_reports(tmp_path, capsys, monkeypatch):
+    suite = (
+        ("toy", {"steps_per_epoch": 5}, {"epochs": 1}, False),
+        ("synthetic", {"num_tasks": 4, "num_groups": 2, "train_size": 50}, {"epochs": 1}, True),
+    )
+    monkeypatch.setattr(cli, "DEMO_SUITE", suite)
+    reported = []
+    monkeypatch.setattr(cli, "write_report", reported.append)
+    assert run("demo", "--out", tmp_path, "--seeds", "0", "--quiet") == 0
+    assert reported == [tmp_path / "toy", tmp_path / "synthetic"]
+    assert (tmp_path / "synthetic" / "runs" / "stl" / "seed0" / "result.json").exists()
+    assert not (tmp_path / "toy" / "runs" / "stl").exists()
+    ran = json.loads((tmp_path / "toy" / "grid.json").read_text())["methods"]
+    assert {"go4align", "ls"} <= set(ran) <= set(available()) - {"stl"}  # methods that fit the toy
+    assert "go4align demo finished" in capsys.readouterr().out
+
+
+def test_list(capsys):
+    assert run("list") == 0
+    out = capsys.readouterr().out
+    methods, benchmarks = out.splitlines()[:2]
+    assert "go4align" in methods and "stl" in methods
+    assert all(name in benchmarks for name in ("digits", "fashion", "synthetic", "toy"))

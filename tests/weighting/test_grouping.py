@@ -1,0 +1,146 @@
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from go4align.weighting import Grouping, kmeans_1d, lloyd_1d, spectral_1d
+
+
+def sse(values, labels):
+    total = 0.0
+    for g in set(labels):
+        group = [v for v, l in zip(values, labels) if l == g]
+        mean = sum(group) / len(group)
+        total += sum((v - mean) ** 2 for v in group)
+    return total
+
+
+def brute_force_sse(values, k):
+    """Minimum K-means cost over every assignment of the values to at most k groups."""
+    return min(sse(values, labels) for labels in itertools.product(range(k), repeat=len(values)))
+
+
+values_strategy = st.lists(
+    st.one_of(st.floats(0.0, 10.0, allow_nan=False), st.sampled_from([1.0, 2.0, 5.0])), min_size=1, max_size=7
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=values_strategy, k=st.integers(1, 4))
+def test_exact_kmeans_matches_brute_force(values, k):
+    k = min(k, len(values))
+    labels = kmeans_1d(torch.tensor(values, dtype=torch.float64), k).tolist()
+    assert max(labels) < k
+    assert sse(values, labels) == pytest.approx(brute_force_sse(values, k), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_exact_kmeans_eight_tasks_brute_force(k):
+    gen = torch.Generator().manual_seed(k)
+    for _ in range(5):
+        values = (torch.rand(8, generator=gen, dtype=torch.float64) * 4).tolist()
+        labels = kmeans_1d(torch.tensor(values, dtype=torch.float64), k).tolist()
+        assert sse(values, labels) == pytest.approx(brute_force_sse(values, k), rel=1e-9, abs=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=values_strategy, k=st.integers(1, 4), seed=st.integers(0, 1000))
+def test_exact_kmeans_groups_are_sorted_contiguous_and_permutation_equivariant(values, k, seed):
+    k = min(k, len(values))
+    x = torch.tensor(values, dtype=torch.float64)
+    labels = kmeans_1d(x, k)
+    # groups are numbered by increasing value and equal values share a group
+    for i in range(len(values)):
+        for j in range(len(values)):
+            if values[i] < values[j]:
+                assert labels[i] <= labels[j]
+            if values[i] == values[j]:
+                assert labels[i] == labels[j]
+    perm = torch.randperm(len(values), generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(kmeans_1d(x[perm], k), labels[perm])
+
+
+def test_kmeans_known_cases():
+    x = torch.tensor([0.0, 0.1, 5.0, 5.2, 9.9, 10.0])
+    assert kmeans_1d(x, 3).tolist() == [0, 0, 1, 1, 2, 2]
+    assert kmeans_1d(x, 1).tolist() == [0] * 6
+    assert kmeans_1d(x, 6).tolist() == [0, 1, 2, 3, 4, 5]
+    # fewer distinct values than groups: duplicates stay together, fewer groups are used
+    assert kmeans_1d(torch.tensor([3.0, 1.0, 3.0, 1.0]), 3).tolist() == [1, 0, 1, 0]
+    assert kmeans_1d(torch.tensor([2.0, 2.0, 2.0]), 2).tolist() == [0, 0, 0]
+
+
+def test_kmeans_is_deterministic_at_scale():
+    x = torch.rand(1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    first = kmeans_1d(x, 5)
+    assert torch.equal(first, kmeans_1d(x.clone(), 5))
+    assert sorted(set(first.tolist())) == [0, 1, 2, 3, 4]
+
+
+def test_lloyd_finds_separated_groups_and_is_deterministic():
+    x = torch.tensor([0.0, 0.1, 5.0, 5.2, 9.9, 10.0], dtype=torch.float64)
+    assert lloyd_1d(x, 3).tolist() == [0, 0, 1, 1, 2, 2]
+    assert torch.equal(lloyd_1d(x, 3), lloyd_1d(x, 3))
+
+
+def test_spectral_groups_separated_values():
+    pytest.importorskip("sklearn", reason="pip install 'go4align[sklearn]'")
+    x = torch.tensor([0.0, 0.01, 3.0, 3.01], dtype=torch.float64)
+    labels = spectral_1d(x, 2).tolist()
+    assert labels == [0, 0, 1, 1]
+
+
+def test_grouping_fixed_partition_and_weights():
+    grouping = Grouping(3, 2, clustering=[0, 1, 0], group_weights=[0.8, 0.1])
+    weights, labels, omega, sizes = grouping(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+    assert weights.tolist() == pytest.approx([0.8, 0.1, 0.8])
+    assert labels.tolist() == [0, 1, 0]
+    assert sizes.tolist() == [2, 1]
+
+
+def test_grouping_centroids_are_group_means():
+    grouping = Grouping(4, 2)
+    weights, labels, omega, sizes = grouping(torch.tensor([1.0, 1.2, 4.0, 4.4], dtype=torch.float64))
+    assert omega.tolist() == pytest.approx([1.1, 4.2])
+    assert weights.tolist() == pytest.approx([1.1, 1.1, 4.2, 4.2])
+    assert sizes.tolist() == [2, 2]
+
+
+def test_random_options_follow_the_seed_and_state():
+    a = Grouping(5, 2, clustering="random", group_weights="random", seed=3)
+    b = Grouping(5, 2, clustering="random", group_weights="random", seed=3)
+    x = torch.ones(5, dtype=torch.float64)
+    for _ in range(3):
+        assert torch.equal(a(x)[0], b(x)[0])
+    state = a.state_dict()
+    expected = a(x)[0]
+    b.load_state_dict(state)
+    assert torch.equal(b(x)[0], expected)
+
+
+def test_custom_clustering_callable():
+    grouping = Grouping(3, 2, clustering=lambda values, k: torch.tensor([1, 0, 1]))
+    assert grouping(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))[1].tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_groups": 0}, "num_groups"),
+        ({"num_groups": 4}, "num_groups"),
+        ({"num_groups": 2.0}, "num_groups"),
+        ({"num_groups": 2, "clustering": "kmeans++"}, "clustering"),
+        ({"num_groups": 2, "clustering": [0, 1]}, "fixed partition"),
+        ({"num_groups": 2, "clustering": [0, 1, 2]}, "fixed partition"),
+        ({"num_groups": 2, "group_weights": [1.0]}, "group_weights"),
+        ({"num_groups": 2, "group_weights": [1.0, -1.0]}, "group_weights"),
+        ({"num_groups": 2, "group_weights": [0.0, 0.0]}, "group_weights"),
+        ({"num_groups": 2, "group_weights": "uniform"}, "group_weights"),
+        ({"num_groups": 2, "seed": "x"}, "seed"),
+    ],
+)
+def test_grouping_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Grouping(3, **kwargs)
