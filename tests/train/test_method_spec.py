@@ -76,6 +76,7 @@ def test_single_task_weighting_is_one_hot():
 
 
 def test_registered_stl_is_preferred_when_it_takes_a_task(monkeypatch):
+    monkeypatch.delitem(registry._REGISTRY, "stl", raising=False)
     assert isinstance(single_task_weighting(2, 0), SingleTask)
 
     class RegisteredSTL(LossWeighting):

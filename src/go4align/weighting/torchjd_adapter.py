@@ -1,0 +1,74 @@
+"""Any TorchJD aggregator behind go4align's protocol (optional extra ``torchjd``)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .gradient import Aggregation, GradientWeighting
+
+__all__ = ["TorchJD"]
+
+
+class TorchJD(GradientWeighting):
+    """Use a TorchJD aggregator (UPGrad, DualProj, ConFIG, GradVac, ...) as a gradient method.
+
+    The Jacobian collected by :class:`~go4align.weighting.gradient.GradientWeighting` is handed to
+    the aggregator. When it is a ``WeightedAggregator`` (most are: the aggregation is a weighted
+    sum of the task gradients), its weighting gives the task weights, which are returned, may be
+    post-processed and, with ``head_gradients="weighted"``, reach the heads; otherwise (ConFIG,
+    GradDrop, Krum, TrimmedMean) its output is the shared direction, no weights are returned and
+    the heads get the plain summed gradient. TorchJD's own randomness (its PCGrad, Random) uses
+    torch's global generator. TorchJD (https://github.com/SimplexLab/TorchJD, MIT) is a
+    fast-moving 0.x library; the extra pins the tested range.
+
+    Args:
+        num_tasks: ``M``.
+        aggregator: a ``torchjd.aggregation.Aggregator`` instance, or the name of one of its
+            classes built with default arguments. Default ``"ConFIG"``: a method go4align does not
+            implement itself that needs nothing beyond torch. UPGrad and DualProj need TorchJD's
+            ``quadprog-projector`` extra, which pulls the GPL ``quadprog`` package; go4align's
+            extras do not install it.
+        target, head_gradients, batched, validate: see
+            :class:`~go4align.weighting.gradient.GradientWeighting`.
+
+    Needs torchjd: ``pip install 'go4align[torchjd]'``; checked when the object is built.
+    """
+
+    def __init__(
+        self,
+        num_tasks: int,
+        aggregator: object = "ConFIG",
+        *,
+        target: str = "parameters",
+        head_gradients: str = "weighted",
+        batched: bool = False,
+        validate: bool = True,
+    ):
+        super().__init__(num_tasks, target=target, head_gradients=head_gradients, batched=batched, validate=validate)
+        try:
+            from torchjd import aggregation
+        except ImportError as error:
+            raise ImportError("TorchJD needs torchjd: pip install 'go4align[torchjd]'") from error
+        if isinstance(aggregator, str):
+            cls = getattr(aggregation, aggregator, None)
+            if not (isinstance(cls, type) and issubclass(cls, aggregation.Aggregator)):
+                raise ValueError(f"aggregator must name a torchjd.aggregation.Aggregator class, got {aggregator!r}")
+            try:
+                aggregator = cls()
+            except TypeError as error:
+                raise ValueError(
+                    f"aggregator={aggregator!r} needs arguments: pass an instance instead ({error})"
+                ) from error
+        elif not isinstance(aggregator, aggregation.Aggregator):
+            raise ValueError(f"aggregator must be a torchjd Aggregator or the name of one, got {aggregator!r}")
+        self.aggregator = aggregator
+        self._weighted = isinstance(aggregator, aggregation.WeightedAggregator)
+
+    def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
+        with torch.no_grad():
+            if self._weighted:
+                return Aggregation(self.aggregator.weighting(jacobian).to(torch.float64))
+            return Aggregation(None, self.aggregator(jacobian))

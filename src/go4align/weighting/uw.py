@@ -1,0 +1,48 @@
+"""Uncertainty weighting (Kendall et al., CVPR 2018, arXiv 1705.07115)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_number
+from .base import LossWeighting
+
+__all__ = ["UW"]
+
+
+class UW(LossWeighting):
+    r"""Homoscedastic-uncertainty weighting with trainable log-variances :math:`s`:
+
+    .. math:: \sum_m \tfrac12 \left( e^{-s_m} L_m + s_m \right).
+
+    The effective weights of the task losses are :math:`\tfrac12 e^{-s_m}` (returned; they carry
+    the graph to :math:`s`, the diagnostics hold them detached, with ``precision`` =
+    :math:`e^{-s}`, which is what the reference reports as its "weights").
+    :math:`s` is an ``nn.Parameter`` of this module: give ``weighting.parameters()`` to an
+    optimiser. The reference trains it in its own Adam parameter group with lr 0.025
+    (``--method-params-lr``), not with the model's lr. Paper: https://arxiv.org/abs/1705.07115.
+
+    Args:
+        num_tasks: ``M``.
+        init: initial :math:`s`. ``0`` (the reference, Nash-MTL/FAMO code) or ``-0.5`` (LibMTL,
+            whose :math:`L / (2 e^s) + s / 2` is the same objective).
+        validate: check the loss values each step.
+    """
+
+    def __init__(self, num_tasks: int, *, init: float = 0.0, validate: bool = True):
+        super().__init__(num_tasks, validate=validate)
+        self.init = check_number("init", init)
+        self.log_variance = nn.Parameter(torch.full((self.num_tasks,), self.init))
+
+    def weigh(self, losses: Tensor) -> Tensor:
+        weights = 0.5 * torch.exp(-self.log_variance)
+        s = self.log_variance.detach()
+        self.record(losses=losses, weights=weights.detach(), log_variance=s.clone(), precision=torch.exp(-s))
+        return weights
+
+    def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
+        return (weights.to(losses.dtype) * losses).sum() + 0.5 * self.log_variance.sum().to(losses.dtype)
+
+    def extra_repr(self) -> str:
+        return f"num_tasks={self.num_tasks}, init={self.init}"

@@ -1,0 +1,106 @@
+"""Properties every registered method has, through the same calls and no special case by name."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from go4align.weighting import GradientWeighting, LossWeighting, available
+
+from helpers import HardSharing, build, resumes_identically, train
+
+NAMES = available()
+
+
+@pytest.mark.parametrize("num_tasks, stacked", [(2, False), (3, False), (3, True)])
+@pytest.mark.parametrize("name", NAMES)
+def test_three_training_steps(name, num_tasks, stacked):
+    model = HardSharing(num_tasks, stacked=stacked)
+    method = build(name, num_tasks)
+    before = copy.deepcopy(model.state_dict())
+    returned = train(method, model, steps=3)
+    assert int(method.step) == 3
+    for weights in returned:
+        if weights is not None:
+            assert weights.shape == (num_tasks,)
+            assert not weights.requires_grad
+            assert torch.isfinite(weights).all()
+    assert set(method.diagnostics) >= {"losses"}
+    assert all(not v.requires_grad for v in method.diagnostics.values())
+    if returned[-1] is not None:
+        torch.testing.assert_close(method.diagnostics["weights"], returned[-1].to(method.diagnostics["weights"].dtype))
+    for p in model.parameters():
+        assert torch.isfinite(p).all()
+    changed = [not torch.equal(a, b) for a, b in zip(before.values(), model.state_dict().values())]
+    assert any(changed)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip_resumes_bit_identically(name):
+    resumes_identically(name, 3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_two_runs_with_the_same_seed_are_identical(name):
+    results = []
+    for _ in range(2):
+        model = HardSharing(3)
+        train(build(name, 3), model, steps=3)
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_repr_shows_the_constructor_arguments(name):
+    method = build(name, 3)
+    text = repr(method)
+    assert type(method).__name__ in text and "num_tasks=3" in text
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_losses_are_rejected(name):
+    method = build(name, 3)
+    model = HardSharing(3)
+    losses, z = model()
+    with pytest.raises(ValueError, match="losses"):
+        method.backward(losses[:2], shared_parameters=model.shared_parameters(), shared_representation=z)
+    with pytest.raises(ValueError):
+        method.backward(
+            torch.stack([losses[0], losses[1] * float("nan"), losses[2]]),
+            shared_parameters=model.shared_parameters(),
+            shared_representation=z,
+        )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_num_tasks_is_rejected(name):
+    build(name, 2)  # skips when the method's optional dependency is missing
+    for bad in (0, -1, 2.0, True, "3"):
+        with pytest.raises(ValueError, match="num_tasks"):
+            build(name, bad)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradient_methods_name_the_missing_argument(name):
+    method = build(name, 3)
+    if not isinstance(method, GradientWeighting):
+        assert isinstance(method, LossWeighting)
+        return
+    model = HardSharing(3)
+    losses, _ = model()
+    with pytest.raises(ValueError, match="shared_parameters|shared_representation"):
+        method.backward(losses)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_copies_and_pickles_train_on(name):
+    import pickle
+
+    method = build(name, 3)
+    train(method, HardSharing(3), steps=1)
+    for clone in (copy.deepcopy(method), pickle.loads(pickle.dumps(method))):
+        assert repr(clone) == repr(method)
+        train(clone, HardSharing(3), steps=1)

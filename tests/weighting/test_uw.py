@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from go4align.weighting import UW
+
+
+def test_objective_and_gradients_by_hand():
+    method = UW(2)
+    with torch.no_grad():
+        method.log_variance.copy_(torch.tensor([0.5, -1.0]))
+    s = method.log_variance.detach().double()
+    losses = torch.tensor([2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    value = method(losses)
+    torch.testing.assert_close(value, (0.5 * (torch.exp(-s) * losses.detach() + s)).sum())
+    value.backward()
+    torch.testing.assert_close(losses.grad, 0.5 * torch.exp(-s))
+    torch.testing.assert_close(method.log_variance.grad.double(), 0.5 * (1 - torch.exp(-s) * losses.detach()))
+    torch.testing.assert_close(method.diagnostics["precision"].double(), torch.exp(-s))
+    assert not method.diagnostics["weights"].requires_grad
+
+
+def test_log_variances_are_trainable_parameters():
+    method = UW(3, init=-0.5)
+    assert [p.shape for p in method.parameters()] == [torch.Size([3])]
+    torch.testing.assert_close(method.log_variance.detach(), torch.full((3,), -0.5))
+    optimiser = torch.optim.Adam(method.parameters(), lr=0.025)
+    for _ in range(5):
+        optimiser.zero_grad()
+        method(torch.tensor([4.0, 1.0, 0.25])).backward()
+        optimiser.step()
+    s = method.log_variance.detach()
+    assert s[0] > s[1] > s[2]  # the stationary point is s = log L
+
+
+def test_bad_init_is_named():
+    with pytest.raises(ValueError, match="init"):
+        UW(3, init=float("inf"))
+
+
+def test_grouped_uw_still_trains_the_log_variances():
+    from go4align.weighting import Grouped
+
+    from helpers import HardSharing, train
+
+    method = Grouped(UW(3), 2)
+    train(method, HardSharing(3), steps=2)
+    assert not torch.equal(method.method.log_variance.detach(), torch.zeros(3))
