@@ -15,8 +15,8 @@ Usage::
     PYTHONPATH=src python perf/gpu_nyuv2_step_time.py                     # CUDA, protocol shapes
     PYTHONPATH=src python perf/gpu_nyuv2_step_time.py --device cpu --tiny  # smoke check anywhere
 
-Only ``ls`` (``sum(losses).backward()``) exists in this branch; the weighting methods plug in as
-further ``backward_fn(losses, model)`` entries.
+``--methods all`` (default) times every registered method through the weighting protocol, exactly
+as the trainer drives it (FAMO's ``after_step`` closure included); ``ls`` is always timed first.
 """
 
 from __future__ import annotations
@@ -26,22 +26,13 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable
 
 import torch
 
 from go4align.benchmarks import nyuv2
+from go4align.weighting import available, make
 
-BackwardFn = Callable[[torch.Tensor, torch.nn.Module], None]
-
-
-def ls_backward(losses: torch.Tensor, model: torch.nn.Module) -> None:
-    """Linear scalarisation with unit weights: the baseline every method is compared with."""
-    losses.sum().backward()
-
-
-BACKWARD_FNS: dict[str, BackwardFn] = {"ls": ls_backward}
-STEPS_PER_EPOCH = math.ceil(795 / nyuv2.PROTOCOL["batch_size"])
+STEPS_PER_EPOCH = math.ceil(795 / nyuv2.PROTOCOL.batch_size)
 
 
 def random_batch(batch_size: int, size: tuple[int, int], device: torch.device, seed: int = 0):
@@ -56,23 +47,33 @@ def random_batch(batch_size: int, size: tuple[int, int], device: torch.device, s
     return image.to(device), {task: t.to(device) for task, t in targets.items()}
 
 
-def step_time(model: torch.nn.Module, batch, backward_fn: BackwardFn, steps: int = 20, warmup: int = 5) -> list[float]:
-    """Seconds of each of ``steps`` training steps after ``warmup`` untimed ones."""
+def step_time(model: torch.nn.Module, batch, method: str, steps: int = 20, warmup: int = 5) -> list[float]:
+    """Seconds of each of ``steps`` training steps with ``method`` after ``warmup`` untimed ones."""
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
     images, targets = batch
-    optimizer = torch.optim.Adam(model.parameters(), lr=nyuv2.PROTOCOL["lr"])
+    weighting = make(method, len(nyuv2.TASKS), **nyuv2.PROTOCOL.method_options.get(method, {})).to(images.device)
+    optimizer = torch.optim.Adam([*model.parameters(), *weighting.parameters()], lr=nyuv2.PROTOCOL.lr)
     cuda = images.is_cuda
     model.train()
+
+    def closure() -> torch.Tensor:
+        with torch.no_grad():
+            return nyuv2.losses(model(images), targets)
+
     times = []
     for step in range(warmup + steps):
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        losses = nyuv2.losses(model(images), targets)
-        backward_fn(losses, model)
+        predictions, representation = model(images, return_representation=True)
+        losses = nyuv2.losses(predictions, targets)
+        weighting.backward(
+            losses, shared_parameters=model.shared_parameters(), shared_representation=representation
+        )
         optimizer.step()
+        weighting.after_step(closure)
         if cuda:
             torch.cuda.synchronize()
         if step >= warmup:
@@ -82,17 +83,18 @@ def step_time(model: torch.nn.Module, batch, backward_fn: BackwardFn, steps: int
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default="ls", help=f"comma-separated, from {sorted(BACKWARD_FNS)}")
+    parser.add_argument("--methods", default="all", help=f"'all' or comma-separated, from {available()}")
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
     parser.add_argument("--tiny", action="store_true", help="width 4, 64x96 inputs: a smoke check")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN autotune (the reference does not)")
     args = parser.parse_args(argv)
-    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in args.methods if m not in BACKWARD_FNS]
-    if unknown or not args.methods:
-        parser.error(f"unknown or no method(s) {unknown or args.methods}; this branch has only {sorted(BACKWARD_FNS)}")
+    names = available() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in available()]
+    if unknown or not names:
+        parser.error(f"unknown or no method(s) {unknown or names}; available: {available()}")
+    args.methods = [m for m in names if m != "stl"]  # STL is a training mode, not a cost
     return args
 
 
@@ -108,23 +110,23 @@ def main(argv: list[str] | None = None) -> None:
     else:
         name = f"cpu ({torch.get_num_threads()} threads)"
     width, size = (4, (64, 96)) if args.tiny else (64, nyuv2.IMAGE_SIZE)
-    batch_size = nyuv2.PROTOCOL["batch_size"]
+    batch_size = nyuv2.PROTOCOL.batch_size
     batch = random_batch(batch_size, size, device)
     print(f"# NYUv2 SegNet-MTAN step time: {name}, torch {torch.__version__}, width {width}, "
           f"batch {batch_size}x3x{size[0]}x{size[1]}, {args.steps} steps after {args.warmup} warm-up, "
           f"cudnn.benchmark={args.cudnn_benchmark if device.type == 'cuda' else 'n/a'}")
-    print(f"{'method':<10} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'x LS':>6} {'peak MiB':>9} {'s/epoch':>8}")
+    print(f"{'method':<12} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'x LS':>6} {'peak MiB':>9} {'s/epoch':>8}")
     baseline = None
     for method in ["ls", *[m for m in args.methods if m != "ls"]]:
         torch.manual_seed(0)
         model = nyuv2.build_model("mtan", width=width).to(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        times = step_time(model, batch, BACKWARD_FNS[method], steps=args.steps, warmup=args.warmup)
+        times = step_time(model, batch, method, steps=args.steps, warmup=args.warmup)
         median = statistics.median(times)
         baseline = baseline or median
         peak = f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "n/a"
-        print(f"{method:<10} {1e3 * median:>10.2f} {1e3 * min(times):>8.2f} {1e3 * max(times):>8.2f} "
+        print(f"{method:<12} {1e3 * median:>10.2f} {1e3 * min(times):>8.2f} {1e3 * max(times):>8.2f} "
               f"{median / baseline:>6.2f} {peak:>9} {STEPS_PER_EPOCH * median:>8.1f}")
         del model
 
