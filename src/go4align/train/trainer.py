@@ -14,10 +14,20 @@ end. A run restarted from it redraws the epoch's order, skips the batches alread
 with bit-identical parameters and metrics (on the CPU, and with ``num_workers=0``: with worker
 processes, a resumed epoch hands its remaining batches to the workers in another rotation, so
 random augmentation drawn inside the workers would not repeat).
+
+Distributed (``torchrun``, inside :func:`~go4align.train.placement.distributed`): the model is
+wrapped in ``DistributedDataParallel``, each rank trains on its shard of every global batch (the
+protocol's ``batch_size`` stays the global batch size), the weighting sees rank-averaged losses,
+and gradient-oriented methods (``reduces_gradients``) run their forward and backward inside
+``no_sync()`` and average the gradients themselves (``docs/distributed.md``). Only rank 0 writes
+checkpoints and results and prints; every rank evaluates the whole split. A resumed distributed
+run restores rank 0's random generators on every rank, so it is exact only when the ranks draw
+nothing of their own (no dropout or augmentation).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import statistics
@@ -112,7 +122,7 @@ class Trainer:
         weighting: a prebuilt weighting instead of ``method.build`` (the STL runs).
         focus_task: rank epochs by this task's metrics only (an STL run's own task).
 
-    After :meth:`fit`, ``model`` and ``weighting`` are the trained objects.
+    After :meth:`fit`, ``model`` (never the DDP wrapper) and ``weighting`` are the trained objects.
     """
 
     def __init__(
@@ -143,7 +153,7 @@ class Trainer:
         self.placement = Placement(device)
         self.checkpoint_every = checkpoint_every
         self.callbacks = list(callbacks)
-        self.progress = progress
+        self.progress = progress and self.placement.rank == 0
         self.focus_task = focus_task
         self.options = method.effective_options(self.protocol.method_options) if weighting is None else {}
         self.weighting = (
@@ -168,15 +178,25 @@ class Trainer:
     # -- the run ---------------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train every remaining epoch; returns (and writes) ``result.json``."""
-        self._setup()
-        while self.state["epoch"] < self.protocol.epochs:
-            self._train_epoch()
-            self.weighting.end_epoch()
-            self._end_epoch()
-            self._save()
-            write_json_atomic(self.result(), self.run_dir / RESULT)
+        try:
+            self._setup()
+            while self.state["epoch"] < self.protocol.epochs:
+                self._train_epoch()
+                self.weighting.end_epoch()
+                self._end_epoch()
+                self._save()
+                self._write_result()
+            result = self._write_result()
+            # every rank leaves with the files written, so all skip the same completed runs later
+            self.placement.barrier()
+        finally:
+            self.net = None  # drop the DDP wrapper: it must not outlive the process group
+        return result
+
+    def _write_result(self) -> dict:
         result = self.result()
-        write_json_atomic(result, self.run_dir / RESULT)
+        if self.placement.rank == 0:
+            write_json_atomic(result, self.run_dir / RESULT)
         return result
 
     def _setup(self) -> None:
@@ -185,6 +205,7 @@ class Trainer:
         random.seed(self.seed)
         np.random.seed(self.seed)
         self.model = place.model(bench.build_model(self.seed))
+        self.net = place.wrap(self.model)  # what the training forward runs through
         self.shared = self.model.shared_parameters()
         self.weighting = place.module(self.weighting)
         self.optimizer = protocol.build_optimizer(param_groups(self.model, self.weighting))
@@ -223,7 +244,7 @@ class Trainer:
         for batch in iterate_batches(
             self.train_set, batches[start:], self.benchmark.collate_fn, protocol.num_workers, loader_seed
         ):
-            losses = self._step(self.placement.batch(batch))
+            losses = self.placement.mean(self._step(self.placement.batch(batch)))
             loss_sums += losses.double()
             self.trace.record(state["global_step"], self.weighting.diagnostics)
             self.memory.sample()
@@ -252,12 +273,16 @@ class Trainer:
         model, weighting = self.model, self.weighting
         model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        predictions, representation = model(inputs, return_representation=True)
-        losses = self.benchmark.losses(predictions, targets)
-        weighting.backward(losses, shared_parameters=self.shared, shared_representation=representation)
+        # Gradient-oriented methods average the gradients over ranks themselves: DDP must not.
+        own_reduction = weighting.reduces_gradients and self.net is not model
+        with self.net.no_sync() if own_reduction else contextlib.nullcontext():
+            predictions, representation = self.net(inputs, return_representation=True)
+            losses = self.benchmark.losses(predictions, targets)
+            weighting.backward(losses, shared_parameters=self.shared, shared_representation=representation)
         self.optimizer.step()
 
         def closure() -> Tensor:
+            # the unwrapped model: no gradients, so nothing for DDP to synchronise
             with torch.no_grad():
                 return self.benchmark.losses(model(inputs), targets)
 
@@ -330,6 +355,8 @@ class Trainer:
 
     # -- checkpoints and results -------------------------------------------------------------
     def _save(self) -> None:
+        if self.placement.rank != 0:
+            return
         save_atomic(
             {
                 "identity": self.identity(),

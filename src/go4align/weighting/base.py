@@ -28,6 +28,21 @@ Rules every method follows, so that a training loop never needs a special case b
 * ``diagnostics`` is a dict of detached tensors describing the last step (at least ``losses``
   and ``weights``; GO4Align adds its indicators and groups), ready for a logger or a plot.
 
+Distributed data parallel training (``torch.distributed`` initialised, one process per device,
+each with its shard of the global batch; the recipe is ``docs/distributed.md``):
+
+* Weights and method state are computed from :meth:`Weighting.global_losses`, the losses
+  averaged over ranks, so every rank holds identical weights and state.
+* Loss-oriented methods (``reduces_gradients = False``) back-propagate one scalar objective of
+  the *local* losses; ``DistributedDataParallel``'s hooks average the model's gradients during
+  that backward, as for any loss. A method's own trainable parameters (UW), which DDP does not
+  see, get their gradient from the rank-averaged losses instead.
+* Gradient-oriented methods (``reduces_gradients = True``) must see *local* gradients and do
+  every reduction themselves: call the forward and ``backward`` inside ``ddp_model.no_sync()``.
+  They average the per-task gradients over ranks before aggregating (identically on every rank)
+  and average every gradient they write, so ``.grad`` ends up holding the global gradient
+  exactly once.
+
 Loss-oriented methods (:class:`LossWeighting`) also offer the plain PyTorch idiom
 ``weighting(losses).backward()``: calling the module returns the scalar objective, which is what
 to hand to ``GradScaler.scale`` under mixed precision.
@@ -39,8 +54,9 @@ import math
 from typing import Callable, Iterable, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
+
+from ._distributed import average
 
 __all__ = ["Weighting", "LossWeighting", "NonFiniteLossError", "check_num_tasks"]
 
@@ -81,6 +97,9 @@ class Weighting(nn.Module):
 
     #: registry name; set by :func:`go4align.weighting.registry.register`.
     name: str = ""
+    #: whether :meth:`backward` averages the gradients it writes over ranks itself (run it inside
+    #: DDP's ``no_sync()``) rather than leaving that to DDP's hooks; see the module docstring.
+    reduces_gradients: bool = False
 
     def __init__(self, num_tasks: int, *, validate: bool = True):
         super().__init__()
@@ -128,11 +147,7 @@ class Weighting(nn.Module):
         """The detached losses that weights are computed from: under ``torch.distributed`` the
         mean over all ranks, so that every rank computes identical weights and state. Checked
         here (when ``validate``), after the mean, so that every rank raises or none does."""
-        losses = losses.detach()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            losses = losses.clone()
-            dist.all_reduce(losses, op=dist.ReduceOp.SUM)  # gloo has no AVG
-            losses /= dist.get_world_size()
+        (losses,) = average([losses.detach()])
         if self.validate:
             self._check_values(losses, positive)
         return losses

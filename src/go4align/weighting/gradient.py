@@ -25,8 +25,25 @@ does the same three things, which :class:`GradientWeighting` does once for all o
    ``M`` backward passes in all, the cost of a plain per-task backward loop. With
    ``target="representation"`` the per-task passes stop at the representation (cheap), and one
    backward of ``sum_m h_m L_m`` follows, in which a tensor hook on the representation replaces
-   the gradient arriving there by ``d``. (The direct writes bypass autograd's accumulation hooks,
-   which ``DistributedDataParallel`` relies on; these methods are for single-process training.)
+   the gradient arriving there by ``d``.
+
+Distributed data parallel (``torch.distributed`` initialised, world size ``R > 1``): the direct
+writes bypass the accumulation hooks that ``DistributedDataParallel`` averages gradients with,
+so these methods do the reductions themselves, and the forward and :meth:`backward` must run
+inside ``ddp_model.no_sync()`` (otherwise DDP would expect a reduction that never comes, or
+average a second time). Every rank then aggregates the same global Jacobian, so the weights,
+the direction and the method's state (random generators included) stay identical:
+
+* ``target="parameters"``: ``J`` is averaged over ranks (the per-task gradients of the global
+  batch when the shards are equal), and so are the heads' gradients before they are written.
+* ``target="representation"``: the representation's rows are different samples on every rank,
+  so ``J`` (viewed per sample) and the representation are *gathered* along the batch dimension
+  (dim 0 of the representation) into the global batch's, divided by ``R`` (each rank's loss is a
+  mean over ``1/R`` of the batch). Each rank injects ``R`` times its own slice of ``d``, and after
+  the backward the gradients of every parameter the losses reach are averaged over ranks.
+
+``.grad`` thus receives the global gradient exactly once; earlier contents of ``.grad`` (gradient
+accumulation) must be local too, or identical on every rank.
 
 Batching: the Jacobian is computed with one ``torch.autograd.grad`` call per task
 (``batched=False``, the default) or with one vmapped call (``batched=True``,
@@ -54,6 +71,7 @@ from torch import Tensor
 from torch.autograd.graph import GradientEdge
 
 from ._checks import check_bool
+from ._distributed import average, gather_batches, world_size
 from .base import Weighting, check_choice
 
 __all__ = ["GradientWeighting", "Aggregation", "TARGETS", "HEAD_GRADIENTS"]
@@ -95,6 +113,8 @@ class GradientWeighting(Weighting):
     Subclasses implement :meth:`aggregate`; they may override :meth:`reuse` to skip the Jacobian
     on some steps (Nash-MTL's ``update_weights_every``).
     """
+
+    reduces_gradients = True
 
     def __init__(
         self,
@@ -143,10 +163,13 @@ class GradientWeighting(Weighting):
         # (heads') gradients, so no backward is needed after the aggregation.
         direct = aggregation is None and self.target == "parameters"
         others = reachable_leaves(losses, exclude=targets) if direct else []
-        jacobian = other_grads = None
+        jacobian = other_grads = span = None
+        # averaged over ranks after the backward; found now, while the graph exists
+        leaves = reachable_leaves(losses) if world_size() > 1 and not direct else []
         if aggregation is None:
             jacobian, other_grads = self.task_gradients(losses, targets, others, retain_graph or not direct)
-            aggregation = self.aggregate(jacobian, detached, targets)
+            jacobian, seen, span = self.global_jacobian(jacobian, targets)
+            aggregation = self.aggregate(jacobian, detached, seen)
         weights, direction, extras = aggregation
         if weights is not None:
             transformed = self.transform_weights(weights)
@@ -156,13 +179,19 @@ class GradientWeighting(Weighting):
         heads = torch.ones_like(losses) if unweighted else weights.to(losses.dtype)
         if direction is None and (jacobian is not None or unweighted):
             if jacobian is None:  # reused weights with unweighted heads: w @ J is still needed
-                jacobian, _ = self.task_gradients(losses, targets, [], True)
+                local = self.task_gradients(losses, targets, [], True)[0]
+                jacobian, _, span = self.global_jacobian(local, targets)
             direction = weights.to(jacobian.dtype) @ jacobian
         if direct:
             accumulate(targets, direction.split([t.numel() for t in targets]))
-            accumulate(others, combine(None if unweighted else heads, other_grads))
+            accumulate(others, average_present(combine(None if unweighted else heads, other_grads)))
         else:
+            if span is not None and direction is not None:
+                direction = local_share(direction, targets[0], *span)
             self.backpropagate(losses, heads, targets, direction, retain_graph)
+            present = [leaf.grad for leaf in leaves if leaf.grad is not None]
+            for grad, mean in zip(present, average(present)):
+                grad.copy_(mean)
         self.step.add_(1)
         record = {"losses": detached} if weights is None else {"losses": detached, "weights": weights.detach()}
         self.record(**record, **(extras or {}))
@@ -187,6 +216,24 @@ class GradientWeighting(Weighting):
         if not params:
             raise ValueError("shared_parameters holds no tensor that requires grad")
         return params
+
+    def global_jacobian(
+        self, jacobian: Tensor, targets: Sequence[Tensor]
+    ) -> tuple[Tensor, list[Tensor], tuple[int, int] | None]:
+        """The Jacobian of the global batch, the targets it is taken w.r.t., and (representation
+        under DDP) this rank's ``(offset, length)`` in the gathered batch; see the module docstring."""
+        world = world_size()
+        if world == 1:
+            return jacobian, list(targets), None
+        if self.target == "parameters":
+            return average([jacobian])[0], list(targets), None
+        representation = targets[0]
+        if representation.dim() == 0:
+            raise ValueError("under torch.distributed, shared_representation needs a batch dimension (dim 0)")
+        per_sample = jacobian.view(self.num_tasks, *representation.shape)
+        whole, offset, length = gather_batches(per_sample, 1)
+        gathered, _, _ = gather_batches(representation.detach(), 0)
+        return whole.reshape(self.num_tasks, -1) / world, [gathered], (offset, length)
 
     def jacobian(self, losses: Tensor, targets: Sequence[Tensor]) -> Tensor:
         """Per-task gradients w.r.t. ``targets`` as a ``[M, P]`` matrix, rows in task order."""
@@ -293,6 +340,19 @@ def combine(weights: Tensor | None, grads: Sequence[Sequence[Tensor | None]]) ->
             terms = torch._foreach_mul(terms, weights[task].to(terms[0].dtype))
         torch._foreach_add_([totals[k] for k in present], terms)
     return totals
+
+
+def average_present(values: Sequence[Tensor | None]) -> list[Tensor | None]:
+    """``values`` averaged over ranks, ``None`` entries (identical on every rank) kept."""
+    means = iter(average([v for v in values if v is not None]))
+    return [None if v is None else next(means) for v in values]
+
+
+def local_share(direction: Tensor, representation: Tensor, offset: int, length: int) -> Tensor:
+    """This rank's rows of the global batch's direction, times the world size: the gradients it
+    produces are averaged over ranks afterwards, and each rank's loss covers ``1/R`` of the batch."""
+    rows = direction.view(-1, *representation.shape[1:]).narrow(0, offset, length)
+    return rows.reshape(-1) * world_size()
 
 
 def accumulate(tensors: Sequence[Tensor], values: Sequence[Tensor | None]) -> None:
