@@ -34,9 +34,10 @@ each with its shard of the global batch; the recipe is ``docs/distributed.md``):
 * Weights and method state are computed from :meth:`Weighting.global_losses`, the losses
   averaged over ranks, so every rank holds identical weights and state.
 * Loss-oriented methods (``reduces_gradients = False``) back-propagate one scalar objective of
-  the *local* losses; ``DistributedDataParallel``'s hooks average the model's gradients during
-  that backward, as for any loss. A method's own trainable parameters (UW), which DDP does not
-  see, get their gradient from the rank-averaged losses instead.
+  the *local* losses, linearised around the averaged ones (see :meth:`LossWeighting.forward`);
+  ``DistributedDataParallel``'s hooks average the model's gradients during that backward, as
+  for any loss. A method's own trainable parameters (UW), which DDP does not see, get their
+  gradient from the averaged losses, identical on every rank.
 * Gradient-oriented methods (``reduces_gradients = True``) must see *local* gradients and do
   every reduction themselves: call the forward and ``backward`` inside ``ddp_model.no_sync()``.
   They average the per-task gradients over ranks before aggregating (identically on every rank)
@@ -56,7 +57,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ._distributed import average
+from ._distributed import average, world_size
 
 __all__ = ["Weighting", "LossWeighting", "NonFiniteLossError", "check_num_tasks"]
 
@@ -202,9 +203,19 @@ class LossWeighting(Weighting):
 
     def forward(self, losses: Tensor) -> Tensor:
         losses = self.check_losses(losses)
-        weights = self.weigh(self.global_losses(losses, positive=self.positive_losses))
+        averaged = self.global_losses(losses, positive=self.positive_losses)
+        weights = self.weigh(averaged)
         self.step.add_(1)
-        return self.objective(losses, weights)
+        if world_size() == 1:
+            return self.objective(losses, weights)
+        # Under DDP an objective that is not linear in the losses (FAMO's and SI's logs) of the
+        # local losses would give each rank a gradient at its own losses' scale, which DDP's
+        # average does not undo. Its value at the averaged losses plus the linear term
+        # sum_m w_m L_m (zero in value) has the gradient of one process on the global batch:
+        # sum_m w_m grad L_m for the model, and, through ``weights``, the averaged losses'
+        # gradient for a method's own parameters (UW's s), which DDP does not average.
+        local = torch.dot(weights.detach().to(losses.dtype), losses - losses.detach())
+        return self.objective(averaged, weights) + local
 
     def backward(
         self,

@@ -38,22 +38,11 @@ class UW(LossWeighting):
     def weigh(self, losses: Tensor) -> Tensor:
         weights = 0.5 * torch.exp(-self.log_variance)
         s = self.log_variance.detach()
-        self._global_losses = losses
         self.record(losses=losses, weights=weights.detach(), log_variance=s.clone(), precision=torch.exp(-s))
         return weights
 
     def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
-        # The value is sum_m w_m L_m + sum_m s_m / 2. The model's gradient comes from the local
-        # losses (DDP averages it over ranks); s, which DDP does not see, takes its gradient from
-        # the rank-averaged losses (``weights - weights.detach()`` is zero with the gradient of
-        # w), so every rank takes the same step on s. On one process both are the same losses.
-        weights = weights.to(losses.dtype)
-        averaged = self._global_losses.to(losses.dtype)
-        return (
-            (weights.detach() * losses).sum()
-            + ((weights - weights.detach()) * averaged).sum()
-            + 0.5 * self.log_variance.sum().to(losses.dtype)
-        )
+        return (weights.to(losses.dtype) * losses).sum() + 0.5 * self.log_variance.sum().to(losses.dtype)
 
     def extra_repr(self) -> str:
         return f"num_tasks={self.num_tasks}, init={self.init}"
