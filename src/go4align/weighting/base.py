@@ -17,6 +17,10 @@ Rules every method follows, so that a training loop never needs a special case b
   returns the task weights it used, detached. Keyword arguments that a method does not need are
   ignored, so a loop may always pass ``shared_parameters`` and ``shared_representation``;
   a method that needs one of them raises a ``ValueError`` naming it when it is missing.
+* ``backward(..., grad_scaler=scaler)`` (a ``torch.amp.GradScaler``) writes *scaled* gradients,
+  as ``scaler.scale(loss).backward()`` would, so that ``scaler.step(optimizer)`` unscales them and
+  skips the step on an overflow; weights and solvers always work in float32 or float64 on
+  unscaled quantities, whatever the dtype of the losses (``bfloat16``/``float16`` under autocast).
 * ``after_step(closure=None)`` is called after ``optimizer.step()``. Methods that need the losses
   of the updated model on the same batch (FAMO) call ``closure()``, which must return them as a
   1-D tensor; the others never call it, so passing it costs nothing.
@@ -119,6 +123,7 @@ class Weighting(nn.Module):
         shared_parameters: Sequence[Tensor] | None = None,
         shared_representation: Tensor | None = None,
         retain_graph: bool = False,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor:
         raise NotImplementedError
 
@@ -146,9 +151,14 @@ class Weighting(nn.Module):
 
     def global_losses(self, losses: Tensor, *, positive: bool = False) -> Tensor:
         """The detached losses that weights are computed from: under ``torch.distributed`` the
-        mean over all ranks, so that every rank computes identical weights and state. Checked
-        here (when ``validate``), after the mean, so that every rank raises or none does."""
-        (losses,) = average([losses.detach()])
+        mean over all ranks, so that every rank computes identical weights and state; float32 at
+        least (half-precision losses come from autocast, and weights must not be rounded to 3
+        significant digits). Checked here (when ``validate``), after the mean, so that every
+        rank raises or none does."""
+        losses = losses.detach()
+        if losses.dtype in (torch.float16, torch.bfloat16):
+            losses = losses.float()
+        (losses,) = average([losses])
         if self.validate:
             self._check_values(losses, positive)
         return losses
@@ -203,6 +213,8 @@ class LossWeighting(Weighting):
 
     def forward(self, losses: Tensor) -> Tensor:
         losses = self.check_losses(losses)
+        if losses.dtype in (torch.float16, torch.bfloat16):
+            losses = losses.float()  # objectives such as log(L + 1e-8) need float32 at least
         averaged = self.global_losses(losses, positive=self.positive_losses)
         weights = self.weigh(averaged)
         self.step.add_(1)
@@ -224,6 +236,10 @@ class LossWeighting(Weighting):
         shared_parameters: Sequence[Tensor] | None = None,
         shared_representation: Tensor | None = None,
         retain_graph: bool = False,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor:
-        self(losses).backward(retain_graph=retain_graph)
+        objective = self(losses)
+        if grad_scaler is not None:
+            objective = grad_scaler.scale(objective)
+        objective.backward(retain_graph=retain_graph)
         return self.diagnostics["weights"]

@@ -45,6 +45,15 @@ the direction and the method's state (random generators included) stay identical
 ``.grad`` thus receives the global gradient exactly once; earlier contents of ``.grad`` (gradient
 accumulation) must be local too, or identical on every rank.
 
+Mixed precision: with ``grad_scaler=`` (a ``torch.amp.GradScaler``), every backward pass starts
+from the scaled losses (``scale * L_m``, as ``scaler.scale(loss).backward()`` does, so small
+half-precision gradients do not underflow); the Jacobian is unscaled, in float32 at least, before
+the aggregation, and everything written to ``.grad`` is scaled again, so that
+``scaler.step(optimizer)`` unscales it as usual. An overflow (a non-finite scaled Jacobian) skips
+the aggregation and writes NaN into the gradients of the parameters the losses reach, which
+makes ``scaler.step`` skip the step and ``scaler.update`` lower the scale, as it would for
+``scaler.scale(loss).backward()``.
+
 Batching: the Jacobian is computed with one ``torch.autograd.grad`` call per task
 (``batched=False``, the default) or with one vmapped call (``batched=True``,
 ``is_grads_batched=True``), which falls back to the per-task loop, once and for the rest of the
@@ -64,6 +73,7 @@ overrides it, and the direction becomes ``transformed_weights @ J``.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Sequence
 
 import torch
@@ -154,21 +164,27 @@ class GradientWeighting(Weighting):
         shared_parameters: Sequence[Tensor] | None = None,
         shared_representation: Tensor | None = None,
         retain_graph: bool = False,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor | None:
         losses = self.check_losses(losses)
         detached = self.global_losses(losses)  # checked values (and the mean over ranks)
         targets = self.targets(shared_parameters, shared_representation)
+        scale = scaler_factor(grad_scaler, losses.device)
         aggregation = self.reuse()
         # Gradients w.r.t. parameters: the per-task passes also yield the other parameters'
         # (heads') gradients, so no backward is needed after the aggregation.
         direct = aggregation is None and self.target == "parameters"
         others = reachable_leaves(losses, exclude=targets) if direct else []
         jacobian = other_grads = span = None
-        # averaged over ranks after the backward; found now, while the graph exists
-        leaves = reachable_leaves(losses) if world_size() > 1 and not direct else []
+        # averaged over ranks after the backward (or poisoned on an overflow); found now,
+        # while the graph exists
+        leaves = reachable_leaves(losses) if (world_size() > 1 and not direct) or scale != 1.0 else []
         if aggregation is None:
-            jacobian, other_grads = self.task_gradients(losses, targets, others, retain_graph or not direct)
-            jacobian, seen, span = self.global_jacobian(jacobian, targets)
+            keep = retain_graph or not direct
+            jacobian, other_grads = self.task_gradients(losses, targets, others, keep, scale)
+            jacobian, seen, span = self.global_jacobian(unscaled(jacobian, scale), targets)
+            if scale != 1.0 and not torch.isfinite(jacobian).all():
+                return self.overflow(leaves, detached)
             aggregation = self.aggregate(jacobian, detached, seen)
         weights, direction, extras = aggregation
         if weights is not None:
@@ -179,23 +195,35 @@ class GradientWeighting(Weighting):
         heads = torch.ones_like(losses) if unweighted else weights.to(losses.dtype)
         if direction is None and (jacobian is not None or unweighted):
             if jacobian is None:  # reused weights with unweighted heads: w @ J is still needed
-                local = self.task_gradients(losses, targets, [], True)[0]
+                local = unscaled(self.task_gradients(losses, targets, [], True, scale)[0], scale)
                 jacobian, _, span = self.global_jacobian(local, targets)
+                if scale != 1.0 and not torch.isfinite(jacobian).all():
+                    return self.overflow(leaves, detached)
             direction = weights.to(jacobian.dtype) @ jacobian
+        if direction is not None and scale != 1.0:
+            direction = direction * scale  # the other gradients come scaled from their backward
         if direct:
             accumulate(targets, direction.split([t.numel() for t in targets]))
             accumulate(others, average_present(combine(None if unweighted else heads, other_grads)))
         else:
             if span is not None and direction is not None:
                 direction = local_share(direction, targets[0], *span)
-            self.backpropagate(losses, heads, targets, direction, retain_graph)
-            present = [leaf.grad for leaf in leaves if leaf.grad is not None]
-            for grad, mean in zip(present, average(present)):
-                grad.copy_(mean)
+            self.backpropagate(losses, heads * scale, targets, direction, retain_graph)
+            if world_size() > 1:
+                present = [leaf.grad for leaf in leaves if leaf.grad is not None]
+                for grad, mean in zip(present, average(present)):
+                    grad.copy_(mean)
         self.step.add_(1)
         record = {"losses": detached} if weights is None else {"losses": detached, "weights": weights.detach()}
         self.record(**record, **(extras or {}))
         return None if weights is None else weights.detach()
+
+    def overflow(self, leaves: Sequence[Tensor], losses: Tensor) -> None:
+        """A scaled backward overflowed: NaN gradients make ``scaler.step`` skip this step."""
+        accumulate(leaves, [torch.full_like(leaf, math.nan) for leaf in leaves])
+        self.step.add_(1)
+        self.record(losses=losses, overflow=torch.ones((), device=losses.device))
+        return None
 
     # -- the machinery ------------------------------------------------------------------------------
     def targets(self, shared_parameters, shared_representation) -> list[Tensor]:
@@ -240,13 +268,18 @@ class GradientWeighting(Weighting):
         return self.task_gradients(losses, targets, [], True)[0]
 
     def task_gradients(
-        self, losses: Tensor, targets: Sequence[Tensor], others: Sequence[Tensor], retain_graph: bool
+        self,
+        losses: Tensor,
+        targets: Sequence[Tensor],
+        others: Sequence[Tensor],
+        retain_graph: bool,
+        scale: float = 1.0,
     ) -> tuple[Tensor, list[list[Tensor | None]]]:
         """The Jacobian w.r.t. ``targets`` and, for each tensor of ``others``, its gradient from
-        each task (``None`` where a task does not reach it)."""
+        each task (``None`` where a task does not reach it), of the losses times ``scale``."""
         m, inputs = self.num_tasks, [*targets, *others]
         if self.batched and not self._vmap_failed:
-            eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
+            eye = scale * torch.eye(m, dtype=losses.dtype, device=losses.device)
             try:
                 # the graph is kept even when it is not needed later: the loop below may need it
                 grads = torch.autograd.grad(losses, inputs, eye, retain_graph=True, is_grads_batched=True, allow_unused=True)
@@ -262,7 +295,7 @@ class GradientWeighting(Weighting):
         size = sum(t.numel() for t in targets)
         jacobian = torch.empty(m, size, dtype=targets[0].dtype, device=targets[0].device)
         tail = [[] for _ in others]
-        one = torch.ones((), dtype=losses.dtype, device=losses.device)
+        one = torch.full((), scale, dtype=losses.dtype, device=losses.device)
         for task, (row, output) in enumerate(zip(jacobian, task_outputs(losses))):
             keep = retain_graph or task < m - 1
             grads = torch.autograd.grad(output, inputs, one, retain_graph=keep, allow_unused=True)
@@ -340,6 +373,23 @@ def combine(weights: Tensor | None, grads: Sequence[Sequence[Tensor | None]]) ->
             terms = torch._foreach_mul(terms, weights[task].to(terms[0].dtype))
         torch._foreach_add_([totals[k] for k in present], terms)
     return totals
+
+
+def scaler_factor(grad_scaler: torch.amp.GradScaler | None, device: torch.device) -> float:
+    """The scaler's current factor (1 without an enabled scaler). Read through ``scale()``, which
+    also initialises a fresh scaler's state as ``scaler.scale(loss)`` would, so ``scaler.step``
+    accepts the step; one host synchronisation."""
+    if grad_scaler is None or not grad_scaler.is_enabled():
+        return 1.0
+    return float(grad_scaler.scale(torch.ones((), device=device)))
+
+
+def unscaled(jacobian: Tensor, scale: float) -> Tensor:
+    """The Jacobian divided by the scaler's factor, in float32 at least (half-precision
+    representation gradients come from autocast; solvers need more digits)."""
+    if jacobian.dtype in (torch.float16, torch.bfloat16):
+        jacobian = jacobian.float()
+    return jacobian / scale if scale != 1.0 else jacobian
 
 
 def average_present(values: Sequence[Tensor | None]) -> list[Tensor | None]:
