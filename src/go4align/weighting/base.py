@@ -193,6 +193,10 @@ class Weighting(nn.Module):
         return f"num_tasks={self.num_tasks}"
 
 
+def _largest(weights: Tensor) -> float:
+    return float(weights.detach().abs().max())
+
+
 class LossWeighting(Weighting):
     """A loss-oriented method: one backward pass through a scalar objective of the losses.
 
@@ -213,11 +217,14 @@ class LossWeighting(Weighting):
 
     def forward(self, losses: Tensor) -> Tensor:
         losses = self.check_losses(losses)
-        if losses.dtype in (torch.float16, torch.bfloat16):
+        half = losses.dtype if losses.dtype in (torch.float16, torch.bfloat16) else None
+        if half is not None:
             losses = losses.float()  # objectives such as log(L + 1e-8) need float32 at least
         averaged = self.global_losses(losses, positive=self.positive_losses)
         weights = self.weigh(averaged)
         self.step.add_(1)
+        if half is not None and self.validate:
+            self._check_representable(weights, half)
         if world_size() == 1:
             return self.objective(losses, weights)
         # Under DDP an objective that is not linear in the losses (FAMO's and SI's logs) of the
@@ -228,6 +235,16 @@ class LossWeighting(Weighting):
         # gradient for a method's own parameters (UW's s), which DDP does not average.
         local = torch.dot(weights.detach().to(losses.dtype), losses - losses.detach())
         return self.objective(averaged, weights) + local
+
+    def _check_representable(self, weights: Tensor, dtype: torch.dtype) -> None:
+        """The gradient reaching a half-precision loss is its weight in that dtype: a weight
+        beyond its range (SI's 1 / L for L < 1.5e-5 in float16) would silently become inf."""
+        largest = _largest(weights)
+        if largest > torch.finfo(dtype).max:
+            raise ValueError(
+                f"{type(self).__name__}: weight {largest:.3g} at step {int(self.step) - 1} does not fit the "
+                f"losses' dtype {dtype}; compute the losses in float32 (autocast does for its loss functions)"
+            )
 
     def backward(
         self,

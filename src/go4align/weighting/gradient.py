@@ -104,8 +104,16 @@ class Aggregation(NamedTuple):
 
 
 def gramian(jacobian: Tensor) -> Tensor:
-    """``J J^T`` as float64 (the inner products of the task gradients)."""
-    return (jacobian @ jacobian.T).to(torch.float64)
+    """``J J^T`` as float64 (the inner products of the task gradients).
+
+    Below float64 the product is taken of ``J / max|J|`` and rescaled in float64: squares of
+    gradients above ~1e19 overflow float32 (and bfloat16), which gave infinite Gramians and NaN
+    weights although every gradient was finite."""
+    if jacobian.dtype == torch.float64:
+        return jacobian @ jacobian.T
+    peak = jacobian.abs().max().clamp_min(torch.finfo(jacobian.dtype).tiny)
+    normed = jacobian / peak
+    return (normed @ normed.T).to(torch.float64) * peak.to(torch.float64) ** 2
 
 
 class GradientWeighting(Weighting):
@@ -183,7 +191,7 @@ class GradientWeighting(Weighting):
             keep = retain_graph or not direct
             jacobian, other_grads = self.task_gradients(losses, targets, others, keep, scale)
             jacobian, seen, span = self.global_jacobian(unscaled(jacobian, scale), targets)
-            if scale != 1.0 and not torch.isfinite(jacobian).all():
+            if not self.finite(jacobian, scale):
                 return self.overflow(leaves, detached)
             aggregation = self.aggregate(jacobian, detached, seen)
         weights, direction, extras = aggregation
@@ -197,7 +205,7 @@ class GradientWeighting(Weighting):
             if jacobian is None:  # reused weights with unweighted heads: w @ J is still needed
                 local = unscaled(self.task_gradients(losses, targets, [], True, scale)[0], scale)
                 jacobian, _, span = self.global_jacobian(local, targets)
-                if scale != 1.0 and not torch.isfinite(jacobian).all():
+                if not self.finite(jacobian, scale):
                     return self.overflow(leaves, detached)
             direction = weights.to(jacobian.dtype) @ jacobian
         if direction is not None and scale != 1.0:
@@ -217,6 +225,24 @@ class GradientWeighting(Weighting):
         record = {"losses": detached} if weights is None else {"losses": detached, "weights": weights.detach()}
         self.record(**record, **(extras or {}))
         return None if weights is None else weights.detach()
+
+    def finite(self, jacobian: Tensor, scale: float) -> bool:
+        """Whether the task gradients are finite: checked under a scaler (an overflow skips the
+        step) and when ``validate`` (a non-finite gradient, say float16 overflowing, would make
+        the solvers return NaN weights: it raises a ValueError naming the tasks instead)."""
+        if scale == 1.0 and not self.validate:
+            return True
+        rows = torch.isfinite(jacobian).all(1)
+        if bool(rows.all()):
+            return True
+        if scale != 1.0:
+            return False
+        bad = [m for m, ok in enumerate(rows.tolist()) if not ok]
+        raise ValueError(
+            f"{type(self).__name__}: non-finite gradient at step {int(self.step)} for task(s) {bad} "
+            f"(dtype {jacobian.dtype}): the losses are finite, so the backward overflowed; "
+            "use torch.amp.GradScaler (grad_scaler=...) or a wider dtype"
+        )
 
     def overflow(self, leaves: Sequence[Tensor], losses: Tensor) -> None:
         """A scaled backward overflowed: NaN gradients make ``scaler.step`` skip this step."""
