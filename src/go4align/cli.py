@@ -126,6 +126,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             device=args.device,
             checkpoint_every=args.checkpoint_every,
             progress=not args.quiet,
+            nonfinite=args.nonfinite,
         )
         main = is_main_process()
     if main:
@@ -199,6 +200,13 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     bench.add_argument("--threads", type=int, help="torch CPU threads")
+    bench.add_argument(
+        "--nonfinite",
+        choices=("raise", "skip"),
+        default="raise",
+        help="a NaN/inf task loss stops the run naming the task and step (raise, default) or skips "
+        "the step, counted in result.json's skipped_steps (skip)",
+    )
     bench.add_argument("--quiet", action="store_true", help="no progress lines")
     bench.set_defaults(run=cmd_bench)
 

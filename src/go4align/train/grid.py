@@ -149,6 +149,8 @@ def merge_stl(results: Sequence[dict], benchmark: Benchmark, seed: int) -> dict:
         "device": first["device"],
         "trace": trace,
         "complete": all(r["complete"] for r in results),
+        "nonfinite": first.get("nonfinite", "raise"),
+        "skipped_steps": sum(r.get("skipped_steps", 0) for r in results),
     }
 
 
