@@ -193,10 +193,6 @@ class Weighting(nn.Module):
         return f"num_tasks={self.num_tasks}"
 
 
-def _largest(weights: Tensor) -> float:
-    return float(weights.detach().abs().max())
-
-
 class LossWeighting(Weighting):
     """A loss-oriented method: one backward pass through a scalar objective of the losses.
 
@@ -222,9 +218,9 @@ class LossWeighting(Weighting):
             losses = losses.float()  # objectives such as log(L + 1e-8) need float32 at least
         averaged = self.global_losses(losses, positive=self.positive_losses)
         weights = self.weigh(averaged)
-        self.step.add_(1)
         if half is not None and self.validate:
             self._check_representable(weights, half)
+        self.step.add_(1)
         if world_size() == 1:
             return self.objective(losses, weights)
         # Under DDP an objective that is not linear in the losses (FAMO's and SI's logs) of the
@@ -239,10 +235,10 @@ class LossWeighting(Weighting):
     def _check_representable(self, weights: Tensor, dtype: torch.dtype) -> None:
         """The gradient reaching a half-precision loss is its weight in that dtype: a weight
         beyond its range (SI's 1 / L for L < 1.5e-5 in float16) would silently become inf."""
-        largest = _largest(weights)
+        largest = float(weights.detach().abs().max())
         if largest > torch.finfo(dtype).max:
             raise ValueError(
-                f"{type(self).__name__}: weight {largest:.3g} at step {int(self.step) - 1} does not fit the "
+                f"{type(self).__name__}: weight {largest:.3g} at step {int(self.step)} does not fit the "
                 f"losses' dtype {dtype}; compute the losses in float32 (autocast does for its loss functions)"
             )
 
