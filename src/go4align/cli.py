@@ -3,11 +3,13 @@
     go4align bench --benchmark digits --methods ls,go4align:num_groups=2,stl --seeds 0,1,2 --out runs/digits
     go4align bench --config configs/fashion.toml --methods ls,go4align,stl --out runs/fashion --data-dir DIR
     go4align report runs/digits
+    torchrun --nproc_per_node 2 -m go4align.cli bench --benchmark digits --methods ls,mgda --out runs/ddp
     go4align demo --out runs/demo
 
 A config file (TOML) holds ``benchmark``, a ``[benchmark_options]`` table for the benchmark's
 factory and a ``[protocol]`` table overriding the benchmark's protocol (``configs/`` has the
-paper's). Re-running an interrupted ``bench`` command resumes it.
+paper's). Re-running an interrupted ``bench`` command resumes it. Under ``torchrun`` the ranks
+share every global batch (``docs/distributed.md``); only rank 0 writes and prints.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from go4align.benchmarks import available_benchmarks, get_benchmark, installed_benchmarks
 from go4align.benchmarks.api import Benchmark
 from go4align.train import run_grid, split_methods
+from go4align.train.placement import distributed, is_main_process
 from go4align.weighting import available
 
 __all__ = ["main", "load_config", "build_benchmark", "DEMO_SUITE"]
@@ -114,16 +117,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     config = load_config(args.config) if args.config else None
     benchmark = build_benchmark(args.benchmark, config, args.data_dir, args.epochs)
-    run_grid(
-        benchmark,
-        _methods(args.methods),
-        _seeds(args.seeds),
-        args.out,
-        device=args.device,
-        checkpoint_every=args.checkpoint_every,
-        progress=not args.quiet,
-    )
-    print(f"results in {args.out}; tables and plots: go4align report {args.out}")
+    with distributed(args.device):
+        run_grid(
+            benchmark,
+            _methods(args.methods),
+            _seeds(args.seeds),
+            args.out,
+            device=args.device,
+            checkpoint_every=args.checkpoint_every,
+            progress=not args.quiet,
+            nonfinite=args.nonfinite,
+        )
+        main = is_main_process()
+    if main:
+        print(f"results in {args.out}; tables and plots: go4align report {args.out}")
     return 0
 
 
@@ -193,6 +200,13 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="cpu")
     bench.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     bench.add_argument("--threads", type=int, help="torch CPU threads")
+    bench.add_argument(
+        "--nonfinite",
+        choices=("raise", "skip"),
+        default="raise",
+        help="a NaN/inf task loss stops the run naming the task and step (raise, default) or skips "
+        "the step, counted in result.json's skipped_steps (skip)",
+    )
     bench.add_argument("--quiet", action="store_true", help="no progress lines")
     bench.set_defaults(run=cmd_bench)
 

@@ -36,9 +36,9 @@ class NoisyItems(torch.utils.data.Dataset):
         return x, {"reg": self.x[i].sum(), "cls": (self.x[i, 0] > 0).long()}
 
 
-def make_tiny(**protocol) -> Benchmark:
+def make_tiny(train: torch.utils.data.Dataset | None = None, **protocol) -> Benchmark:
     """Two tasks on random data; dropout in the encoder draws from torch's RNG every step."""
-    data = {"train": NoisyItems(40, 1, True), "val": NoisyItems(16, 2, False), "test": NoisyItems(16, 3, False)}
+    data = {"train": train or NoisyItems(40, 1, True), "val": NoisyItems(16, 2, False), "test": NoisyItems(16, 3, False)}
     return Benchmark(
         name="tiny",
         tasks=[Task("reg", Metric("reg_mse", False)), Task("cls", Metric("cls_acc", True))],

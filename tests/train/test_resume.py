@@ -150,3 +150,42 @@ def test_resume_on_a_dataset_that_serves_whole_batches(digits, tmp_path):
 def test_train_run_is_the_trainer(uninterrupted, tmp_path):
     result = train_run(make_tiny(), parse_method_spec(METHOD), 0, tmp_path, progress=False)
     assert comparable(result) == comparable(uninterrupted[1])
+
+
+def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(uninterrupted, tmp_path, monkeypatch):
+    """An exception inside the checkpoint write (disk full, a kill signal turned into an
+    exception) after half the bytes went out: the previous checkpoint survives intact, no
+    temporary file is left, and the run resumes from it to the uninterrupted result."""
+    run_dir, real_save, calls = tmp_path / "failed", torch.save, []
+
+    def failing_save(obj, handle, *args, **kwargs):
+        calls.append(obj["state"]["global_step"] if isinstance(obj, dict) and "state" in obj else None)
+        if calls[-1] == 8:
+            handle.write(b"\x80partial checkpoint")
+            raise OSError("No space left on device")
+        return real_save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        fit(make_tiny(), run_dir, checkpoint_every=4)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert calls == [4, 7, 8]  # steps 4, the epoch end (7), then the failed one
+    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "result.json"]
+    assert load_checkpoint(run_dir / "checkpoint.pt")["state"]["global_step"] == 7
+    trainer, result = fit(make_tiny(), run_dir, checkpoint_every=4)
+    assert same_parameters(trainer, uninterrupted[0])
+    assert comparable(result) == comparable(uninterrupted[1])
+
+
+def test_a_partial_file_left_by_a_killed_writer_is_ignored(uninterrupted, tmp_path):
+    """A process killed inside the write leaves its partial temporary file behind (the rename
+    never happened): a resumed run neither reads it nor trips over it."""
+    run_dir = tmp_path / "killed"
+    with pytest.raises(Interrupt):
+        fit(make_tiny(), run_dir, checkpoint_every=4, callbacks=[interrupt_at(10)])
+    leftover = run_dir / ".checkpoint.pt.tmp999999"
+    leftover.write_bytes(b"\x80torn")
+    trainer, result = fit(make_tiny(), run_dir, checkpoint_every=4)
+    assert same_parameters(trainer, uninterrupted[0])
+    assert comparable(result) == comparable(uninterrupted[1])
+    assert leftover.read_bytes() == b"\x80torn"  # someone else's file: left alone

@@ -32,6 +32,8 @@ RESULT_KEYS = [
     "device",
     "trace",
     "complete",
+    "nonfinite",
+    "skipped_steps",
 ]
 
 

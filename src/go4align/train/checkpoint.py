@@ -15,8 +15,11 @@ __all__ = ["save_atomic", "write_json_atomic", "load_checkpoint", "rng_state", "
 
 
 def _replace_atomically(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename it over ``path``: a
-    reader (or a run killed mid-write) sees the old file or the new one, never a torn one."""
+    """Write through a temporary file in the same directory, fsync it, then rename it over
+    ``path``: a reader, a run killed mid-write or a write that raises leaves the old file or the
+    new one, never a torn one. The temporary name holds the pid, so a partial file left by a
+    killed process is never read and never in the way of a later write; the directory is
+    fsynced after the rename so that the new name survives a power loss too (POSIX)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -28,6 +31,20 @@ def _replace_atomically(path: Path, write) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # platforms where a directory cannot be opened (Windows): rename is all we have
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some file systems refuse fsync on directories; the rename itself is still atomic
+    finally:
+        os.close(descriptor)
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:

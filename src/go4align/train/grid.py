@@ -6,7 +6,8 @@
     RUN_DIR/runs/stl/seed<k>/tasks/<task>/result.json, checkpoint.pt
 
 Completed runs are skipped, incomplete ones resume from their checkpoints, so re-running the
-same command after an interruption finishes the grid.
+same command after an interruption finishes the grid. Under torchrun only rank 0 writes files;
+every rank reads them, and a run ends with a barrier, so all ranks skip or run the same runs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from go4align import __version__
 from go4align.benchmarks.api import Benchmark
 
 from .checkpoint import write_json_atomic
+from .placement import is_main_process
 from .spec import MethodSpec, parse_method_spec, single_task_weighting
 from .trainer import RESULT, train_run
 
@@ -89,7 +91,8 @@ def _write_grid(
         grid["methods"] = old["methods"] + [m for m in grid["methods"] if m not in old["methods"]]
         grid["seeds"] = old["seeds"] + [s for s in grid["seeds"] if s not in old["seeds"]]
         grid["start_time"] = old["start_time"]
-    write_json_atomic(grid, path)
+    if is_main_process():
+        write_json_atomic(grid, path)
 
 
 def merge_stl(results: Sequence[dict], benchmark: Benchmark, seed: int) -> dict:
@@ -146,6 +149,8 @@ def merge_stl(results: Sequence[dict], benchmark: Benchmark, seed: int) -> dict:
         "device": first["device"],
         "trace": trace,
         "complete": all(r["complete"] for r in results),
+        "nonfinite": first.get("nonfinite", "raise"),
+        "skipped_steps": sum(r.get("skipped_steps", 0) for r in results),
     }
 
 
@@ -166,7 +171,8 @@ def _run_stl(benchmark: Benchmark, seed: int, out_dir: Path, options: dict) -> d
         )
         results.append(result)
     merged = merge_stl(results, benchmark, seed)
-    write_json_atomic(merged, stl_dir / RESULT)
+    if is_main_process():
+        write_json_atomic(merged, stl_dir / RESULT)
     return merged
 
 

@@ -14,10 +14,26 @@ end. A run restarted from it redraws the epoch's order, skips the batches alread
 with bit-identical parameters and metrics (on the CPU, and with ``num_workers=0``: with worker
 processes, a resumed epoch hands its remaining batches to the workers in another rotation, so
 random augmentation drawn inside the workers would not repeat).
+
+Non-finite losses (``nonfinite``): the weighting's check (or the trainer's, for a weighting built
+with ``validate=False``) finds them before any gradient or state changes. ``"raise"`` (default)
+raises :class:`~go4align.weighting.NonFiniteLossError` naming the tasks and the step; ``"skip"``
+drops the step (no optimiser step, no weighting update, nothing added to the epoch's losses)
+and counts it in ``result.json``'s ``skipped_steps``. A NaN never reaches the model silently.
+
+Distributed (``torchrun``, inside :func:`~go4align.train.placement.distributed`): the model is
+wrapped in ``DistributedDataParallel``, each rank trains on its shard of every global batch (the
+protocol's ``batch_size`` stays the global batch size), the weighting sees rank-averaged losses,
+and gradient-oriented methods (``reduces_gradients``) run their forward and backward inside
+``no_sync()`` and average the gradients themselves (``docs/distributed.md``). Only rank 0 writes
+checkpoints and results and prints; every rank evaluates the whole split. A resumed distributed
+run restores rank 0's random generators on every rank, so it is exact only when the ranks draw
+nothing of their own (no dropout or augmentation).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import statistics
@@ -32,15 +48,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, default_collate
 
 from go4align.benchmarks.api import Benchmark
-from go4align.weighting import Weighting
+from go4align.weighting import NonFiniteLossError, Weighting
 
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state, write_json_atomic
 from .placement import PeakMemory, Placement
 from .results import Trace, summarise, validation_score
 from .spec import MethodSpec
 
-__all__ = ["StepInfo", "Trainer", "train_run", "param_groups"]
+__all__ = ["StepInfo", "Trainer", "train_run", "param_groups", "NONFINITE"]
 
+NONFINITE = ("raise", "skip")
 CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
 
@@ -52,8 +69,9 @@ class StepInfo:
     epoch: int  # 0-based epoch of the step
     step_in_epoch: int  # steps done in this epoch
     global_step: int  # steps done in the run
-    losses: Tensor  # this step's task losses, detached
+    losses: Tensor  # this step's task losses, detached (averaged over ranks)
     run_dir: Path
+    skipped: bool = False  # the losses were not finite and nonfinite="skip" dropped the step
 
 
 def param_groups(model: nn.Module, weighting: Weighting) -> list[dict]:
@@ -111,8 +129,10 @@ class Trainer:
         progress: print one line per epoch (and a tqdm bar when tqdm is installed).
         weighting: a prebuilt weighting instead of ``method.build`` (the STL runs).
         focus_task: rank epochs by this task's metrics only (an STL run's own task).
+        nonfinite: ``"raise"`` (default) or ``"skip"``: what a NaN or infinite loss does (see
+            the module docstring).
 
-    After :meth:`fit`, ``model`` and ``weighting`` are the trained objects.
+    After :meth:`fit`, ``model`` (never the DDP wrapper) and ``weighting`` are the trained objects.
     """
 
     def __init__(
@@ -128,7 +148,11 @@ class Trainer:
         progress: bool = True,
         weighting: Weighting | None = None,
         focus_task: str | None = None,
+        nonfinite: str = "raise",
     ):
+        if nonfinite not in NONFINITE:
+            raise ValueError(f"nonfinite must be one of {NONFINITE}, got {nonfinite!r}")
+        self.nonfinite = nonfinite
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         if checkpoint_every is not None and (
@@ -143,7 +167,7 @@ class Trainer:
         self.placement = Placement(device)
         self.checkpoint_every = checkpoint_every
         self.callbacks = list(callbacks)
-        self.progress = progress
+        self.progress = progress and self.placement.rank == 0
         self.focus_task = focus_task
         self.options = method.effective_options(self.protocol.method_options) if weighting is None else {}
         self.weighting = (
@@ -168,15 +192,25 @@ class Trainer:
     # -- the run ---------------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train every remaining epoch; returns (and writes) ``result.json``."""
-        self._setup()
-        while self.state["epoch"] < self.protocol.epochs:
-            self._train_epoch()
-            self.weighting.end_epoch()
-            self._end_epoch()
-            self._save()
-            write_json_atomic(self.result(), self.run_dir / RESULT)
+        try:
+            self._setup()
+            while self.state["epoch"] < self.protocol.epochs:
+                self._train_epoch()
+                self.weighting.end_epoch()
+                self._end_epoch()
+                self._save()
+                self._write_result()
+            result = self._write_result()
+            # every rank leaves with the files written, so all skip the same completed runs later
+            self.placement.barrier()
+        finally:
+            self.net = None  # drop the DDP wrapper: it must not outlive the process group
+        return result
+
+    def _write_result(self) -> dict:
         result = self.result()
-        write_json_atomic(result, self.run_dir / RESULT)
+        if self.placement.rank == 0:
+            write_json_atomic(result, self.run_dir / RESULT)
         return result
 
     def _setup(self) -> None:
@@ -185,6 +219,7 @@ class Trainer:
         random.seed(self.seed)
         np.random.seed(self.seed)
         self.model = place.model(bench.build_model(self.seed))
+        self.net = place.wrap(self.model)  # what the training forward runs through
         self.shared = self.model.shared_parameters()
         self.weighting = place.module(self.weighting)
         self.optimizer = protocol.build_optimizer(param_groups(self.model, self.weighting))
@@ -203,6 +238,8 @@ class Trainer:
             "history": [],
             "data_order_at_epoch_start": self.data_order.get_state(),
             "previous_peak_mb": 0.0,
+            "skipped_steps": 0,
+            "skipped_in_epoch": 0,
         }
         if (self.run_dir / CHECKPOINT).exists():
             self._restore(self.run_dir / CHECKPOINT)
@@ -223,9 +260,14 @@ class Trainer:
         for batch in iterate_batches(
             self.train_set, batches[start:], self.benchmark.collate_fn, protocol.num_workers, loader_seed
         ):
-            losses = self._step(self.placement.batch(batch))
-            loss_sums += losses.double()
-            self.trace.record(state["global_step"], self.weighting.diagnostics)
+            losses, skipped = self._step(self.placement.batch(batch))
+            losses = self.placement.mean(losses)
+            if skipped:
+                state["skipped_steps"] += 1
+                state["skipped_in_epoch"] += 1
+            else:
+                loss_sums += losses.double()
+                self.trace.record(state["global_step"], self.weighting.diagnostics)
             self.memory.sample()
             state["step_in_epoch"] += 1
             state["global_step"] += 1
@@ -238,7 +280,7 @@ class Trainer:
                 state["loss_sums"] = loss_sums.cpu()
                 if due and state["step_in_epoch"] < len(batches):  # the epoch end saves anyway
                     self._save()
-                info = StepInfo(epoch, state["step_in_epoch"], state["global_step"], losses, self.run_dir)
+                info = StepInfo(epoch, state["step_in_epoch"], state["global_step"], losses, self.run_dir, skipped)
                 for callback in self.callbacks:
                     callback(info)
                 timer = time.perf_counter()
@@ -247,22 +289,56 @@ class Trainer:
         if bar is not None:
             bar.close()
 
-    def _step(self, batch) -> Tensor:
+    def _step(self, batch) -> tuple[Tensor, bool]:
+        """One training step; returns the detached local losses and whether it was skipped."""
         inputs, targets = batch
         model, weighting = self.model, self.weighting
         model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        predictions, representation = model(inputs, return_representation=True)
-        losses = self.benchmark.losses(predictions, targets)
-        weighting.backward(losses, shared_parameters=self.shared, shared_representation=representation)
+        # Gradient-oriented methods average the gradients over ranks themselves: DDP must not.
+        own_reduction = weighting.reduces_gradients and self.net is not model
+        with self.net.no_sync() if own_reduction else contextlib.nullcontext():
+            predictions, representation = self.net(inputs, return_representation=True)
+            losses = self.benchmark.losses(predictions, targets)
+            try:
+                if not weighting.validate:
+                    self._check_finite(losses)
+                weighting.backward(losses, shared_parameters=self.shared, shared_representation=representation)
+            except NonFiniteLossError as error:
+                self._nonfinite(error)
+                self.optimizer.zero_grad(set_to_none=True)
+                return losses.detach(), True
         self.optimizer.step()
 
         def closure() -> Tensor:
+            # the unwrapped model: no gradients, so nothing for DDP to synchronise
             with torch.no_grad():
                 return self.benchmark.losses(model(inputs), targets)
 
         weighting.after_step(closure)
-        return losses.detach()
+        return losses.detach(), False
+
+    def _check_finite(self, losses: Tensor) -> None:
+        """The weighting's own check, for one built with ``validate=False`` (on the rank-averaged
+        losses, so that every rank agrees)."""
+        averaged = self.placement.mean(losses.detach())
+        bad = [m for m, finite in enumerate(torch.isfinite(averaged).tolist()) if not finite]
+        if bad:
+            raise NonFiniteLossError(f"non-finite loss for task(s) {bad}", bad, self.state["global_step"])
+
+    def _nonfinite(self, error: NonFiniteLossError) -> None:
+        """Raise with the tasks' names and the run's step, unless the policy skips the step."""
+        if self.nonfinite == "skip":
+            return
+        names = [self.benchmark.task_names[m] for m in error.tasks]
+        step = self.state["global_step"]
+        raise NonFiniteLossError(
+            f"{self.benchmark.name} {self.method.label} seed {self.seed}: non-finite loss for task(s) {names} "
+            f"at step {step} (epoch {self.state['epoch'] + 1}): {error}; nonfinite='skip' "
+            "(go4align bench --nonfinite skip) skips such steps",
+            error.tasks,
+            step,
+        ) from error
 
     def _end_epoch(self) -> None:
         """Evaluate, step the scheduler, append the epoch to the history, move to the next epoch."""
@@ -273,7 +349,7 @@ class Trainer:
             self.scheduler.step(self._score(val))
         elif self.scheduler is not None:
             self.scheduler.step()
-        train_losses = state["loss_sums"] / max(1, state["step_in_epoch"])
+        train_losses = state["loss_sums"] / max(1, state["step_in_epoch"] - state["skipped_in_epoch"])
         entry = {
             "epoch": state["epoch"] + 1,
             "time_s": state["epoch_time"],
@@ -282,7 +358,7 @@ class Trainer:
             "test": test,
         }
         state["history"].append(entry)
-        state.update(epoch=state["epoch"] + 1, step_in_epoch=0, epoch_time=0.0)
+        state.update(epoch=state["epoch"] + 1, step_in_epoch=0, epoch_time=0.0, skipped_in_epoch=0)
         state["loss_sums"] = torch.zeros(bench.num_tasks, dtype=torch.float64)
         state["data_order_at_epoch_start"] = self.data_order.get_state()
         if self.progress:
@@ -330,6 +406,8 @@ class Trainer:
 
     # -- checkpoints and results -------------------------------------------------------------
     def _save(self) -> None:
+        if self.placement.rank != 0:
+            return
         save_atomic(
             {
                 "identity": self.identity(),
@@ -360,7 +438,7 @@ class Trainer:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.weighting.load_state_dict(checkpoint["weighting"])
         self.trace.load_state_dict(checkpoint["trace"])
-        self.state = checkpoint["state"]
+        self.state = {"skipped_steps": 0, "skipped_in_epoch": 0, **checkpoint["state"]}  # older checkpoints
         set_rng_state(checkpoint["rng"])
 
     def peak_memory_mb(self) -> float:
@@ -399,6 +477,8 @@ class Trainer:
             "device": str(self.placement.device),
             "trace": self.trace.to_json(),
             "complete": len(history) == protocol.epochs,
+            "nonfinite": self.nonfinite,
+            "skipped_steps": self.state["skipped_steps"],
         }
         if self.focus_task is not None:
             result["focus_task"] = self.focus_task

@@ -13,7 +13,14 @@ import numpy as np
 
 
 def project_simplex(y: np.ndarray) -> np.ndarray:
-    """Euclidean projection of ``y`` onto ``{w >= 0, sum w = 1}`` (sort-based, exact)."""
+    """Euclidean projection of ``y`` onto ``{w >= 0, sum w = 1}`` (sort-based, exact).
+
+    The projection does not change when a constant is added to every entry; subtracting the
+    largest first keeps the test below exact for its first entry, which with entries ~1e17
+    (``cumsum - 1`` rounding to ``cumsum``) otherwise found no support at all."""
+    if not np.isfinite(y).all():
+        raise ValueError(f"cannot project a non-finite vector onto the simplex: {y}")
+    y = y - y.max()
     u = np.sort(y)[::-1]
     cumulative = np.cumsum(u) - 1.0
     index = np.arange(1, y.shape[0] + 1)

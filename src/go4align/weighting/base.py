@@ -17,6 +17,10 @@ Rules every method follows, so that a training loop never needs a special case b
   returns the task weights it used, detached. Keyword arguments that a method does not need are
   ignored, so a loop may always pass ``shared_parameters`` and ``shared_representation``;
   a method that needs one of them raises a ``ValueError`` naming it when it is missing.
+* ``backward(..., grad_scaler=scaler)`` (a ``torch.amp.GradScaler``) writes *scaled* gradients,
+  as ``scaler.scale(loss).backward()`` would, so that ``scaler.step(optimizer)`` unscales them and
+  skips the step on an overflow; weights and solvers always work in float32 or float64 on
+  unscaled quantities, whatever the dtype of the losses (``bfloat16``/``float16`` under autocast).
 * ``after_step(closure=None)`` is called after ``optimizer.step()``. Methods that need the losses
   of the updated model on the same batch (FAMO) call ``closure()``, which must return them as a
   1-D tensor; the others never call it, so passing it costs nothing.
@@ -27,6 +31,22 @@ Rules every method follows, so that a training loop never needs a special case b
   generators, counters), so a resumed run continues bit-identically.
 * ``diagnostics`` is a dict of detached tensors describing the last step (at least ``losses``
   and ``weights``; GO4Align adds its indicators and groups), ready for a logger or a plot.
+
+Distributed data parallel training (``torch.distributed`` initialised, one process per device,
+each with its shard of the global batch; the recipe is ``docs/distributed.md``):
+
+* Weights and method state are computed from :meth:`Weighting.global_losses`, the losses
+  averaged over ranks, so every rank holds identical weights and state.
+* Loss-oriented methods (``reduces_gradients = False``) back-propagate one scalar objective of
+  the *local* losses, linearised around the averaged ones (see :meth:`LossWeighting.forward`);
+  ``DistributedDataParallel``'s hooks average the model's gradients during that backward, as
+  for any loss. A method's own trainable parameters (UW), which DDP does not see, get their
+  gradient from the averaged losses, identical on every rank.
+* Gradient-oriented methods (``reduces_gradients = True``) must see *local* gradients and do
+  every reduction themselves: call the forward and ``backward`` inside ``ddp_model.no_sync()``.
+  They average the per-task gradients over ranks before aggregating (identically on every rank)
+  and average every gradient they write, so ``.grad`` ends up holding the global gradient
+  exactly once.
 
 Loss-oriented methods (:class:`LossWeighting`) also offer the plain PyTorch idiom
 ``weighting(losses).backward()``: calling the module returns the scalar objective, which is what
@@ -39,8 +59,9 @@ import math
 from typing import Callable, Iterable, Sequence
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
+
+from ._distributed import average, world_size
 
 __all__ = ["Weighting", "LossWeighting", "NonFiniteLossError", "check_num_tasks"]
 
@@ -81,6 +102,9 @@ class Weighting(nn.Module):
 
     #: registry name; set by :func:`go4align.weighting.registry.register`.
     name: str = ""
+    #: whether :meth:`backward` averages the gradients it writes over ranks itself (run it inside
+    #: DDP's ``no_sync()``) rather than leaving that to DDP's hooks; see the module docstring.
+    reduces_gradients: bool = False
 
     def __init__(self, num_tasks: int, *, validate: bool = True):
         super().__init__()
@@ -99,6 +123,7 @@ class Weighting(nn.Module):
         shared_parameters: Sequence[Tensor] | None = None,
         shared_representation: Tensor | None = None,
         retain_graph: bool = False,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor:
         raise NotImplementedError
 
@@ -126,13 +151,14 @@ class Weighting(nn.Module):
 
     def global_losses(self, losses: Tensor, *, positive: bool = False) -> Tensor:
         """The detached losses that weights are computed from: under ``torch.distributed`` the
-        mean over all ranks, so that every rank computes identical weights and state. Checked
-        here (when ``validate``), after the mean, so that every rank raises or none does."""
+        mean over all ranks, so that every rank computes identical weights and state; float32 at
+        least (half-precision losses come from autocast, and weights must not be rounded to 3
+        significant digits). Checked here (when ``validate``), after the mean, so that every
+        rank raises or none does."""
         losses = losses.detach()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            losses = losses.clone()
-            dist.all_reduce(losses, op=dist.ReduceOp.SUM)  # gloo has no AVG
-            losses /= dist.get_world_size()
+        if losses.dtype in (torch.float16, torch.bfloat16):
+            losses = losses.float()
+        (losses,) = average([losses])
         if self.validate:
             self._check_values(losses, positive)
         return losses
@@ -187,9 +213,34 @@ class LossWeighting(Weighting):
 
     def forward(self, losses: Tensor) -> Tensor:
         losses = self.check_losses(losses)
-        weights = self.weigh(self.global_losses(losses, positive=self.positive_losses))
+        half = losses.dtype if losses.dtype in (torch.float16, torch.bfloat16) else None
+        if half is not None:
+            losses = losses.float()  # objectives such as log(L + 1e-8) need float32 at least
+        averaged = self.global_losses(losses, positive=self.positive_losses)
+        weights = self.weigh(averaged)
+        if half is not None and self.validate:
+            self._check_representable(weights, half)
         self.step.add_(1)
-        return self.objective(losses, weights)
+        if world_size() == 1:
+            return self.objective(losses, weights)
+        # Under DDP an objective that is not linear in the losses (FAMO's and SI's logs) of the
+        # local losses would give each rank a gradient at its own losses' scale, which DDP's
+        # average does not undo. Its value at the averaged losses plus the linear term
+        # sum_m w_m L_m (zero in value) has the gradient of one process on the global batch:
+        # sum_m w_m grad L_m for the model, and, through ``weights``, the averaged losses'
+        # gradient for a method's own parameters (UW's s), which DDP does not average.
+        local = torch.dot(weights.detach().to(losses.dtype), losses - losses.detach())
+        return self.objective(averaged, weights) + local
+
+    def _check_representable(self, weights: Tensor, dtype: torch.dtype) -> None:
+        """The gradient reaching a half-precision loss is its weight in that dtype: a weight
+        beyond its range (SI's 1 / L for L < 1.5e-5 in float16) would silently become inf."""
+        largest = float(weights.detach().abs().max())
+        if largest > torch.finfo(dtype).max:
+            raise ValueError(
+                f"{type(self).__name__}: weight {largest:.3g} at step {int(self.step)} does not fit the "
+                f"losses' dtype {dtype}; compute the losses in float32 (autocast does for its loss functions)"
+            )
 
     def backward(
         self,
@@ -198,6 +249,10 @@ class LossWeighting(Weighting):
         shared_parameters: Sequence[Tensor] | None = None,
         shared_representation: Tensor | None = None,
         retain_graph: bool = False,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor:
-        self(losses).backward(retain_graph=retain_graph)
+        objective = self(losses)
+        if grad_scaler is not None:
+            objective = grad_scaler.scale(objective)
+        objective.backward(retain_graph=retain_graph)
         return self.diagnostics["weights"]

@@ -88,12 +88,15 @@ class FAMO(LossWeighting):
         shared_parameters: Sequence[Tensor] | None = None,
         shared_representation: Tensor | None = None,
         retain_graph: bool = False,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor:
         if self.max_norm > 0 and shared_parameters is None:
             raise ValueError("FAMO with max_norm > 0 needs shared_parameters=... (the clipped gradients)")
-        weights = super().backward(losses, retain_graph=retain_graph)
+        weights = super().backward(losses, retain_graph=retain_graph, grad_scaler=grad_scaler)
         if self.max_norm > 0:
-            torch.nn.utils.clip_grad_norm_(shared_parameters, self.max_norm)
+            # the gradients are scaled by the scaler's factor: so is the norm they are clipped to
+            scale = grad_scaler.get_scale() if grad_scaler is not None and grad_scaler.is_enabled() else 1.0
+            torch.nn.utils.clip_grad_norm_(shared_parameters, self.max_norm * scale)
         return weights
 
     def after_step(self, closure: Callable[[], Tensor] | None = None) -> None:

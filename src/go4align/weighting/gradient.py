@@ -25,8 +25,34 @@ does the same three things, which :class:`GradientWeighting` does once for all o
    ``M`` backward passes in all, the cost of a plain per-task backward loop. With
    ``target="representation"`` the per-task passes stop at the representation (cheap), and one
    backward of ``sum_m h_m L_m`` follows, in which a tensor hook on the representation replaces
-   the gradient arriving there by ``d``. (The direct writes bypass autograd's accumulation hooks,
-   which ``DistributedDataParallel`` relies on; these methods are for single-process training.)
+   the gradient arriving there by ``d``.
+
+Distributed data parallel (``torch.distributed`` initialised, world size ``R > 1``): the direct
+writes bypass the accumulation hooks that ``DistributedDataParallel`` averages gradients with,
+so these methods do the reductions themselves, and the forward and :meth:`backward` must run
+inside ``ddp_model.no_sync()`` (otherwise DDP would expect a reduction that never comes, or
+average a second time). Every rank then aggregates the same global Jacobian, so the weights,
+the direction and the method's state (random generators included) stay identical:
+
+* ``target="parameters"``: ``J`` is averaged over ranks (the per-task gradients of the global
+  batch when the shards are equal), and so are the heads' gradients before they are written.
+* ``target="representation"``: the representation's rows are different samples on every rank,
+  so ``J`` (viewed per sample) and the representation are *gathered* along the batch dimension
+  (dim 0 of the representation) into the global batch's, divided by ``R`` (each rank's loss is a
+  mean over ``1/R`` of the batch). Each rank injects ``R`` times its own slice of ``d``, and after
+  the backward the gradients of every parameter the losses reach are averaged over ranks.
+
+``.grad`` thus receives the global gradient exactly once; earlier contents of ``.grad`` (gradient
+accumulation) must be local too, or identical on every rank.
+
+Mixed precision: with ``grad_scaler=`` (a ``torch.amp.GradScaler``), every backward pass starts
+from the scaled losses (``scale * L_m``, as ``scaler.scale(loss).backward()`` does, so small
+half-precision gradients do not underflow); the Jacobian is unscaled, in float32 at least, before
+the aggregation, and everything written to ``.grad`` is scaled again, so that
+``scaler.step(optimizer)`` unscales it as usual. An overflow (a non-finite scaled Jacobian) skips
+the aggregation and writes NaN into the gradients of the parameters the losses reach, which
+makes ``scaler.step`` skip the step and ``scaler.update`` lower the scale, as it would for
+``scaler.scale(loss).backward()``.
 
 Batching: the Jacobian is computed with one ``torch.autograd.grad`` call per task
 (``batched=False``, the default) or with one vmapped call (``batched=True``,
@@ -47,6 +73,7 @@ overrides it, and the direction becomes ``transformed_weights @ J``.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Sequence
 
 import torch
@@ -54,6 +81,7 @@ from torch import Tensor
 from torch.autograd.graph import GradientEdge
 
 from ._checks import check_bool
+from ._distributed import average, gather_batches, world_size
 from .base import Weighting, check_choice
 
 __all__ = ["GradientWeighting", "Aggregation", "TARGETS", "HEAD_GRADIENTS"]
@@ -76,8 +104,16 @@ class Aggregation(NamedTuple):
 
 
 def gramian(jacobian: Tensor) -> Tensor:
-    """``J J^T`` as float64 (the inner products of the task gradients)."""
-    return (jacobian @ jacobian.T).to(torch.float64)
+    """``J J^T`` as float64 (the inner products of the task gradients).
+
+    Below float64 the product is taken of ``J / max|J|`` and rescaled in float64: squares of
+    gradients above ~1e19 overflow float32 (and bfloat16), which gave infinite Gramians and NaN
+    weights although every gradient was finite."""
+    if jacobian.dtype == torch.float64:
+        return jacobian @ jacobian.T
+    peak = jacobian.abs().max().clamp_min(torch.finfo(jacobian.dtype).tiny)
+    normed = jacobian / peak
+    return (normed @ normed.T).to(torch.float64) * peak.to(torch.float64) ** 2
 
 
 class GradientWeighting(Weighting):
@@ -95,6 +131,8 @@ class GradientWeighting(Weighting):
     Subclasses implement :meth:`aggregate`; they may override :meth:`reuse` to skip the Jacobian
     on some steps (Nash-MTL's ``update_weights_every``).
     """
+
+    reduces_gradients = True
 
     def __init__(
         self,
@@ -134,19 +172,28 @@ class GradientWeighting(Weighting):
         shared_parameters: Sequence[Tensor] | None = None,
         shared_representation: Tensor | None = None,
         retain_graph: bool = False,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor | None:
         losses = self.check_losses(losses)
         detached = self.global_losses(losses)  # checked values (and the mean over ranks)
         targets = self.targets(shared_parameters, shared_representation)
+        scale = scaler_factor(grad_scaler, losses.device)
         aggregation = self.reuse()
         # Gradients w.r.t. parameters: the per-task passes also yield the other parameters'
         # (heads') gradients, so no backward is needed after the aggregation.
         direct = aggregation is None and self.target == "parameters"
         others = reachable_leaves(losses, exclude=targets) if direct else []
-        jacobian = other_grads = None
+        jacobian = other_grads = span = None
+        # averaged over ranks after the backward (or poisoned on an overflow); found now,
+        # while the graph exists
+        leaves = reachable_leaves(losses) if (world_size() > 1 and not direct) or scale != 1.0 else []
         if aggregation is None:
-            jacobian, other_grads = self.task_gradients(losses, targets, others, retain_graph or not direct)
-            aggregation = self.aggregate(jacobian, detached, targets)
+            keep = retain_graph or not direct
+            jacobian, other_grads = self.task_gradients(losses, targets, others, keep, scale)
+            jacobian, seen, span = self.global_jacobian(unscaled(jacobian, scale), targets)
+            if not self.finite(jacobian, scale):
+                return self.overflow(leaves, detached)
+            aggregation = self.aggregate(jacobian, detached, seen)
         weights, direction, extras = aggregation
         if weights is not None:
             transformed = self.transform_weights(weights)
@@ -156,17 +203,53 @@ class GradientWeighting(Weighting):
         heads = torch.ones_like(losses) if unweighted else weights.to(losses.dtype)
         if direction is None and (jacobian is not None or unweighted):
             if jacobian is None:  # reused weights with unweighted heads: w @ J is still needed
-                jacobian, _ = self.task_gradients(losses, targets, [], True)
+                local = unscaled(self.task_gradients(losses, targets, [], True, scale)[0], scale)
+                jacobian, _, span = self.global_jacobian(local, targets)
+                if not self.finite(jacobian, scale):
+                    return self.overflow(leaves, detached)
             direction = weights.to(jacobian.dtype) @ jacobian
+        if direction is not None and scale != 1.0:
+            direction = direction * scale  # the other gradients come scaled from their backward
         if direct:
             accumulate(targets, direction.split([t.numel() for t in targets]))
-            accumulate(others, combine(None if unweighted else heads, other_grads))
+            accumulate(others, average_present(combine(None if unweighted else heads, other_grads)))
         else:
-            self.backpropagate(losses, heads, targets, direction, retain_graph)
+            if span is not None and direction is not None:
+                direction = local_share(direction, targets[0], *span)
+            self.backpropagate(losses, heads * scale, targets, direction, retain_graph)
+            if world_size() > 1:
+                present = [leaf.grad for leaf in leaves if leaf.grad is not None]
+                for grad, mean in zip(present, average(present)):
+                    grad.copy_(mean)
         self.step.add_(1)
         record = {"losses": detached} if weights is None else {"losses": detached, "weights": weights.detach()}
         self.record(**record, **(extras or {}))
         return None if weights is None else weights.detach()
+
+    def finite(self, jacobian: Tensor, scale: float) -> bool:
+        """Whether the task gradients are finite: checked under a scaler (an overflow skips the
+        step) and when ``validate`` (a non-finite gradient, say float16 overflowing, would make
+        the solvers return NaN weights: it raises a ValueError naming the tasks instead)."""
+        if scale == 1.0 and not self.validate:
+            return True
+        rows = torch.isfinite(jacobian).all(1)
+        if bool(rows.all()):
+            return True
+        if scale != 1.0:
+            return False
+        bad = [m for m, ok in enumerate(rows.tolist()) if not ok]
+        raise ValueError(
+            f"{type(self).__name__}: non-finite gradient at step {int(self.step)} for task(s) {bad} "
+            f"(dtype {jacobian.dtype}): the losses are finite, so the backward overflowed; "
+            "use torch.amp.GradScaler (grad_scaler=...) or a wider dtype"
+        )
+
+    def overflow(self, leaves: Sequence[Tensor], losses: Tensor) -> None:
+        """A scaled backward overflowed: NaN gradients make ``scaler.step`` skip this step."""
+        accumulate(leaves, [torch.full_like(leaf, math.nan) for leaf in leaves])
+        self.step.add_(1)
+        self.record(losses=losses, overflow=torch.ones((), device=losses.device))
+        return None
 
     # -- the machinery ------------------------------------------------------------------------------
     def targets(self, shared_parameters, shared_representation) -> list[Tensor]:
@@ -188,18 +271,41 @@ class GradientWeighting(Weighting):
             raise ValueError("shared_parameters holds no tensor that requires grad")
         return params
 
+    def global_jacobian(
+        self, jacobian: Tensor, targets: Sequence[Tensor]
+    ) -> tuple[Tensor, list[Tensor], tuple[int, int] | None]:
+        """The Jacobian of the global batch, the targets it is taken w.r.t., and (representation
+        under DDP) this rank's ``(offset, length)`` in the gathered batch; see the module docstring."""
+        world = world_size()
+        if world == 1:
+            return jacobian, list(targets), None
+        if self.target == "parameters":
+            return average([jacobian])[0], list(targets), None
+        representation = targets[0]
+        if representation.dim() == 0:
+            raise ValueError("under torch.distributed, shared_representation needs a batch dimension (dim 0)")
+        per_sample = jacobian.view(self.num_tasks, *representation.shape)
+        whole, offset, length = gather_batches(per_sample, 1)
+        gathered, _, _ = gather_batches(representation.detach(), 0)
+        return whole.reshape(self.num_tasks, -1) / world, [gathered], (offset, length)
+
     def jacobian(self, losses: Tensor, targets: Sequence[Tensor]) -> Tensor:
         """Per-task gradients w.r.t. ``targets`` as a ``[M, P]`` matrix, rows in task order."""
         return self.task_gradients(losses, targets, [], True)[0]
 
     def task_gradients(
-        self, losses: Tensor, targets: Sequence[Tensor], others: Sequence[Tensor], retain_graph: bool
+        self,
+        losses: Tensor,
+        targets: Sequence[Tensor],
+        others: Sequence[Tensor],
+        retain_graph: bool,
+        scale: float = 1.0,
     ) -> tuple[Tensor, list[list[Tensor | None]]]:
         """The Jacobian w.r.t. ``targets`` and, for each tensor of ``others``, its gradient from
-        each task (``None`` where a task does not reach it)."""
+        each task (``None`` where a task does not reach it), of the losses times ``scale``."""
         m, inputs = self.num_tasks, [*targets, *others]
         if self.batched and not self._vmap_failed:
-            eye = torch.eye(m, dtype=losses.dtype, device=losses.device)
+            eye = scale * torch.eye(m, dtype=losses.dtype, device=losses.device)
             try:
                 # the graph is kept even when it is not needed later: the loop below may need it
                 grads = torch.autograd.grad(losses, inputs, eye, retain_graph=True, is_grads_batched=True, allow_unused=True)
@@ -215,7 +321,7 @@ class GradientWeighting(Weighting):
         size = sum(t.numel() for t in targets)
         jacobian = torch.empty(m, size, dtype=targets[0].dtype, device=targets[0].device)
         tail = [[] for _ in others]
-        one = torch.ones((), dtype=losses.dtype, device=losses.device)
+        one = torch.full((), scale, dtype=losses.dtype, device=losses.device)
         for task, (row, output) in enumerate(zip(jacobian, task_outputs(losses))):
             keep = retain_graph or task < m - 1
             grads = torch.autograd.grad(output, inputs, one, retain_graph=keep, allow_unused=True)
@@ -293,6 +399,36 @@ def combine(weights: Tensor | None, grads: Sequence[Sequence[Tensor | None]]) ->
             terms = torch._foreach_mul(terms, weights[task].to(terms[0].dtype))
         torch._foreach_add_([totals[k] for k in present], terms)
     return totals
+
+
+def scaler_factor(grad_scaler: torch.amp.GradScaler | None, device: torch.device) -> float:
+    """The scaler's current factor (1 without an enabled scaler). Read through ``scale()``, which
+    also initialises a fresh scaler's state as ``scaler.scale(loss)`` would, so ``scaler.step``
+    accepts the step; one host synchronisation."""
+    if grad_scaler is None or not grad_scaler.is_enabled():
+        return 1.0
+    return float(grad_scaler.scale(torch.ones((), device=device)))
+
+
+def unscaled(jacobian: Tensor, scale: float) -> Tensor:
+    """The Jacobian divided by the scaler's factor, in float32 at least (half-precision
+    representation gradients come from autocast; solvers need more digits)."""
+    if jacobian.dtype in (torch.float16, torch.bfloat16):
+        jacobian = jacobian.float()
+    return jacobian / scale if scale != 1.0 else jacobian
+
+
+def average_present(values: Sequence[Tensor | None]) -> list[Tensor | None]:
+    """``values`` averaged over ranks, ``None`` entries (identical on every rank) kept."""
+    means = iter(average([v for v in values if v is not None]))
+    return [None if v is None else next(means) for v in values]
+
+
+def local_share(direction: Tensor, representation: Tensor, offset: int, length: int) -> Tensor:
+    """This rank's rows of the global batch's direction, times the world size: the gradients it
+    produces are averaged over ranks afterwards, and each rank's loss covers ``1/R`` of the batch."""
+    rows = direction.view(-1, *representation.shape[1:]).narrow(0, offset, length)
+    return rows.reshape(-1) * world_size()
 
 
 def accumulate(tensors: Sequence[Tensor], values: Sequence[Tensor | None]) -> None:

@@ -57,7 +57,11 @@ class IMTLG(GradientWeighting):
         try:
             rest = torch.linalg.solve(system.T, first)
         except torch.linalg.LinAlgError:
-            eye = torch.eye(self.num_tasks - 1, dtype=system.dtype, device=system.device)
-            rest = torch.linalg.solve(system.T + 1e-8 * eye, first)
+            rest = None
+        if rest is None or not bool(torch.isfinite(rest).all()):
+            # Linearly dependent gradients (identical ones, more tasks than dimensions): the
+            # least-norm solution. An absolute ridge (1e-8 * I) vanished next to the entries of
+            # large gradients and failed again, or divided by ~0 into inf and NaN weights.
+            rest = torch.linalg.pinv(system.T, rtol=1e-8) @ first
         weights = torch.cat([(1 - rest.sum()).reshape(1), rest])
         return Aggregation(weights, None, {"gradient_norms": norms})

@@ -169,18 +169,20 @@ class NashMTL(GradientWeighting):
         shared_parameters: Sequence[Tensor] | None = None,
         shared_representation: Tensor | None = None,
         retain_graph: bool = False,
+        grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor:
         if self.max_norm == 0:
             return super().backward(
-                losses, shared_parameters=shared_parameters,
-                shared_representation=shared_representation, retain_graph=retain_graph,
+                losses, shared_parameters=shared_parameters, shared_representation=shared_representation,
+                retain_graph=retain_graph, grad_scaler=grad_scaler,
             )
         if shared_parameters is None:
             raise ValueError("NashMTL with max_norm > 0 needs shared_parameters=... (the clipped gradients)")
         params = [shared_parameters] if isinstance(shared_parameters, Tensor) else list(shared_parameters)
         before = [None if p.grad is None else p.grad.clone() for p in params]
         weights = super().backward(
-            losses, shared_parameters=params, shared_representation=shared_representation, retain_graph=retain_graph
+            losses, shared_parameters=params, shared_representation=shared_representation,
+            retain_graph=retain_graph, grad_scaler=grad_scaler,
         )
         added = [
             (p.grad if prior is None else p.grad - prior, prior)
@@ -189,7 +191,9 @@ class NashMTL(GradientWeighting):
         if not added:
             return weights
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(a) for a, _ in added]))
-        factor = (self.max_norm / (norm + 1e-6)).clamp(max=1.0)
+        # scaled gradients (grad_scaler) are clipped to the scaled norm
+        scale = grad_scaler.get_scale() if grad_scaler is not None and grad_scaler.is_enabled() else 1.0
+        factor = (self.max_norm * scale / (norm + 1e-6 * scale)).clamp(max=1.0)
         for p, (a, prior) in zip([p for p in params if p.grad is not None], added):
             if prior is None:
                 p.grad.mul_(factor)
