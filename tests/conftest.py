@@ -18,3 +18,13 @@ def device() -> torch.device:
 @pytest.fixture
 def dtype() -> torch.dtype:
     return DTYPE
+
+
+@pytest.fixture(autouse=True)
+def one_intra_op_thread():
+    """The tests run networks on tiny tensors, where a second intra-op thread only adds
+    synchronisation; on a busy 2-core machine the spinning threads made suites about 5x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

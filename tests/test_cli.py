@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from go4align import benchmarks, cli
 from go4align.benchmarks import Protocol, celeba, cityscapes, fashion, get_benchmark, nyuv2, qm9
@@ -13,14 +12,6 @@ from go4align.weighting import available
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(*argv):

@@ -4,24 +4,12 @@ import json
 import math
 
 import pytest
-import torch
 
 from go4align.train import run_dir_of, run_grid
 from go4align.weighting import available
 
 # One of these is run where the build has it (the baselines add them); LS and GO4Align always.
 GRADIENT_METHODS = ("mgda", "pcgrad")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_intra_op_thread():
-    # The tests run networks on tiny tensors, where a second intra-op thread only adds
-    # synchronisation; on a busy 2-core machine the spinning threads made this suite about 5x
-    # slower (48 s against 10 s measured).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(params=["ls", "go4align", "gradient"])

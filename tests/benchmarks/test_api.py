@@ -21,14 +21,6 @@ from go4align.benchmarks import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_benchmark(**changes):
     x = torch.randn(20, 3)

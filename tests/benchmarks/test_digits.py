@@ -7,14 +7,6 @@ from go4align.benchmarks.digits import PROTOCOL, load_digits_images
 from go4align.train import parse_method_spec, train_run
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def digits():

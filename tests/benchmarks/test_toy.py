@@ -18,14 +18,6 @@ from go4align.train import parse_method_spec, train_run
 from go4align.weighting import make
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def reference_losses(x1: float, x2: float, scale: float = 0.1) -> tuple[float, float]:
     """The Nash-MTL repository's Toy.forward, restated with the math module."""

@@ -8,14 +8,6 @@ from torch import nn
 from go4align.benchmarks import Benchmark, HardSharing, Metric, Protocol, SampleMean, Task, get_benchmark, task_losses
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster on a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class NoisyItems(torch.utils.data.Dataset):
     """Items (no get_batch, so batches go through a DataLoader) with augmentation noise drawn
