@@ -1,6 +1,6 @@
 """Cost of one GO4Align weighting step, and of a training step with GO4Align relative to LS.
 
-Run: .venv/bin/python perf/weighting_step.py [--repeats 7] [--quick]
+Run: .venv/bin/python perf/weighting_step.py [--repeats 7] [--quick] [--threads N]
 
 Every number is the median of --repeats timed blocks; the methods of one table are timed in
 alternation inside each block so that machine load affects them alike, and every ratio compares
@@ -135,7 +135,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer calls per block, for a smoke run")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
         f"median of {args.repeats} blocks\n"

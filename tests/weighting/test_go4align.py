@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from go4align.weighting import GO4Align, Grouped, LossWeighting, LS, NonFiniteLossError, make
+from go4align.weighting import GO4Align, Grouped, LossWeighting, LS, NonFiniteLossError, kmeans_1d, make
 
 
 def hand_indicators(history, beta, scale="mean"):
@@ -189,6 +189,40 @@ def test_diagnostics_are_detached_and_complete():
     assert not any(v.requires_grad for v in method.diagnostics.values())
 
 
+def test_diagnostics_computed_when_read_hold_their_own_step():
+    """Group labels and sizes are derived only when read, and still describe the step that
+    recorded them after later steps; copies and pickles hold the values."""
+    import copy
+
+    method = GO4Align(6, 2)
+    method(torch.tensor([1.0, 1.1, 5.0, 5.2, 9.0, 9.5]))
+    first = method.diagnostics
+    assert callable(first._entries["groups"])  # not computed yet
+    copied = copy.deepcopy(method)
+    method(torch.tensor([9.5, 9.0, 5.2, 5.0, 1.1, 1.0]))
+    for diagnostics in (first, copied.diagnostics):
+        assert torch.equal(diagnostics["groups"], kmeans_1d(diagnostics["indicators"], 2))
+        assert diagnostics["group_sizes"].sum().item() == 6
+    assert not torch.equal(method.diagnostics["groups"], first["groups"])
+
+
+@pytest.mark.parametrize("num_tasks, num_groups", [(3, 2), (40, 2), (40, 5), (100, 2), (300, 4)])
+def test_weights_are_the_group_means_of_the_indicators(num_tasks, num_groups):
+    """Every code path of the exact grouping (K = 2 closed form up to 64 tasks, labels beyond,
+    the DP of K >= 3) gives each task its group's mean indicator."""
+    gen = torch.Generator().manual_seed(num_tasks)
+    method = GO4Align(num_tasks, num_groups, beta=0.1)
+    for _ in range(3):
+        method(torch.rand(num_tasks, generator=gen) + 0.1)
+    d = method.diagnostics
+    weights = d["weights"]
+    assert torch.equal(d["groups"], kmeans_1d(d["indicators"], num_groups))
+    for group in d["groups"].unique().tolist():
+        members = d["groups"] == group
+        mean = d["indicators"][members].mean()
+        assert torch.allclose(weights[members], mean.expand(int(members.sum())), rtol=1e-12, atol=0)
+
+
 def test_float32_losses_give_float32_objective(device):
     method = GO4Align(3).to(device)
     losses = torch.tensor([1.0, 2.0, 3.0], device=device, requires_grad=True)
@@ -197,9 +231,10 @@ def test_float32_losses_give_float32_objective(device):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_no_host_synchronisation_on_cuda():
-    method = GO4Align(40, 5, validate=False).cuda()
-    losses = torch.rand(40, device="cuda", requires_grad=True) + 0.1
+@pytest.mark.parametrize("num_tasks, num_groups", [(3, 2), (40, 5), (100, 2), (1000, 5)])
+def test_no_host_synchronisation_on_cuda(num_tasks, num_groups):
+    method = GO4Align(num_tasks, num_groups, validate=False).cuda()
+    losses = torch.rand(num_tasks, device="cuda", requires_grad=True) + 0.1
     method.backward(losses)  # warm-up: buffers move to the device once
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")

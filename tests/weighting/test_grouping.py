@@ -113,16 +113,16 @@ def test_random_options_follow_the_seed_and_state():
     b = Grouping(5, 2, clustering="random", group_weights="random", seed=3)
     x = torch.ones(5, dtype=torch.float64)
     for _ in range(3):
-        assert torch.equal(a(x)[0], b(x)[0])
+        assert torch.equal(a(x).weights, b(x).weights)
     state = a.state_dict()
-    expected = a(x)[0]
+    expected = a(x).weights
     b.load_state_dict(state)
-    assert torch.equal(b(x)[0], expected)
+    assert torch.equal(b(x).weights, expected)
 
 
 def test_custom_clustering_callable():
     grouping = Grouping(3, 2, clustering=lambda values, k: torch.tensor([1, 0, 1]))
-    assert grouping(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))[1].tolist() == [1, 0, 1]
+    assert grouping(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).labels.tolist() == [1, 0, 1]
 
 
 @pytest.mark.parametrize(
@@ -144,3 +144,59 @@ def test_custom_clustering_callable():
 def test_grouping_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Grouping(3, **kwargs)
+
+
+def reference_cost(values, k):
+    """Minimum K-means cost by a plain O(K M^2) dynamic programme in Python floats."""
+    x = sorted(values)
+    m = len(x)
+
+    def cost(a, b):  # within-group cost of x[a:b]
+        segment = x[a:b]
+        mean = sum(segment) / len(segment)
+        return sum((v - mean) ** 2 for v in segment)
+
+    best = [cost(0, b) if b else 0.0 for b in range(m + 1)]
+    for _ in range(k - 1):
+        best = [min([best[b]] + [best[a] + cost(a, b) for a in range(1, b)]) for b in range(m + 1)]
+    return best[m]
+
+
+@pytest.mark.parametrize("block_entries", [None, 1 << 6])
+@pytest.mark.parametrize("k", [3, 4, 6])
+def test_exact_kmeans_matches_a_reference_dp_whole_and_in_row_blocks(monkeypatch, block_entries, k):
+    """The DP of K >= 3 at moderate M, with many ties, in one block and in row blocks of 16
+    rows (the large-M code path): the optimum's cost, and identical labels either way."""
+    from go4align.weighting import grouping
+
+    gen = torch.Generator().manual_seed(k)
+    values = torch.cat([torch.rand(30, generator=gen, dtype=torch.float64), torch.full((8,), 0.5, dtype=torch.float64)])
+    values = values[torch.randperm(len(values), generator=gen)]
+    whole = kmeans_1d(values, k)
+    if block_entries is not None:
+        monkeypatch.setattr(grouping, "_BLOCK_ENTRIES", block_entries)
+        grouping._dp_tables.cache_clear()
+        assert len(grouping._dp_tables(len(values), values.device, 0)["blocks"]) > 1
+        labels = kmeans_1d(values, k)
+        grouping._dp_tables.cache_clear()
+        assert torch.equal(labels, whole)
+    listed = values.tolist()
+    assert sse(listed, whole.tolist()) == pytest.approx(reference_cost(listed, k), rel=1e-9, abs=1e-12)
+    assert len(set(whole[values == 0.5].tolist())) == 1  # the tied values share a group
+
+
+@pytest.mark.parametrize("m", [2, 3, 10, 64, 65, 100])
+def test_two_group_weights_are_the_group_means(m):
+    """K = 2 takes its weights from per-split averaging matrices up to 64 tasks and from the
+    labels beyond: either way every task gets exactly its group's mean indicator."""
+    gen = torch.Generator().manual_seed(m)
+    values = torch.rand(m, generator=gen, dtype=torch.float64)
+    values[: m // 3] = values[0]  # ties
+    result = Grouping(m, 2)(values)
+    labels = kmeans_1d(values, 2)
+    assert torch.equal(result.labels, labels)
+    for group in labels.unique().tolist():
+        members = labels == group
+        assert torch.allclose(result.weights[members], values[members].mean().expand(int(members.sum())), rtol=1e-12)
+        assert result.group_weights[group].item() == pytest.approx(values[members].mean().item(), rel=1e-12)
+        assert result.group_sizes[group].item() == members.sum().item()

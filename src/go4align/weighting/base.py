@@ -56,14 +56,15 @@ to hand to ``GradScaler.scale`` under mixed precision.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Sequence
+from collections.abc import MutableMapping
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ._distributed import average, world_size
 
-__all__ = ["Weighting", "LossWeighting", "NonFiniteLossError", "check_num_tasks"]
+__all__ = ["Weighting", "LossWeighting", "Diagnostics", "NonFiniteLossError", "check_num_tasks"]
 
 
 class NonFiniteLossError(ValueError):
@@ -93,6 +94,39 @@ def check_nonnegative(name: str, value: object) -> float:
     return float(value)
 
 
+class Diagnostics(MutableMapping):
+    """The detached tensors that describe one step, by name. An entry recorded as a
+    zero-argument callable (GO4Align's group labels and sizes) is computed when first read and
+    then kept, so that a step nobody inspects does not pay for it."""
+
+    def __init__(self, entries: dict):
+        self._entries = entries
+
+    def __getitem__(self, key: str) -> Tensor:
+        value = self._entries[key]
+        if not isinstance(value, Tensor):
+            value = self._entries[key] = value()
+        return value
+
+    def __setitem__(self, key: str, value) -> None:
+        self._entries[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._entries[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getstate__(self) -> dict:  # copies and pickles hold values, not the callables
+        return {"_entries": {key: self[key] for key in self._entries}}
+
+    def __repr__(self) -> str:
+        return f"Diagnostics({dict(self)!r})"
+
+
 class Weighting(nn.Module):
     """Base class of every method: validation, step counting, diagnostics, the hooks.
 
@@ -113,7 +147,7 @@ class Weighting(nn.Module):
             raise ValueError(f"validate must be a bool, got {validate!r}")
         self.validate = validate
         self.register_buffer("step", torch.zeros((), dtype=torch.int64))
-        self.diagnostics: dict[str, Tensor] = {}
+        self.diagnostics: Diagnostics = Diagnostics({})
 
     # -- the protocol -------------------------------------------------------------------------
     def backward(
@@ -165,7 +199,11 @@ class Weighting(nn.Module):
 
     def _check_values(self, losses: Tensor, positive: bool) -> None:
         # The one host synchronisation of a validated step; NaN propagates into min and max.
-        low, high = torch.stack(torch.aminmax(losses)).tolist()
+        bounds = torch.aminmax(losses)
+        if losses.device.type == "cpu":  # two reads are cheaper than one more operation here
+            low, high = float(bounds[0]), float(bounds[1])
+        else:  # one copy to the host, not two
+            low, high = torch.stack(bounds).tolist()
         if (low > 0 if positive else low > -math.inf) and high < math.inf:
             return
         values = losses.tolist()
@@ -185,9 +223,11 @@ class Weighting(nn.Module):
             "(pass loss_floor=... for losses that can be zero or negative)"
         )
 
-    def record(self, **tensors: Tensor) -> None:
-        """Keep the tensors of this step for ``diagnostics``; callers pass detached tensors."""
-        self.diagnostics = tensors
+    def record(self, **tensors: Tensor | Callable[[], Tensor]) -> None:
+        """Keep the tensors of this step for ``diagnostics``; callers pass detached tensors, or
+        zero-argument callables that compute one when it is first read."""
+        # a plain attribute: skip nn.Module.__setattr__'s checks, which cost a step microseconds
+        self.__dict__["diagnostics"] = Diagnostics(tensors)
 
     def extra_repr(self) -> str:
         return f"num_tasks={self.num_tasks}"

@@ -91,6 +91,9 @@ class GO4Align(LossWeighting):
             raise ValueError(f"min_weight_ratio must be in [0, 1), got {min_weight_ratio!r}")
         self.min_weight_ratio = ratio
         self.grouping = Grouping(self.num_tasks, num_groups, clustering, group_weights, seed)
+        self.register_buffer(
+            "mean_weights", torch.full((self.num_tasks,), 1 / self.num_tasks, dtype=torch.float64), persistent=False
+        )
         # log Q_t, normalised: a softmax of the negative cumulative risk.
         self.register_buffer(
             "log_alignment", torch.full((self.num_tasks,), -math.log(self.num_tasks), dtype=torch.float64)
@@ -102,26 +105,27 @@ class GO4Align(LossWeighting):
 
     def indicators(self, losses: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Scale-balance, smooth-alignment and indicators for detached ``losses``; updates Q."""
+        # As few tensor operations as possible: each costs microseconds of dispatch on a CPU.
         risk = losses.to(torch.float64)
         if self.loss_floor is not None:
             risk = risk.clamp_min(self.loss_floor)
-        if self.scale_balance is None:
-            scale = torch.ones_like(risk)
-        else:
-            total = risk.mean() if self.scale_balance == "mean" else risk.sum()
-            scale = total / risk
         if self.smooth_alignment:
-            log_alignment = self.log_alignment
-            if self.beta > 0:  # in place: Q_t = normalise(Q_{t-1} exp(-beta L_t)) in log space
-                log_alignment.copy_(torch.log_softmax(log_alignment.sub_(risk, alpha=self.beta), 0))
-            smooth = log_alignment.exp()
+            if self.beta > 0:  # Q_t = normalise(Q_{t-1} exp(-beta L_t)), in log space
+                self._buffers["log_alignment"] = torch.log_softmax(self.log_alignment.sub(risk, alpha=self.beta), 0)
+            smooth = self.log_alignment.exp()
         else:
             smooth = torch.full_like(risk, 1 / self.num_tasks)
-        return scale, smooth, scale * smooth
+        if self.scale_balance is None:
+            return torch.ones_like(risk), smooth, smooth
+        # the mean as one dot product rather than sum and division
+        total = torch.dot(risk, self.mean_weights) if self.scale_balance == "mean" else risk.sum()
+        scale = torch.div(total, risk)
+        return scale, smooth, torch.mul(smooth, scale)
 
     def weigh(self, losses: Tensor) -> Tensor:
         scale, smooth, gamma = self.indicators(losses)
-        weights, labels, omega, sizes = self.grouping(gamma)
+        assignment = self.grouping(gamma)
+        weights = assignment.weights
         if self.min_weight_ratio > 0:
             weights = weights.clamp_min(weights.max() * self.min_weight_ratio)
         self.record(
@@ -129,9 +133,9 @@ class GO4Align(LossWeighting):
             scale_balance=scale,
             smooth_alignment=smooth,
             indicators=gamma,
-            groups=labels,
-            group_weights=omega,
-            group_sizes=sizes,
+            groups=lambda: assignment.labels,
+            group_weights=lambda: assignment.group_weights,
+            group_sizes=lambda: assignment.group_sizes,
             weights=weights,
         )
         return weights

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import torch
@@ -48,17 +49,18 @@ class Grouped(LossWeighting):
         losses = self.check_losses(losses)
         detached = self.global_losses(losses, positive=self.positive_losses)
         inner = self.method.weigh(detached)
-        weights, labels, omega, sizes = self.grouping(inner.detach().to(torch.float64))
+        assignment = self.grouping(inner.detach().to(torch.float64))
+        weights = assignment.weights
         self.step.add_(1)
         self.method.step.add_(1)
-        inner_diagnostics = {f"inner_{k}": v.detach() for k, v in self.method.diagnostics.items()}
+        step = self.method.diagnostics  # this step's; read lazily, as it reads its own
         self.record(
-            **inner_diagnostics,
+            **{f"inner_{key}": functools.partial(step.__getitem__, key) for key in step},
             losses=detached,
             indicators=inner.detach(),
-            groups=labels,
-            group_weights=omega,
-            group_sizes=sizes,
+            groups=lambda: assignment.labels,
+            group_weights=lambda: assignment.group_weights,
+            group_sizes=lambda: assignment.group_sizes,
             weights=weights,
         )
         return (weights.to(losses.dtype) * losses).sum() + self.method.objective(detached, inner)

@@ -23,27 +23,157 @@ from torch import Tensor, nn
 
 from .base import check_choice
 
-__all__ = ["kmeans_1d", "lloyd_1d", "spectral_1d", "Grouping", "CLUSTERINGS"]
+__all__ = ["kmeans_1d", "lloyd_1d", "spectral_1d", "Grouping", "GroupAssignment", "CLUSTERINGS"]
 
 CLUSTERINGS = ("exact", "lloyd", "spectral", "random")
 
 
-@functools.lru_cache(maxsize=16)
-def _segment_tables(m: int, device: torch.device, thread: int) -> dict[str, Tensor]:
-    """Per-size constants and work space of the DP (one set per thread, since the work space is
-    written): 1/length of the first and last segments, 1/(b - a) for segments [a, b), -inf where
-    a > b (no such segment), and two (M+1)^2 buffers so that a step allocates no large tensor."""
-    positions = torch.arange(m + 1, dtype=torch.float64, device=device)
-    first = 1 / positions.clamp_min(1)  # [0, b): an empty first group has gain 0
-    last = torch.where(positions < m, 1 / (m - positions).clamp_min(1), torch.zeros_like(positions))
-    tables = {"positions": torch.arange(m, device=device), "two": (first + last)[1:], "first": first, "last": last}
-    if m > 3:
-        length = positions[:, None] - positions[None, :]  # [b, a]
-        tables["inverse"] = torch.where(length > 0, 1 / length.clamp_min(1), torch.zeros_like(length))
-        tables["impossible"] = torch.where(length < 0, float("-inf"), 0.0)
-        tables["gain"] = torch.empty_like(length)
-        tables["total"] = torch.empty_like(length)
+#: K = 2 takes the closed form through per-split averaging matrices up to this many tasks
+#: (their M^3 float64 entries: 2 MiB at 64); larger M labels the tasks and averages by group.
+_TABLE_TASKS = 64
+#: The DP of K >= 3 works on row blocks of about this many float64 entries (1 MiB, in cache),
+#: each block only up to the diagonal: segments [a, b) need a <= b.
+_BLOCK_ENTRIES = 1 << 17
+
+
+@functools.lru_cache(maxsize=32)
+def _two_group_tables(m: int, device: torch.device) -> dict[str, Tensor]:
+    """Read-only constants of K = 2 for ``m >= 2`` sorted values. Split ``s = 0`` is one group;
+    split ``s >= 1`` starts the second group at sorted position ``s``. Their gain (the
+    between-group sum of squares, ``P_s^2 (1/s + 1/(m - s))`` for the centred prefix sum ``P``)
+    is the square of ``roots @ sorted``; ``steps @ sorted > floor`` says where a split is allowed
+    (a new value starts there; ``s = 0`` always); ``averages`` row ``s`` is the ``m x m`` matrix
+    that maps the sorted values to their group means (``m^3`` entries, up to ``_TABLE_TASKS``)."""
+    start = torch.arange(m, device=device)
+    start[0] = m  # s = 0: no second group
+    a = start.to(torch.float64)
+    positions = torch.arange(m, device=device)
+    first = positions[None, :] < start[:, None]  # [split, position]
+    second_size = m - a
+    coefficient = torch.sqrt(1 / a.clamp_min(1) + 1 / second_size.clamp_min(1))
+    roots = (first.to(torch.float64) - a[:, None] / m) * coefficient[:, None]
+    roots[0] = 0  # one group: gain exactly 0
+    steps = torch.zeros(m, m, dtype=torch.float64, device=device)
+    steps[positions[1:], positions[1:]] = 1.0  # row s: x[s] - x[s - 1], exact in float64
+    steps[positions[1:], positions[:-1]] = -1.0
+    floor = torch.zeros(m, dtype=torch.float64, device=device)
+    floor[0] = -1.0
+    tables = {"roots": roots, "steps": steps, "floor": floor, "start": start, "positions": positions}
+    if m <= _TABLE_TASKS:
+        size = torch.where(first, a[:, None], second_size[:, None])  # size of each position's group
+        tables["averages"] = ((first[:, :, None] == first[:, None, :]) / size[:, :, None]).reshape(m, m * m)
     return tables
+
+
+def _two_group_split(sorted_values: Tensor, tables: dict[str, Tensor]) -> Tensor:
+    """The optimal split ``s`` (shape ``[1]``, see :func:`_two_group_tables`) of sorted float64
+    values into at most two groups."""
+    gain = torch.mv(tables["roots"], sorted_values).square_()
+    # Equal values are never split: a disallowed split gets gain 0, which never beats an allowed
+    # one (allowed splits of distinct values gain > 0; s = 0, one group, comes first for ties).
+    gain.mul_(torch.gt(torch.mv(tables["steps"], sorted_values), tables["floor"]))
+    return gain.argmax(0, keepdim=True)  # the first maximum: ties go to the earlier split
+
+
+@functools.lru_cache(maxsize=16)
+def _dp_tables(m: int, device: torch.device, thread: int) -> dict:
+    """Constants and work space of the DP of K >= 3 (one set per thread, since the work space is
+    written). Indices ``a, b`` run over the ``m + 1`` boundaries; ``gain[b, a]`` is the gain of
+    the segment ``[a, b)``, ``-inf`` where ``a > b`` (filled once above the diagonal). The rows
+    are processed in blocks, each only up to its diagonal."""
+    f64 = dict(dtype=torch.float64, device=device)
+    boundaries = torch.arange(m + 1, **f64)
+    length = boundaries[:, None] - boundaries[None, :]  # [b, a]
+    impossible = torch.where(length < 0, float("-inf"), 0.0).to(torch.float64)
+    rows = max(16, _BLOCK_ENTRIES // (m + 1))
+    positions = torch.arange(m, device=device)
+    # P = centring @ sorted: P[b] = sum_{i < b} (x_i - mean), P[0] = 0
+    centring = (positions[None, :] < torch.arange(m + 1, device=device)[:, None]).to(torch.float64)
+    centring -= boundaries[:, None] / m
+    # allowed group starts: 0 and m always, a in 1..m-1 where a new value starts
+    steps = torch.zeros(m + 1, m, **f64)
+    steps[positions[1:], positions[1:]] = 1.0
+    steps[positions[1:], positions[:-1]] = -1.0
+    floor = torch.zeros(m + 1, **f64)
+    floor[0] = floor[m] = -1.0
+    gain = impossible.clone()
+    prefix = torch.zeros(m + 1, **f64)
+    return {
+        "inverse": torch.where(length > 0, 1 / length.clamp_min(1), torch.zeros_like(length)),
+        "impossible": impossible,
+        "blocks": [(start, min(start + rows, m + 1)) for start in range(0, m + 1, rows)],
+        "centring": centring,
+        "steps": steps,
+        "floor": floor,
+        "zero": torch.zeros((), **f64),
+        "minus_inf": torch.full((), float("-inf"), **f64),
+        "gain": gain,
+        "first_segment": gain[:, 0],
+        "last_segment": gain[m],
+        "total": torch.empty_like(length),
+        "prefix": prefix,
+        "prefix_column": prefix[:, None],
+        "prefix_row": prefix[None, :],
+        "marks": torch.zeros(m + 1, dtype=torch.bool, device=device),
+    }
+
+
+def _optimal_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
+    """Group labels of sorted float64 values in an optimal partition into ``num_groups >= 3``."""
+    m = sorted_values.shape[0]
+    tables = _dp_tables(m, sorted_values.device, threading.get_ident())
+    gain, total, prefix = tables["gain"], tables["total"], tables["prefix"]
+    blocks = tables["blocks"]
+    if len(blocks) == 1:  # small m: one matrix-vector product each, rather than several steps
+        torch.mv(tables["centring"], sorted_values, out=prefix)
+        allowed = torch.gt(torch.mv(tables["steps"], sorted_values), tables["floor"])
+    else:  # large m: O(m) steps rather than O(m^2) products
+        torch.cumsum(sorted_values - sorted_values.mean(), 0, out=prefix[1:])
+        allowed = torch.ones(m + 1, dtype=torch.bool, device=sorted_values.device)
+        torch.gt(sorted_values[1:], sorted_values[:-1], out=allowed[1:m])
+    blocked = torch.where(allowed, tables["zero"], tables["minus_inf"])  # -inf where no group may start
+    if len(blocks) == 1:  # small m: whole matrices, max with indices
+        torch.sub(tables["prefix_column"], tables["prefix_row"], out=gain).square_()
+        torch.addcmul(tables["impossible"], gain, tables["inverse"], out=gain)
+        best = tables["first_segment"] + blocked  # best gain of [0, b) in one group
+        arguments = []
+        for _ in range(num_groups - 2):
+            best, argument = torch.max(torch.add(gain, best, out=total), dim=1)
+            best.add_(blocked)
+            arguments.append(argument)
+        split = torch.add(tables["last_segment"], best).argmax(0, keepdim=True)
+        splits = [split]
+        for argument in reversed(arguments):
+            split = argument.index_select(0, split)
+            splits.append(split)
+    else:  # large m: row blocks up to the diagonal (in cache, half the work), amax per layer
+        for start, stop in blocks:  # -inf for a > b only occurs in the block's diagonal square
+            block = gain[start:stop, :stop]
+            torch.sub(prefix[start:stop, None], tables["prefix_row"][:, :stop], out=block).square_()
+            block.mul_(tables["inverse"][start:stop, :stop])
+            gain[start:stop, start:stop].add_(tables["impossible"][start:stop, start:stop])
+        best = tables["first_segment"] + blocked
+        # Values only per layer (amax is vectorised; max with indices is not), split points are
+        # recovered afterwards from the one row of each layer that the optimum passes through.
+        bests = [best]
+        for _ in range(num_groups - 2):
+            best = torch.empty_like(best)
+            for start, stop in blocks:
+                block = torch.add(gain[start:stop, :stop], bests[-1][:stop], out=total[start:stop, :stop])
+                torch.amax(block, dim=1, out=best[start:stop])
+            bests.append(best.add_(blocked))
+        split = torch.add(tables["last_segment"], best).argmax(0, keepdim=True)
+        splits = [split]
+        for previous in reversed(bests[:-1]):
+            split = (torch.index_select(gain, 0, split) + previous).argmax(1)
+            splits.append(split)
+    # A sorted position's label: the number of distinct group starts in [1, position]; empty
+    # groups (fewer distinct values than groups) start where another does and are not counted.
+    marks = tables["marks"].zero_()
+    marks[torch.cat(splits)] = True
+    labels = torch.zeros(m, dtype=torch.int64, device=sorted_values.device)
+    torch.cumsum(marks[1:m], 0, out=labels[1:])
+    return labels
 
 
 def kmeans_1d(values: Tensor, num_groups: int) -> Tensor:
@@ -52,65 +182,32 @@ def kmeans_1d(values: Tensor, num_groups: int) -> Tensor:
     Solves ``min sum_k sum_{m in k} (v_m - mean_k)^2`` over partitions into at most
     ``num_groups`` groups, exactly (up to float64 rounding). With the values sorted and centred,
     the within-group cost is ``sum v^2 - sum_k S_k^2 / n_k``, so the DP maximises the sum of
-    segment gains ``(P[b] - P[a])^2 / (b - a)`` over prefix sums ``P``: the first and last
-    groups need only vectors, each middle group one dense ``(M+1)^2`` step, ``O(K M^2)`` in all.
-    Exact ties between partitions are broken towards earlier split points, the same way every run.
+    segment gains ``(P[b] - P[a])^2 / (b - a)`` over prefix sums ``P``: ``K = 2`` in closed form
+    over the ``M`` split points, ``K >= 3`` one max-plus step over the lower triangle of the
+    ``(M+1)^2`` gain matrix per middle group, ``O(K M^2)`` in all. Exact ties between partitions
+    are broken towards earlier split points, the same way every run.
     """
-    m = values.shape[0]
-    sorted_values, order = torch.sort(values, stable=True)
-    run_starts = sorted_values[1:] > sorted_values[:-1]  # positions 1..M-1 where a new value begins
-    if num_groups == 1:
-        labels = torch.zeros(m, dtype=torch.int64, device=values.device)
-    elif num_groups == 2 and m > 2:
-        labels = _two_groups(sorted_values, run_starts)
-    else:
-        if num_groups < m:
-            run_starts = _optimal_splits(sorted_values, run_starts, num_groups)
-        labels = torch.zeros(m, dtype=torch.int64, device=values.device)
-        torch.cumsum(run_starts, 0, out=labels[1:])
-    return labels.scatter(0, order, labels)
+    sorted_values, order = torch.sort(values.to(torch.float64), stable=True)
+    return _unsort(_sorted_labels(sorted_values, num_groups), order)
 
 
-def _two_groups(sorted_values: Tensor, run_starts: Tensor) -> Tensor:
-    """The DP for K = 2 in closed form: labels of the sorted positions."""
+def _sorted_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
+    """Optimal group labels of sorted float64 values."""
     m = sorted_values.shape[0]
-    tables = _segment_tables(m, sorted_values.device, threading.get_ident())
-    x = sorted_values.to(torch.float64)
-    prefix = torch.cumsum(x - x.mean(), 0)  # P[1..M], P[M] = 0
-    # Splitting before position a gains P[a]^2 (1/a + 1/(M-a)); a = M (gain 0) means one group.
-    gain = prefix.square_().mul_(tables["two"])
-    gain[:-1].masked_fill_(~run_starts, float("-inf"))
-    return (tables["positions"] > gain.argmax()).long()
+    if num_groups == 1 or m == 1:
+        return torch.zeros(m, dtype=torch.int64, device=sorted_values.device)
+    if num_groups == 2:
+        tables = _two_group_tables(m, sorted_values.device)
+        return (tables["positions"] >= tables["start"].index_select(0, _two_group_split(sorted_values, tables))).long()
+    if num_groups >= m:  # every distinct value its own group
+        starts = torch.diff(sorted_values) > 0
+        return torch.cat([starts.new_zeros(1, dtype=torch.int64), torch.cumsum(starts, 0)])
+    return _optimal_labels(sorted_values, num_groups)
 
 
-def _optimal_splits(sorted_values: Tensor, run_starts: Tensor, num_groups: int) -> Tensor:
-    """Mark the sorted positions 1..M-1 that start a group in an optimal partition (K >= 3)."""
-    m = sorted_values.shape[0]
-    tables = _segment_tables(m, sorted_values.device, threading.get_ident())
-    first, last = tables["first"], tables["last"]
-    x = sorted_values.to(torch.float64)
-    prefix = torch.zeros(m + 1, dtype=torch.float64, device=x.device)
-    torch.cumsum(x - x.mean(), 0, out=prefix[1:])
-    # A group may start only where a run of equal values starts (or at the ends).
-    blocked = torch.zeros_like(prefix)
-    blocked[1:m].masked_fill_(~run_starts, float("-inf"))
-    best = prefix.square().mul_(first).add_(blocked)  # best gain of [0, a) in one group
-    gain, total = tables["gain"], tables["total"]
-    torch.sub(prefix[:, None], prefix[None, :], out=gain).square_().mul_(tables["inverse"]).add_(tables["impossible"])
-    # Values only per layer (amax is vectorised; max with indices is not), split points are
-    # recovered afterwards from the one row of each layer that the optimum passes through.
-    bests = [best]
-    for _ in range(num_groups - 2):
-        best = torch.add(gain, best, out=total).amax(dim=1).add_(blocked)
-        bests.append(best)
-    split = (prefix[m] - prefix).square_().mul_(last).add_(best).argmax()
-    splits = [split]
-    for previous in reversed(bests[:-1]):
-        split = (torch.index_select(gain, 0, split.view(1))[0] + previous).argmax()
-        splits.append(split)
-    marks = torch.zeros(m + 1, dtype=torch.bool, device=x.device)
-    marks[torch.stack(splits)] = True
-    return marks[1:m]
+def _unsort(sorted_result: Tensor, order: Tensor) -> Tensor:
+    """Undo ``torch.sort``: ``order`` is a permutation, so every entry is written once."""
+    return sorted_result.scatter(0, order, sorted_result)
 
 
 def lloyd_1d(values: Tensor, num_groups: int, iterations: int = 30) -> Tensor:
@@ -159,6 +256,44 @@ def _relabel_by_mean(x: Tensor, labels: Tensor, k: int) -> Tensor:
     means = torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, float("inf")))
     rank = torch.empty_like(labels[:k]).scatter_(0, torch.argsort(means, stable=True), torch.arange(k, device=x.device))
     return rank[labels]
+
+
+class GroupAssignment:
+    """One step's grouping: task ``weights`` (always computed), and ``labels``, ``group_weights``
+    (``omega``, by group id) and ``group_sizes``, computed when first read. Unpacks as
+    ``weights, labels, group_weights, group_sizes``."""
+
+    def __init__(self, grouping: "Grouping", indicators: Tensor, weights: Tensor | None, labels):
+        self._grouping, self._indicators, self._labels = grouping, indicators, labels
+        if weights is None:
+            weights = torch.mv(self._members.T, self.group_weights)
+        self.weights = weights
+
+    @functools.cached_property
+    def labels(self) -> Tensor:
+        return self._labels if isinstance(self._labels, Tensor) else self._labels()
+
+    @functools.cached_property
+    def _members(self) -> Tensor:
+        ids = self._grouping._group_ids(self._indicators.device)
+        return (self.labels == ids).to(self._indicators.dtype)  # [K, M]
+
+    @functools.cached_property
+    def group_sizes(self) -> Tensor:
+        return self._members.sum(1)
+
+    @functools.cached_property
+    def group_weights(self) -> Tensor:
+        grouping, indicators = self._grouping, self._indicators
+        if grouping.group_weights is None:
+            return torch.mv(self._members, indicators).div_(self.group_sizes.clamp_min(1))
+        if grouping.group_weights == "random":
+            draws = torch.randn(grouping.num_groups, generator=grouping.generator, dtype=torch.float64)
+            return torch.softmax(draws, 0).to(indicators.device, indicators.dtype)
+        return torch.tensor(grouping.group_weights, dtype=indicators.dtype, device=indicators.device)
+
+    def __iter__(self):
+        return iter((self.weights, self.labels, self.group_weights, self.group_sizes))
 
 
 class Grouping(nn.Module):
@@ -240,19 +375,36 @@ class Grouping(nn.Module):
             raise ValueError(f"custom clustering must return {self.num_tasks} int64 labels, got {labels!r}")
         return labels
 
-    def forward(self, indicators: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Return ``(task_weights, labels, group_weights, group_sizes)`` for 1-D indicators."""
-        labels = self.labels(indicators)
-        members = (labels == self._group_ids(indicators.device)).to(indicators.dtype)  # [K, M]
-        sizes = members.sum(1)
-        if self.group_weights is None:
-            omega = torch.mv(members, indicators).div_(sizes.clamp_min(1))
-        elif self.group_weights == "random":
-            draws = torch.randn(self.num_groups, generator=self.generator, dtype=torch.float64)
-            omega = torch.softmax(draws, 0).to(indicators.device, indicators.dtype)
+    def forward(self, indicators: Tensor) -> GroupAssignment:
+        """Group 1-D indicators; the result's ``weights`` are the task weights ``w_m = omega_{k(m)}``.
+
+        The result unpacks as ``weights, labels, group_weights, group_sizes``; the last three are
+        computed when first read, so that a step that does not look at them does not pay for them.
+        """
+        if self.clustering == "exact" and self.group_weights is None:
+            m = self.num_tasks
+            values = indicators if indicators.dtype == torch.float64 else indicators.to(torch.float64)
+            sorted_values, order = torch.sort(values, stable=True)
+            if self.num_groups == 2 and 2 <= m <= _TABLE_TASKS:
+                # Closed form: the optimal split, then the task weights straight from its
+                # averaging matrix; the labels are derived only if somebody reads them.
+                tables = _two_group_tables(m, sorted_values.device)
+                split = _two_group_split(sorted_values, tables)
+                means = torch.mv(tables["averages"].index_select(0, split).view(m, m), sorted_values)
+                weights = _unsort(means, order)
+                if indicators.dtype != torch.float64:
+                    weights = weights.to(indicators.dtype)
+                return GroupAssignment(
+                    self,
+                    indicators,
+                    weights,
+                    lambda: _unsort((tables["positions"] >= tables["start"].index_select(0, split)).long(), order),
+                )
+            labels = _unsort(_sorted_labels(sorted_values, self.num_groups), order)
         else:
-            omega = torch.tensor(self.group_weights, dtype=indicators.dtype, device=indicators.device)
-        return torch.mv(members.T, omega), labels, omega, sizes
+            labels = self.labels(indicators)
+        assignment = GroupAssignment(self, indicators, None, labels)
+        return assignment
 
     def _group_ids(self, device: torch.device) -> Tensor:
         if self._ids.device != device:
