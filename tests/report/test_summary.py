@@ -90,6 +90,16 @@ def test_a_reference_for_other_metrics_is_not_used_on_a_subset(tmp_path):
     assert methods["ls"].delta_m is None and "covers ['acc_a', 'err_b']" in methods["ls"].delta_m_note
 
 
+def test_a_zero_reference_value_makes_delta_m_unavailable_with_the_reason(tmp_path):
+    """An STL metric of 0 (CelebA's F1 on a rare attribute) cannot divide: the report says so
+    for every method instead of failing or printing a number."""
+    stl = [result("stl", "stl", seed, m(0.0, 2.0, 4.0), stl_reference=None) for seed in (0, 1)]
+    summary = summarise(load_grid(write_grid(tmp_path, stl_runs=stl)))
+    for method in summary.methods:
+        assert method.delta_m is None and method.delta_m_per_seed is None
+        assert "'acc_a': 0.0" in method.delta_m_note and "0 or not finite" in method.delta_m_note
+
+
 def test_convergence_epochs_and_spread(grid_dir):
     methods = by_label(summarise(load_grid(grid_dir)))
     # Hand-made curves of ls (conftest.CURVES): a at epoch 4, b at 5, c at 2.

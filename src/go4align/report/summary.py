@@ -175,6 +175,9 @@ def run_delta_m(run: Run, reference: Reference, metric_names: list[str],
     if set(ref) != set(metric_names) or not set(metric_names) <= set(run.metrics):
         # delta_m would silently average over the shared metrics only: refuse instead.
         return None, f"STL reference covers {sorted(ref)}, the results {sorted(metric_names)}"
+    unusable = {name: value for name, value in ref.items() if value == 0 or not math.isfinite(value)}
+    if unusable:  # Delta-m divides by each reference value (an STL F1 of 0 on a rare attribute)
+        return None, f"STL reference value(s) {unusable} are 0 or not finite; Delta-m divides by them"
     return delta_m(run.metrics, ref, directions), None
 
 
