@@ -12,15 +12,10 @@ Model, losses, metrics and augmentation as NYUv2 without the normals (see :mod:`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-import torch
-from torch import nn
 
 from go4align.benchmarks import dense
 from go4align.benchmarks.api import Benchmark
-from go4align.benchmarks.models import build_segnet
 
 TASKS = (dense.SEMANTIC, dense.DEPTH)
 NUM_CLASSES = 7
@@ -56,24 +51,7 @@ class CityScapes(dense.DenseNpyDataset):
     image_size = IMAGE_SIZE
 
 
-def build_model(architecture: str = "mtan", tasks: Sequence[str] = TASKS, width: int = 64) -> nn.Module:
-    """SegNet-MTAN (``"mtan"``, the protocol's model) or the plain SegNet (``"split"``; with one task
-    it is the single-task model); ``width`` is the first layer's channel count (64 in the paper)."""
-    return build_segnet(architecture, tasks, num_classes=NUM_CLASSES, width=width)
-
-
-def losses(
-    predictions: Mapping[str, torch.Tensor],
-    targets: Mapping[str, torch.Tensor],
-    tasks: Sequence[str] = TASKS,
-) -> torch.Tensor:
-    """``(len(tasks),)`` losses in task order: segmentation NLL, masked L1 depth."""
-    return dense.task_losses(predictions, targets, tasks)
-
-
-def metrics(tasks: Sequence[str] = TASKS) -> dense.DenseMetrics:
-    """A fresh accumulator of the test metrics (names and directions in :data:`HIGHER_IS_BETTER`)."""
-    return dense.DenseMetrics(tasks, NUM_CLASSES)
+build_model, losses, metrics = dense.module_functions(NUM_CLASSES, TASKS)
 
 
 def make_benchmark(data_dir: str | Path | None = None, width: int = 64) -> Benchmark:

@@ -540,3 +540,30 @@ def make_dense_benchmark(
         # Where the files lie is not part of the benchmark's identity (see fashion); the width is.
         options={"width": width},
     )
+
+
+def module_functions(
+    num_classes: int, default_tasks: Sequence[str]
+) -> tuple[Callable[..., nn.Module], Callable[..., torch.Tensor], Callable[..., DenseMetrics]]:
+    """``build_model``, ``losses`` and ``metrics`` of a dense benchmark module with
+    ``num_classes`` segmentation classes and ``default_tasks``, documented below."""
+    from go4align.benchmarks.models import build_segnet
+
+    def build_model(architecture: str = "mtan", tasks: Sequence[str] = default_tasks, width: int = 64) -> nn.Module:
+        """SegNet-MTAN (``"mtan"``, the protocol's model) or the plain SegNet (``"split"``; with one
+        task it is the single-task model); ``width`` is the first layer's channel count (64 in the
+        paper)."""
+        return build_segnet(architecture, tasks, num_classes=num_classes, width=width)
+
+    def losses(
+        predictions: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor], tasks: Sequence[str] = default_tasks
+    ) -> torch.Tensor:
+        """``(len(tasks),)`` losses in task order (see :func:`go4align.benchmarks.dense.task_losses`):
+        segmentation NLL, masked L1 depth, 1 - masked cosine of the normals."""
+        return task_losses(predictions, targets, tasks)
+
+    def metrics(tasks: Sequence[str] = default_tasks) -> DenseMetrics:
+        """A fresh accumulator of the test metrics (names and directions in ``HIGHER_IS_BETTER``)."""
+        return DenseMetrics(tasks, num_classes)
+
+    return build_model, losses, metrics

@@ -289,8 +289,7 @@ def test_batch_to_converts_floats_only(molecules):
 
 
 def _synthetic_cache():
-    rng = np.random.default_rng(0)
-    atoms, bonds = [3, 5], [2, 4]
+    rng = np.random.default_rng(0)  # two molecules: 3 and 5 atoms, 2 and 4 bonds
     return QM9Cache(
         features="reference", seed=0,
         qm9_id=np.array([7, 3], dtype=np.int32), row=np.array([6, 2], dtype=np.int32),
