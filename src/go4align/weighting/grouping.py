@@ -132,14 +132,14 @@ def _optimal_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
         allowed = torch.ones(m + 1, dtype=torch.bool, device=sorted_values.device)
         torch.gt(sorted_values[1:], sorted_values[:-1], out=allowed[1:m])
     blocked = torch.where(allowed, tables["zero"], tables["minus_inf"])  # -inf where no group may start
-    if len(blocks) == 1:  # small m: whole matrices, max with indices
+    if len(blocks) == 1:  # small m: whole matrices, max with indices, as few operations as can be
         torch.sub(tables["prefix_column"], tables["prefix_row"], out=gain).square_()
         torch.addcmul(tables["impossible"], gain, tables["inverse"], out=gain)
-        best = tables["first_segment"] + blocked  # best gain of [0, b) in one group
+        gain.add_(blocked)  # a segment [a, b) may start only where a group may: once, for every layer
+        best = tables["first_segment"]  # best gain of [0, b) in one group
         arguments = []
         for _ in range(num_groups - 2):
             best, argument = torch.max(torch.add(gain, best, out=total), dim=1)
-            best.add_(blocked)
             arguments.append(argument)
         split = torch.add(tables["last_segment"], best).argmax(0, keepdim=True)
         splits = [split]
