@@ -68,11 +68,13 @@ def _two_group_tables(m: int, device: torch.device) -> dict[str, Tensor]:
 def _two_group_split(sorted_values: Tensor, tables: dict[str, Tensor]) -> Tensor:
     """The optimal split ``s`` (shape ``[1]``, see :func:`_two_group_tables`) of sorted float64
     values into at most two groups."""
-    gain = torch.mv(tables["roots"], sorted_values).square_()
-    # Equal values are never split: a disallowed split gets gain 0, which never beats an allowed
-    # one (allowed splits of distinct values gain > 0; s = 0, one group, comes first for ties).
-    gain.mul_(torch.gt(torch.mv(tables["steps"], sorted_values), tables["floor"]))
-    return gain.argmax(0, keepdim=True)  # the first maximum: ties go to the earlier split
+    # The centred prefix sums of sorted values are <= 0, so the largest gain is the most negative
+    # root: no squaring needed.
+    roots = torch.mv(tables["roots"], sorted_values)
+    # Equal values are never split: a disallowed split gets 0, which never beats an allowed one
+    # (allowed splits of distinct values are < 0; s = 0, one group, comes first for ties).
+    roots.mul_(torch.gt(torch.mv(tables["steps"], sorted_values), tables["floor"]))
+    return roots.argmin(0, keepdim=True)  # the first minimum: ties go to the earlier split
 
 
 @functools.lru_cache(maxsize=16)
