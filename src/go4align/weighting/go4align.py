@@ -133,10 +133,8 @@ class GO4Align(LossWeighting):
             scale_balance=scale,
             smooth_alignment=smooth,
             indicators=gamma,
-            groups=lambda: assignment.labels,
-            group_weights=lambda: assignment.group_weights,
-            group_sizes=lambda: assignment.group_sizes,
             weights=weights,
+            **assignment.diagnostics(),
         )
         return weights
 

@@ -58,10 +58,8 @@ class Grouped(LossWeighting):
             **{f"inner_{key}": functools.partial(step.__getitem__, key) for key in step},
             losses=detached,
             indicators=inner.detach(),
-            groups=lambda: assignment.labels,
-            group_weights=lambda: assignment.group_weights,
-            group_sizes=lambda: assignment.group_sizes,
             weights=weights,
+            **assignment.diagnostics(),
         )
         return (weights.to(losses.dtype) * losses).sum() + self.method.objective(detached, inner)
 

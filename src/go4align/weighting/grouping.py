@@ -36,6 +36,24 @@ _TABLE_TASKS = 64
 _BLOCK_ENTRIES = 1 << 17
 
 
+def _start_tests(rows: int, m: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """``steps @ sorted > floor`` for ``m`` sorted float64 values: row ``s`` in ``1..m-1`` is
+    true where a new value starts at sorted position ``s`` (``x[s] - x[s-1] > 0``, exact in
+    float64); every other row (``0``, and ``m`` when ``rows = m + 1``) is always true."""
+    positions = torch.arange(1, m, device=device)
+    steps = torch.zeros(rows, m, dtype=torch.float64, device=device)
+    steps[positions, positions] = 1.0
+    steps[positions, positions - 1] = -1.0
+    floor = torch.full((rows,), -1.0, dtype=torch.float64, device=device)
+    floor[1:m] = 0.0
+    return steps, floor
+
+
+def _two_group_labels(tables: dict[str, Tensor], split: Tensor) -> Tensor:
+    """Labels of the sorted positions for split ``split`` of :func:`_two_group_tables`."""
+    return (tables["positions"] >= tables["start"].index_select(0, split)).long()
+
+
 @functools.lru_cache(maxsize=32)
 def _two_group_tables(m: int, device: torch.device) -> dict[str, Tensor]:
     """Read-only constants of K = 2 for ``m >= 2`` sorted values. Split ``s = 0`` is one group;
@@ -53,11 +71,7 @@ def _two_group_tables(m: int, device: torch.device) -> dict[str, Tensor]:
     coefficient = torch.sqrt(1 / a.clamp_min(1) + 1 / second_size.clamp_min(1))
     roots = (first.to(torch.float64) - a[:, None] / m) * coefficient[:, None]
     roots[0] = 0  # one group: gain exactly 0
-    steps = torch.zeros(m, m, dtype=torch.float64, device=device)
-    steps[positions[1:], positions[1:]] = 1.0  # row s: x[s] - x[s - 1], exact in float64
-    steps[positions[1:], positions[:-1]] = -1.0
-    floor = torch.zeros(m, dtype=torch.float64, device=device)
-    floor[0] = -1.0
+    steps, floor = _start_tests(m, m, device)
     tables = {"roots": roots, "steps": steps, "floor": floor, "start": start, "positions": positions}
     if m <= _TABLE_TASKS:
         size = torch.where(first, a[:, None], second_size[:, None])  # size of each position's group
@@ -92,12 +106,7 @@ def _dp_tables(m: int, device: torch.device, thread: int) -> dict:
     # P = centring @ sorted: P[b] = sum_{i < b} (x_i - mean), P[0] = 0
     centring = (positions[None, :] < torch.arange(m + 1, device=device)[:, None]).to(torch.float64)
     centring -= boundaries[:, None] / m
-    # allowed group starts: 0 and m always, a in 1..m-1 where a new value starts
-    steps = torch.zeros(m + 1, m, **f64)
-    steps[positions[1:], positions[1:]] = 1.0
-    steps[positions[1:], positions[:-1]] = -1.0
-    floor = torch.zeros(m + 1, **f64)
-    floor[0] = floor[m] = -1.0
+    steps, floor = _start_tests(m + 1, m, device)  # allowed group starts: 0, m, and new values
     gain = impossible.clone()
     prefix = torch.zeros(m + 1, **f64)
     return {
@@ -124,9 +133,9 @@ def _optimal_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
     """Group labels of sorted float64 values in an optimal partition into ``num_groups >= 3``."""
     m = sorted_values.shape[0]
     tables = _dp_tables(m, sorted_values.device, threading.get_ident())
-    gain, total, prefix = tables["gain"], tables["total"], tables["prefix"]
-    blocks = tables["blocks"]
-    if len(blocks) == 1:  # small m: one matrix-vector product each, rather than several steps
+    prefix = tables["prefix"]
+    whole = len(tables["blocks"]) == 1
+    if whole:  # small m: one matrix-vector product each, rather than several steps
         torch.mv(tables["centring"], sorted_values, out=prefix)
         allowed = torch.gt(torch.mv(tables["steps"], sorted_values), tables["floor"])
     else:  # large m: O(m) steps rather than O(m^2) products
@@ -134,41 +143,7 @@ def _optimal_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
         allowed = torch.ones(m + 1, dtype=torch.bool, device=sorted_values.device)
         torch.gt(sorted_values[1:], sorted_values[:-1], out=allowed[1:m])
     blocked = torch.where(allowed, tables["zero"], tables["minus_inf"])  # -inf where no group may start
-    if len(blocks) == 1:  # small m: whole matrices, max with indices, as few operations as can be
-        torch.sub(tables["prefix_column"], tables["prefix_row"], out=gain).square_()
-        torch.addcmul(tables["impossible"], gain, tables["inverse"], out=gain)
-        gain.add_(blocked)  # a segment [a, b) may start only where a group may: once, for every layer
-        best = tables["first_segment"]  # best gain of [0, b) in one group
-        arguments = []
-        for _ in range(num_groups - 2):
-            best, argument = torch.max(torch.add(gain, best, out=total), dim=1)
-            arguments.append(argument)
-        split = torch.add(tables["last_segment"], best).argmax(0, keepdim=True)
-        splits = [split]
-        for argument in reversed(arguments):
-            split = argument.index_select(0, split)
-            splits.append(split)
-    else:  # large m: row blocks up to the diagonal (in cache, half the work), amax per layer
-        for start, stop in blocks:  # -inf for a > b only occurs in the block's diagonal square
-            block = gain[start:stop, :stop]
-            torch.sub(prefix[start:stop, None], tables["prefix_row"][:, :stop], out=block).square_()
-            block.mul_(tables["inverse"][start:stop, :stop])
-            gain[start:stop, start:stop].add_(tables["impossible"][start:stop, start:stop])
-        best = tables["first_segment"] + blocked
-        # Values only per layer (amax is vectorised; max with indices is not), split points are
-        # recovered afterwards from the one row of each layer that the optimum passes through.
-        bests = [best]
-        for _ in range(num_groups - 2):
-            best = torch.empty_like(best)
-            for start, stop in blocks:
-                block = torch.add(gain[start:stop, :stop], bests[-1][:stop], out=total[start:stop, :stop])
-                torch.amax(block, dim=1, out=best[start:stop])
-            bests.append(best.add_(blocked))
-        split = torch.add(tables["last_segment"], best).argmax(0, keepdim=True)
-        splits = [split]
-        for previous in reversed(bests[:-1]):
-            split = (torch.index_select(gain, 0, split) + previous).argmax(1)
-            splits.append(split)
+    splits = (_splits_whole if whole else _splits_in_blocks)(tables, blocked, num_groups)
     # A sorted position's label: the number of distinct group starts in [1, position]; empty
     # groups (fewer distinct values than groups) start where another does and are not counted.
     marks = tables["marks"].zero_()
@@ -176,6 +151,47 @@ def _optimal_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
     labels = torch.zeros(m, dtype=torch.int64, device=sorted_values.device)
     torch.cumsum(marks[1:m], 0, out=labels[1:])
     return labels
+
+
+def _splits_whole(tables: dict, blocked: Tensor, num_groups: int) -> list[Tensor]:
+    """The group starts of an optimal partition (last group first), small m: whole matrices,
+    max with indices, as few operations as can be."""
+    gain, total = tables["gain"], tables["total"]
+    torch.sub(tables["prefix_column"], tables["prefix_row"], out=gain).square_()
+    torch.addcmul(tables["impossible"], gain, tables["inverse"], out=gain)
+    gain.add_(blocked)  # a segment [a, b) may start only where a group may: once, for every layer
+    best = tables["first_segment"]  # best gain of [0, b) in one group
+    arguments = []
+    for _ in range(num_groups - 2):
+        best, argument = torch.max(torch.add(gain, best, out=total), dim=1)
+        arguments.append(argument)
+    splits = [torch.add(tables["last_segment"], best).argmax(0, keepdim=True)]
+    for argument in reversed(arguments):
+        splits.append(argument.index_select(0, splits[-1]))
+    return splits
+
+
+def _splits_in_blocks(tables: dict, blocked: Tensor, num_groups: int) -> list[Tensor]:
+    """As :func:`_splits_whole` for large m: row blocks up to the diagonal (in cache, half the
+    work), values only per layer (amax is vectorised; max with indices is not); the split points
+    are recovered afterwards from the one row of each layer that the optimum passes through."""
+    gain, total, prefix, blocks = tables["gain"], tables["total"], tables["prefix"], tables["blocks"]
+    for start, stop in blocks:  # -inf for a > b only occurs in the block's diagonal square
+        block = gain[start:stop, :stop]
+        torch.sub(prefix[start:stop, None], tables["prefix_row"][:, :stop], out=block).square_()
+        block.mul_(tables["inverse"][start:stop, :stop])
+        gain[start:stop, start:stop].add_(tables["impossible"][start:stop, start:stop])
+    bests = [tables["first_segment"] + blocked]
+    for _ in range(num_groups - 2):
+        best = torch.empty_like(bests[-1])
+        for start, stop in blocks:
+            block = torch.add(gain[start:stop, :stop], bests[-1][:stop], out=total[start:stop, :stop])
+            torch.amax(block, dim=1, out=best[start:stop])
+        bests.append(best.add_(blocked))
+    splits = [torch.add(tables["last_segment"], bests[-1]).argmax(0, keepdim=True)]
+    for previous in reversed(bests[:-1]):
+        splits.append((torch.index_select(gain, 0, splits[-1]) + previous).argmax(1))
+    return splits
 
 
 def kmeans_1d(values: Tensor, num_groups: int) -> Tensor:
@@ -200,7 +216,7 @@ def _sorted_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
         return torch.zeros(m, dtype=torch.int64, device=sorted_values.device)
     if num_groups == 2:
         tables = _two_group_tables(m, sorted_values.device)
-        return (tables["positions"] >= tables["start"].index_select(0, _two_group_split(sorted_values, tables))).long()
+        return _two_group_labels(tables, _two_group_split(sorted_values, tables))
     if num_groups >= m:  # every distinct value its own group
         starts = torch.diff(sorted_values) > 0
         return torch.cat([starts.new_zeros(1, dtype=torch.int64), torch.cumsum(starts, 0)])
@@ -294,6 +310,15 @@ class GroupAssignment:
             return torch.softmax(draws, 0).to(indicators.device, indicators.dtype)
         return torch.tensor(grouping.group_weights, dtype=indicators.dtype, device=indicators.device)
 
+    def diagnostics(self) -> dict[str, Callable[[], Tensor]]:
+        """``groups``, ``group_weights`` and ``group_sizes`` for :meth:`Weighting.record`,
+        computed when read."""
+        return {
+            "groups": lambda: self.labels,
+            "group_weights": lambda: self.group_weights,
+            "group_sizes": lambda: self.group_sizes,
+        }
+
     def __iter__(self):
         return iter((self.weights, self.labels, self.group_weights, self.group_sizes))
 
@@ -383,30 +408,17 @@ class Grouping(nn.Module):
         The result unpacks as ``weights, labels, group_weights, group_sizes``; the last three are
         computed when first read, so that a step that does not look at them does not pay for them.
         """
-        if self.clustering == "exact" and self.group_weights is None:
-            m = self.num_tasks
-            values = indicators if indicators.dtype == torch.float64 else indicators.to(torch.float64)
-            sorted_values, order = torch.sort(values, stable=True)
-            if self.num_groups == 2 and 2 <= m <= _TABLE_TASKS:
-                # Closed form: the optimal split, then the task weights straight from its
-                # averaging matrix; the labels are derived only if somebody reads them.
-                tables = _two_group_tables(m, sorted_values.device)
-                split = _two_group_split(sorted_values, tables)
-                means = torch.mv(tables["averages"].index_select(0, split).view(m, m), sorted_values)
-                weights = _unsort(means, order)
-                if indicators.dtype != torch.float64:
-                    weights = weights.to(indicators.dtype)
-                return GroupAssignment(
-                    self,
-                    indicators,
-                    weights,
-                    lambda: _unsort((tables["positions"] >= tables["start"].index_select(0, split)).long(), order),
-                )
-            labels = _unsort(_sorted_labels(sorted_values, self.num_groups), order)
-        else:
-            labels = self.labels(indicators)
-        assignment = GroupAssignment(self, indicators, None, labels)
-        return assignment
+        m = self.num_tasks
+        if self.clustering == "exact" and self.group_weights is None and self.num_groups == 2 and 2 <= m <= _TABLE_TASKS:
+            # Closed form: the optimal split, then the task weights straight from its averaging
+            # matrix; the labels are derived only if somebody reads them.
+            sorted_values, order = torch.sort(indicators.double(), stable=True)
+            tables = _two_group_tables(m, sorted_values.device)
+            split = _two_group_split(sorted_values, tables)
+            means = torch.mv(tables["averages"].index_select(0, split).view(m, m), sorted_values)
+            weights = _unsort(means, order).to(indicators.dtype)
+            return GroupAssignment(self, indicators, weights, lambda: _unsort(_two_group_labels(tables, split), order))
+        return GroupAssignment(self, indicators, None, self.labels(indicators))
 
     def _group_ids(self, device: torch.device) -> Tensor:
         if self._ids.device != device:
