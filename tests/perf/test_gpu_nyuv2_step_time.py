@@ -1,22 +1,14 @@
 """The NYUv2 device-check script keeps working on CPU (it is run by hand when a GPU is lent)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from go4align.benchmarks import nyuv2
 
-SCRIPT = Path(__file__).resolve().parents[2] / "perf" / "gpu_nyuv2_step_time.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("gpu_nyuv2_step_time", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script("gpu_nyuv2_step_time")
 
 
 @pytest.mark.parametrize("method", ["ls", "famo", "mgda"])

@@ -1,22 +1,14 @@
 """The QM9 per-method step-time script keeps working: its step is the trainer's, for any method."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from go4align.benchmarks import get_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[2] / "perf" / "qm9_methods_step.py"
-
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("qm9_methods_step", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script("qm9_methods_step")
 
 
 @pytest.mark.parametrize("method", ["ls", "go4align", "famo", "mgda", "mgda-ub"])

@@ -34,17 +34,6 @@ class IMTLG(GradientWeighting):
             :class:`~go4align.weighting.gradient.GradientWeighting`.
     """
 
-    def __init__(
-        self,
-        num_tasks: int,
-        *,
-        target: str = "parameters",
-        head_gradients: str = "weighted",
-        batched: bool = False,
-        validate: bool = True,
-    ):
-        super().__init__(num_tasks, target=target, head_gradients=head_gradients, batched=batched, validate=validate)
-
     def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
         gram = gramian(jacobian)
         norms = gram.diagonal().clamp_min(0).sqrt()
