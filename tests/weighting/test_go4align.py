@@ -149,9 +149,12 @@ def test_closed_form_of_smooth_alignment_matches_recursion():
     history = torch.rand(10_000, 4, generator=gen, dtype=torch.float64) * 10
     method = GO4Align(4, beta=1e-3)
     for losses in history:
-        method.indicators(losses)
+        _, smooth, _ = method.indicators(losses)
     closed = torch.log_softmax(-1e-3 * history.sum(0), 0)
-    assert torch.allclose(method.log_alignment, closed, rtol=1e-9, atol=1e-9)
+    assert torch.allclose(smooth, closed.exp(), rtol=1e-9, atol=0)
+    # the state is log Q up to a constant: from log Q_0 = -log M, minus beta times the sum
+    assert torch.allclose(method.log_alignment, -math.log(4) - 1e-3 * history.sum(0), rtol=1e-12)
+    assert torch.allclose(torch.log_softmax(method.log_alignment, 0), closed, rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("num_groups", [2, 5, 8])

@@ -16,9 +16,12 @@ from torch import Tensor
 __all__ = ["world_size", "rank", "average", "gather_batches"]
 
 
+_AVAILABLE = dist.is_available()
+
+
 def world_size() -> int:
     """The number of processes of the default group, 1 when torch.distributed is not in use."""
-    if dist.is_available() and dist.is_initialized():
+    if _AVAILABLE and dist.is_initialized():
         return dist.get_world_size()
     return 1
 

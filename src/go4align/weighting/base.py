@@ -67,6 +67,17 @@ from ._distributed import average, world_size
 __all__ = ["Weighting", "LossWeighting", "Diagnostics", "NonFiniteLossError", "check_num_tasks"]
 
 
+_HALF = (torch.float16, torch.bfloat16)
+#: ``Tensor.to(dtype)`` parses its many overloads on every call (microseconds in a step of tiny
+#: tensors); the dtype's own method does not.
+_CASTS = {torch.float32: Tensor.float, torch.float64: Tensor.double, torch.float16: Tensor.half, torch.bfloat16: Tensor.bfloat16}
+
+
+def cast(tensor: Tensor, dtype: torch.dtype) -> Tensor:
+    """``tensor.to(dtype)`` for floating ``dtype``, without a call when it already has it."""
+    return tensor if tensor.dtype == dtype else _CASTS[dtype](tensor)
+
+
 class NonFiniteLossError(ValueError):
     """A task loss was NaN or infinite. ``tasks`` holds the offending task indices."""
 
@@ -172,14 +183,14 @@ class Weighting(nn.Module):
         """Check that ``losses`` is a 1-D floating tensor of length ``num_tasks``."""
         if not isinstance(losses, Tensor):
             raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
-        if losses.dim() != 1 or losses.shape[0] != self.num_tasks:
+        if losses.shape != (self.num_tasks,):
             raise ValueError(
                 f"losses must be a 1-D tensor of length num_tasks={self.num_tasks}, "
                 f"got shape {tuple(losses.shape)}"
             )
         if not losses.is_floating_point():
             raise TypeError(f"losses must be a floating-point tensor, got dtype {losses.dtype}")
-        if self.step.device != losses.device:
+        if self._buffers["step"].device != losses.device:  # _buffers: no nn.Module.__getattr__
             self.to(losses.device)
         return losses
 
@@ -190,9 +201,10 @@ class Weighting(nn.Module):
         significant digits). Checked here (when ``validate``), after the mean, so that every
         rank raises or none does."""
         losses = losses.detach()
-        if losses.dtype in (torch.float16, torch.bfloat16):
+        if losses.dtype in _HALF:
             losses = losses.float()
-        (losses,) = average([losses])
+        if world_size() > 1:
+            (losses,) = average([losses])
         if self.validate:
             self._check_values(losses, positive)
         return losses
@@ -200,7 +212,7 @@ class Weighting(nn.Module):
     def _check_values(self, losses: Tensor, positive: bool) -> None:
         # The one host synchronisation of a validated step; NaN propagates into min and max.
         bounds = torch.aminmax(losses)
-        if losses.device.type == "cpu":  # two reads are cheaper than one more operation here
+        if losses.is_cpu:  # two reads are cheaper than one more operation here
             low, high = float(bounds[0]), float(bounds[1])
         else:  # one copy to the host, not two
             low, high = torch.stack(bounds).tolist()
@@ -249,18 +261,18 @@ class LossWeighting(Weighting):
         raise NotImplementedError
 
     def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
-        return torch.dot(weights.to(losses.dtype), losses)
+        return torch.dot(cast(weights, losses.dtype), losses)
 
     def forward(self, losses: Tensor) -> Tensor:
         losses = self.check_losses(losses)
-        half = losses.dtype if losses.dtype in (torch.float16, torch.bfloat16) else None
+        half = losses.dtype if losses.dtype in _HALF else None
         if half is not None:
             losses = losses.float()  # objectives such as log(L + 1e-8) need float32 at least
         averaged = self.global_losses(losses, positive=self.positive_losses)
         weights = self.weigh(averaged)
         if half is not None and self.validate:
             self._check_representable(weights, half)
-        self.step.add_(1)
+        self._buffers["step"].add_(1)
         if world_size() == 1:
             return self.objective(losses, weights)
         # Under DDP an objective that is not linear in the losses (FAMO's and SI's logs) of the

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .base import LossWeighting, check_choice, check_nonnegative
+from .base import LossWeighting, cast, check_choice, check_nonnegative
 from .grouping import Grouping
 
 __all__ = ["GO4Align"]
@@ -94,7 +94,8 @@ class GO4Align(LossWeighting):
         self.register_buffer(
             "mean_weights", torch.full((self.num_tasks,), 1 / self.num_tasks, dtype=torch.float64), persistent=False
         )
-        # log Q_t, normalised: a softmax of the negative cumulative risk.
+        # log Q_t up to an additive constant: -beta times the cumulative risk (Eq. 6 as written;
+        # Q_t = softmax of it), from log Q_0 = -log M.
         self.register_buffer(
             "log_alignment", torch.full((self.num_tasks,), -math.log(self.num_tasks), dtype=torch.float64)
         )
@@ -105,29 +106,32 @@ class GO4Align(LossWeighting):
 
     def indicators(self, losses: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Scale-balance, smooth-alignment and indicators for detached ``losses``; updates Q."""
-        # As few tensor operations as possible: each costs microseconds of dispatch on a CPU.
-        risk = losses.double()  # cheaper to call than .to(torch.float64)
+        # As few tensor operations as possible: each costs microseconds of dispatch on a CPU;
+        # buffers through _buffers, not nn.Module.__getattr__, for the same reason.
+        buffers = self._buffers
+        risk = cast(losses, torch.float64)
         if self.loss_floor is not None:
             risk = risk.clamp_min(self.loss_floor)
         if self.smooth_alignment:
-            if self.beta > 0:  # Q_t = normalise(Q_{t-1} exp(-beta L_t)), in log space
-                self._buffers["log_alignment"] = torch.log_softmax(self.log_alignment.sub(risk, alpha=self.beta), 0)
-            smooth = self.log_alignment.exp()
+            if self.beta > 0:  # log Q_t = log Q_{t-1} - beta L_t, up to a constant (new tensor:
+                # a state_dict taken earlier keeps its values)
+                buffers["log_alignment"] = torch.sub(buffers["log_alignment"], risk, alpha=self.beta)
+            smooth = torch.softmax(buffers["log_alignment"], 0)
         else:
             smooth = torch.full_like(risk, 1 / self.num_tasks)
         if self.scale_balance is None:
             return torch.ones_like(risk), smooth, smooth
         # the mean as one dot product rather than sum and division
-        total = torch.dot(risk, self.mean_weights) if self.scale_balance == "mean" else risk.sum()
+        total = torch.dot(risk, buffers["mean_weights"]) if self.scale_balance == "mean" else risk.sum()
         scale = torch.div(total, risk)
         return scale, smooth, torch.mul(smooth, scale)
 
     def weigh(self, losses: Tensor) -> Tensor:
         scale, smooth, gamma = self.indicators(losses)
-        assignment = self.grouping(gamma)
+        assignment = self._modules["grouping"].forward(gamma)  # a plain call: no hooks to run
         weights = assignment.weights
         if self.min_weight_ratio > 0:
-            weights = weights.clamp_min(weights.max() * self.min_weight_ratio)
+            weights = weights.clamp_min(weights.max().mul_(self.min_weight_ratio))
         self.record(
             losses=losses,
             scale_balance=scale,

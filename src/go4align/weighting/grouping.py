@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import check_choice
+from .base import cast, check_choice
 
 __all__ = ["kmeans_1d", "lloyd_1d", "spectral_1d", "Grouping", "GroupAssignment", "CLUSTERINGS"]
 
@@ -412,11 +412,11 @@ class Grouping(nn.Module):
         if self.clustering == "exact" and self.group_weights is None and self.num_groups == 2 and 2 <= m <= _TABLE_TASKS:
             # Closed form: the optimal split, then the task weights straight from its averaging
             # matrix; the labels are derived only if somebody reads them.
-            sorted_values, order = torch.sort(indicators.double(), stable=True)
+            sorted_values, order = torch.sort(cast(indicators, torch.float64), stable=True)
             tables = _two_group_tables(m, sorted_values.device)
             split = _two_group_split(sorted_values, tables)
             means = torch.mv(tables["averages"].index_select(0, split).view(m, m), sorted_values)
-            weights = _unsort(means, order).to(indicators.dtype)
+            weights = cast(_unsort(means, order), indicators.dtype)
             return GroupAssignment(self, indicators, weights, lambda: _unsort(_two_group_labels(tables, split), order))
         return GroupAssignment(self, indicators, None, self.labels(indicators))
 
