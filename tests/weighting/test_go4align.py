@@ -209,10 +209,11 @@ def test_diagnostics_computed_when_read_hold_their_own_step():
     assert not torch.equal(method.diagnostics["groups"], first["groups"])
 
 
-@pytest.mark.parametrize("num_tasks, num_groups", [(3, 2), (40, 2), (40, 5), (100, 2), (300, 4)])
+@pytest.mark.parametrize("num_tasks, num_groups", [(3, 2), (40, 2), (11, 5), (12, 3), (40, 5), (100, 2), (300, 4)])
 def test_weights_are_the_group_means_of_the_indicators(num_tasks, num_groups):
     """Every code path of the exact grouping (K = 2 closed form up to 64 tasks, labels beyond,
-    the DP of K >= 3) gives each task its group's mean indicator."""
+    every partition of small M at K >= 3, the DP beyond) gives each task its group's mean
+    indicator."""
     gen = torch.Generator().manual_seed(num_tasks)
     method = GO4Align(num_tasks, num_groups, beta=0.1)
     for _ in range(3):
@@ -234,7 +235,7 @@ def test_float32_losses_give_float32_objective(device):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("num_tasks, num_groups", [(3, 2), (40, 5), (100, 2), (1000, 5)])
+@pytest.mark.parametrize("num_tasks, num_groups", [(3, 2), (11, 5), (40, 5), (100, 2), (1000, 5)])
 def test_no_host_synchronisation_on_cuda(num_tasks, num_groups):
     method = GO4Align(num_tasks, num_groups, validate=False).cuda()
     losses = torch.rand(num_tasks, device="cuda", requires_grad=True) + 0.1

@@ -185,6 +185,33 @@ def test_exact_kmeans_matches_a_reference_dp_whole_and_in_row_blocks(monkeypatch
     assert len(set(whole[values == 0.5].tolist())) == 1  # the tied values share a group
 
 
+def test_small_problems_enumerate_partitions_and_agree_with_the_dp(monkeypatch):
+    """K >= 3 at small M takes the optimum over every partition (tables of all of them); it must
+    find the DP's partition, with equal values kept together, and in tables of bounded size."""
+    from go4align.weighting import grouping
+
+    assert grouping._tabled(11, 5) and grouping._tabled(3, 2) and grouping._tabled(64, 2)
+    assert not grouping._tabled(40, 5) and not grouping._tabled(65, 2) and not grouping._tabled(5, 5)
+    gen = torch.Generator().manual_seed(0)
+    cases = [(m, k) for m in range(4, 14) for k in range(3, min(m, 7)) if grouping._tabled(m, k)]
+    assert (11, 5) in cases and len(cases) > 20
+    for m, k in cases:
+        values = torch.rand(m, generator=gen, dtype=torch.float64)
+        values[: m // 3] = values[0]  # a run of equal values
+        if m % 2:
+            values[m // 2 :] = torch.round(values[m // 2 :] * 4) / 4  # more ties
+        enumerated = kmeans_1d(values, k)
+        with monkeypatch.context() as patch:
+            patch.setattr(grouping, "_PARTITION_STEP_ENTRIES", 0)
+            assert not grouping._tabled(m, k)
+            dp = kmeans_1d(values, k)
+        listed = values.tolist()
+        assert sse(listed, enumerated.tolist()) == pytest.approx(sse(listed, dp.tolist()), rel=1e-12, abs=1e-15)
+        assert torch.equal(enumerated, dp), (m, k, listed)
+        for value in values.unique():
+            assert len(set(enumerated[values == value].tolist())) == 1
+
+
 @pytest.mark.parametrize("m", [2, 3, 10, 64, 65, 100])
 def test_two_group_weights_are_the_group_means(m):
     """K = 2 takes its weights from per-split averaging matrices up to 64 tasks and from the

@@ -2,9 +2,10 @@
 
 For a fixed assignment ``G`` the optimal group weights of Eq. 3 are the group means of the
 indicators, so Eq. 3 is one-dimensional K-means and the centroid is the group weight. In sorted
-order the optimal groups are contiguous runs, so :func:`kmeans_1d` finds the global optimum with
-a dynamic programme over split points: deterministic, no restarts, no empty-cluster loops, and a
-few tensor operations on the indicators' device with no host synchronisation.
+order the optimal groups are contiguous runs, so :func:`kmeans_1d` finds the global optimum over
+split points (K = 2: every split; small M: every partition, from precomputed tables; otherwise a
+dynamic programme): deterministic, no restarts, no empty-cluster loops, and a few tensor
+operations on the indicators' device with no host synchronisation.
 
 Groups are numbered by increasing group weight. Equal indicators are never split between groups
 (an optimum that does not split them always exists), which keeps the result permutation
@@ -15,6 +16,8 @@ unused groups have weight 0 and size 0.
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 import threading
 from typing import Callable, Sequence
 
@@ -31,6 +34,11 @@ CLUSTERINGS = ("exact", "lloyd", "spectral", "random")
 #: K = 2 takes the closed form through per-split averaging matrices up to this many tasks
 #: (their M^3 float64 entries: 2 MiB at 64); larger M labels the tasks and averages by group.
 _TABLE_TASKS = 64
+#: K >= 3 enumerates every partition into at most K contiguous groups while a step reads at most
+#: this many float64 entries of their tables (M = 11, K = 5: 386 partitions, 25k entries), and
+#: their averaging matrices hold at most ``_PARTITION_TABLE_ENTRIES``; the DP beyond.
+_PARTITION_STEP_ENTRIES = 1 << 16
+_PARTITION_TABLE_ENTRIES = 1 << 19
 #: The DP of K >= 3 works on row blocks of about this many float64 entries (1 MiB, in cache),
 #: each block only up to the diagonal: segments [a, b) need a <= b.
 _BLOCK_ENTRIES = 1 << 17
@@ -54,6 +62,13 @@ def _two_group_labels(tables: dict[str, Tensor], split: Tensor) -> Tensor:
     return (tables["positions"] >= tables["start"].index_select(0, split)).long()
 
 
+def _averaging_rows(labels: Tensor) -> Tensor:
+    """Row ``p`` (of ``m * m`` entries) maps ``m`` sorted values to the mean of each position's
+    group under partition ``p``, given as the group of each sorted position, ``labels[p]``."""
+    same = (labels[:, :, None] == labels[:, None, :]).to(torch.float64)
+    return (same / same.sum(2, keepdim=True)).reshape(labels.shape[0], -1)
+
+
 @functools.lru_cache(maxsize=32)
 def _two_group_tables(m: int, device: torch.device) -> dict[str, Tensor]:
     """Read-only constants of K = 2 for ``m >= 2`` sorted values. Split ``s = 0`` is one group;
@@ -74,8 +89,8 @@ def _two_group_tables(m: int, device: torch.device) -> dict[str, Tensor]:
     steps, floor = _start_tests(m, m, device)
     tables = {"roots": roots, "steps": steps, "floor": floor, "start": start, "positions": positions}
     if m <= _TABLE_TASKS:
-        size = torch.where(first, a[:, None], second_size[:, None])  # size of each position's group
-        tables["averages"] = ((first[:, :, None] == first[:, None, :]) / size[:, :, None]).reshape(m, m * m)
+        tables["labels"] = (~first).long()
+        tables["averages"] = _averaging_rows(tables["labels"])
     return tables
 
 
@@ -89,6 +104,78 @@ def _two_group_split(sorted_values: Tensor, tables: dict[str, Tensor]) -> Tensor
     # (allowed splits of distinct values are < 0; s = 0, one group, comes first for ties).
     roots.mul_(torch.gt(torch.mv(tables["steps"], sorted_values), tables["floor"]))
     return roots.argmin(0, keepdim=True)  # the first minimum: ties go to the earlier split
+
+
+def _partition_count(m: int, k: int) -> int:
+    """Partitions of ``m`` sorted values into at most ``k`` contiguous non-empty groups."""
+    return sum(math.comb(m - 1, splits) for splits in range(min(k, m)))
+
+
+def _tabled(m: int, k: int) -> bool:
+    """Whether the optimum of ``m`` values in ``k`` groups comes from tables of every split
+    (K = 2) or of every partition (small ``m`` and ``k``), with the group means in one step."""
+    if k == 2:
+        return 2 <= m <= _TABLE_TASKS
+    if not 3 <= k < m:
+        return False
+    count = _partition_count(m, k)
+    return count * m * (k + 1) <= _PARTITION_STEP_ENTRIES and count * m * m <= _PARTITION_TABLE_ENTRIES
+
+
+@functools.lru_cache(maxsize=8)
+def _partition_tables(m: int, k: int, device: torch.device) -> dict[str, Tensor]:
+    """Read-only constants of K >= 3 by enumeration, for ``m`` sorted values: every partition
+    into at most ``k`` contiguous groups, one group first, then by number of groups and split
+    points, so that exact ties go to fewer groups and earlier splits. ``roots @ sorted``, squared
+    and summed over a partition's ``k`` rows, is its between-group sum of squares (the row of
+    group ``g`` is ``(1_g - n_g / m) / sqrt(n_g)``; zero for unused groups, and for the one group).
+    ``incidence`` marks each partition's split points; ``negated_steps @ sorted`` is minus the gap
+    before each sorted position (0 at 0, which no partition splits). ``labels`` and ``averages``:
+    the group of each position and the averaging rows of :func:`_averaging_rows`."""
+    rows = []
+    for count in range(min(k, m)):
+        for splits in itertools.combinations(range(1, m), count):
+            row = [0] * m
+            for split in splits:
+                row[split:] = [label + 1 for label in row[split:]]
+            rows.append(row)
+    labels = torch.tensor(rows, device=device)
+    groups = torch.arange(k, device=device)[None, :, None]
+    members = (labels[:, None, :] == groups).to(torch.float64)  # [partition, group, position]
+    sizes = members.sum(2, keepdim=True)
+    roots = ((members - sizes / m) / sizes.clamp_min(1).sqrt()).reshape(-1, m)
+    incidence = torch.zeros(labels.shape, dtype=torch.float64, device=device)
+    incidence[:, 1:] = labels[:, 1:] != labels[:, :-1]
+    steps, _ = _start_tests(m, m, device)
+    return {
+        "roots": roots,
+        "incidence": incidence,
+        "negated_steps": -steps,
+        "one": torch.ones((), dtype=torch.float64, device=device),
+        "labels": labels,
+        "averages": _averaging_rows(labels),
+    }
+
+
+def _partition_choice(sorted_values: Tensor, tables: dict[str, Tensor], k: int) -> Tensor:
+    """Index (shape ``[1]``) of an optimal partition of :func:`_partition_tables`."""
+    gains = torch.mv(tables["roots"], sorted_values).square_().view(-1, k).sum(1)
+    # Equal values are never split: a partition with a split inside a run of equal values (gap
+    # exactly 0, exact in float64) gets gain 0, which never beats the one group listed first.
+    ties = torch.heaviside(torch.mv(tables["negated_steps"], sorted_values), tables["one"])
+    gains.mul_(torch.mv(tables["incidence"], ties) == 0)
+    return gains.argmax(0, keepdim=True)  # the first maximum
+
+
+def _tabled_choice(sorted_values: Tensor, k: int) -> tuple[dict[str, Tensor], Tensor]:
+    """The tables of ``m = len(sorted_values)`` and ``k`` (see :func:`_tabled`) and the index of
+    an optimal partition in them."""
+    m = sorted_values.shape[0]
+    if k == 2:
+        tables = _two_group_tables(m, sorted_values.device)
+        return tables, _two_group_split(sorted_values, tables)
+    tables = _partition_tables(m, k, sorted_values.device)
+    return tables, _partition_choice(sorted_values, tables, k)
 
 
 @functools.lru_cache(maxsize=16)
@@ -201,9 +288,10 @@ def kmeans_1d(values: Tensor, num_groups: int) -> Tensor:
     ``num_groups`` groups, exactly (up to float64 rounding). With the values sorted and centred,
     the within-group cost is ``sum v^2 - sum_k S_k^2 / n_k``, so the DP maximises the sum of
     segment gains ``(P[b] - P[a])^2 / (b - a)`` over prefix sums ``P``: ``K = 2`` in closed form
-    over the ``M`` split points, ``K >= 3`` one max-plus step over the lower triangle of the
-    ``(M+1)^2`` gain matrix per middle group, ``O(K M^2)`` in all. Exact ties between partitions
-    are broken towards earlier split points, the same way every run.
+    over the ``M`` split points; ``K >= 3`` over every partition when they are few (``M = 11``,
+    ``K = 5``: 386), else one max-plus step over the lower triangle of the ``(M+1)^2`` gain
+    matrix per middle group, ``O(K M^2)`` in all. Exact ties between partitions are broken
+    towards fewer groups and earlier split points, the same way every run.
     """
     sorted_values, order = torch.sort(values.to(torch.float64), stable=True)
     return _unsort(_sorted_labels(sorted_values, num_groups), order)
@@ -214,12 +302,15 @@ def _sorted_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
     m = sorted_values.shape[0]
     if num_groups == 1 or m == 1:
         return torch.zeros(m, dtype=torch.int64, device=sorted_values.device)
-    if num_groups == 2:
-        tables = _two_group_tables(m, sorted_values.device)
-        return _two_group_labels(tables, _two_group_split(sorted_values, tables))
     if num_groups >= m:  # every distinct value its own group
         starts = torch.diff(sorted_values) > 0
         return torch.cat([starts.new_zeros(1, dtype=torch.int64), torch.cumsum(starts, 0)])
+    if _tabled(m, num_groups):
+        tables, choice = _tabled_choice(sorted_values, num_groups)
+        return tables["labels"].index_select(0, choice).view(m)
+    if num_groups == 2:
+        tables = _two_group_tables(m, sorted_values.device)
+        return _two_group_labels(tables, _two_group_split(sorted_values, tables))
     return _optimal_labels(sorted_values, num_groups)
 
 
@@ -381,6 +472,7 @@ class Grouping(nn.Module):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self._ids = torch.arange(num_groups)[:, None]
+        self._tabled = self.clustering == "exact" and self.group_weights is None and _tabled(num_tasks, num_groups)
 
     def needs_indicators(self) -> bool:
         return self.group_weights is None or self.clustering not in ("fixed", "random")
@@ -408,16 +500,17 @@ class Grouping(nn.Module):
         The result unpacks as ``weights, labels, group_weights, group_sizes``; the last three are
         computed when first read, so that a step that does not look at them does not pay for them.
         """
-        m = self.num_tasks
-        if self.clustering == "exact" and self.group_weights is None and self.num_groups == 2 and 2 <= m <= _TABLE_TASKS:
-            # Closed form: the optimal split, then the task weights straight from its averaging
-            # matrix; the labels are derived only if somebody reads them.
+        if self._tabled:
+            # An optimal partition from the tables, then the task weights straight from its
+            # averaging matrix; the labels are derived only if somebody reads them.
+            m = self.num_tasks
             sorted_values, order = torch.sort(cast(indicators, torch.float64), stable=True)
-            tables = _two_group_tables(m, sorted_values.device)
-            split = _two_group_split(sorted_values, tables)
-            means = torch.mv(tables["averages"].index_select(0, split).view(m, m), sorted_values)
+            tables, choice = _tabled_choice(sorted_values, self.num_groups)
+            means = torch.mv(tables["averages"].index_select(0, choice).view(m, m), sorted_values)
             weights = cast(_unsort(means, order), indicators.dtype)
-            return GroupAssignment(self, indicators, weights, lambda: _unsort(_two_group_labels(tables, split), order))
+            return GroupAssignment(
+                self, indicators, weights, lambda: _unsort(tables["labels"].index_select(0, choice).view(m), order)
+            )
         return GroupAssignment(self, indicators, None, self.labels(indicators))
 
     def _group_ids(self, device: torch.device) -> Tensor:

@@ -1,15 +1,19 @@
-"""Training-step time of every weighting method on the QM9 benchmark's MPNN, relative to LS.
+"""Training-step time of every weighting method on a benchmark's own model, relative to LS.
 
 The epoch times in a grid's results come from runs made at different times, and on a shared
 machine under different loads; this script times the step itself in one run. One real batch of
-the reduced protocol's training molecules (batch 120, as ``configs/qm9-cpu.toml``), the
-benchmark's own model and losses, Adam, and the trainer's step: ``zero_grad``, forward with the
-shared representation, ``backward(losses, shared_parameters=..., shared_representation=...)``,
-``optimizer.step()``, ``after_step(closure)``. Methods take turns within each round so that a
-change of load hits all of them alike; median over ``--repeats`` rounds after one warm-up round;
-every ratio is to LS in the same run. Needs the ``qm9`` extra the first time (feature cache).
+the benchmark's training data (QM9: the reduced protocol's molecules, batch 120 as
+``configs/qm9-cpu.toml``; Multi-Fashion: its MultiLeNet on 256 pairs as
+``configs/fashion-cpu.toml``), the benchmark's own model and losses, Adam, and the trainer's
+step: ``zero_grad``, forward with the shared representation,
+``backward(losses, shared_parameters=..., shared_representation=...)``, ``optimizer.step()``,
+``after_step(closure)``. Methods take turns within each round so that a change of load hits all
+of them alike; median over ``--repeats`` rounds after one warm-up round; every ratio is to LS in
+the same run. Needs the benchmark's data (QM9: the ``qm9`` extra, for the feature cache;
+Multi-Fashion: Debian's ``dataset-fashion-mnist``).
 
-    PYTHONPATH=src python perf/qm9_methods_step.py [--methods ls go4align ...] [--repeats 5] [--threads 1]
+    PYTHONPATH=src python perf/methods_step.py [--benchmark qm9|fashion] [--methods ls go4align ...]
+        [--repeats 5] [--threads 1] [--batch-size N]
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from torch.utils.data import default_collate
 
 from go4align.benchmarks import get_benchmark
 from go4align.weighting import available, make
+
+
+#: benchmark -> (factory options besides the split sizes, default batch, model)
+BENCHMARKS = {
+    "qm9": ({"protocol": "reduced"}, 120, "QM9 MPNN"),
+    "fashion": ({}, 256, "Multi-Fashion MultiLeNet"),
+}
 
 
 def make_step(benchmark, name: str, inputs, targets):
@@ -59,14 +70,17 @@ def first_batch(benchmark, size: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", choices=sorted(BENCHMARKS), default="qm9")
     parser.add_argument("--methods", nargs="+", default=None, help="registry names (default: all but stl)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=120)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the benchmark's CPU config")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    benchmark = get_benchmark("qm9", protocol="reduced", train_size=args.batch_size, val_size=1, test_size=1)
-    inputs, targets = first_batch(benchmark, args.batch_size)
+    options, batch_size, title = BENCHMARKS[args.benchmark]
+    batch_size = args.batch_size or batch_size
+    benchmark = get_benchmark(args.benchmark, **options, train_size=batch_size, val_size=1, test_size=1)
+    inputs, targets = first_batch(benchmark, batch_size)
     names = [n for n in (args.methods or available()) if n != "stl"]
     names = ["ls"] + [n for n in names if n != "ls"]
     steps = {}
@@ -84,7 +98,7 @@ def main() -> None:
                 times[name].append(time.perf_counter() - start)
     base = statistics.median(times["ls"])
     print(
-        f"QM9 MPNN, batch {args.batch_size}, {torch.get_num_threads()} thread(s), torch {torch.__version__}; "
+        f"{title}, batch {batch_size}, {torch.get_num_threads()} thread(s), torch {torch.__version__}; "
         f"median of {args.repeats} steps, methods alternating\n"
     )
     print("| method | step (ms) | step / LS |\n|---|---|---|")

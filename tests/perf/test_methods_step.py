@@ -1,4 +1,4 @@
-"""The QM9 per-method step-time script keeps working: its step is the trainer's, for any method."""
+"""The per-method step-time script keeps working: its step is the trainer's, for any method."""
 
 import pytest
 import torch
@@ -8,12 +8,12 @@ from go4align.benchmarks import get_benchmark
 
 @pytest.fixture(scope="module")
 def script(load_script):
-    return load_script("qm9_methods_step")
+    return load_script("methods_step")
 
 
 @pytest.mark.parametrize("method", ["ls", "go4align", "famo", "mgda", "mgda-ub"])
 def test_a_step_trains_the_benchmark_model_with_each_kind_of_method(script, method):
-    """The same step on the synthetic benchmark (same model contract as QM9's MPNN): it runs and
+    """The same step on the synthetic benchmark (same model contract as QM9's MPNN and MultiLeNet): it runs and
     moves the model, for loss-oriented, after-step (FAMO), parameter- and representation-level
     gradient methods."""
     benchmark = get_benchmark("synthetic")
