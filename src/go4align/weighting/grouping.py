@@ -196,10 +196,28 @@ def _dp_tables(m: int, device: torch.device, thread: int) -> dict:
     steps, floor = _start_tests(m + 1, m, device)  # allowed group starts: 0, m, and new values
     gain = impossible.clone()
     prefix = torch.zeros(m + 1, **f64)
+    inverse = torch.where(length > 0, 1 / length.clamp_min(1), torch.zeros_like(length))
+    total = torch.empty_like(length)
+    blocked = torch.zeros(m + 1, **f64)
+    blocks = [(start, min(start + rows, m + 1)) for start in range(0, m + 1, rows)]
     return {
-        "inverse": torch.where(length > 0, 1 / length.clamp_min(1), torch.zeros_like(length)),
+        "inverse": inverse,
         "impossible": impossible,
-        "blocks": [(start, min(start + rows, m + 1)) for start in range(0, m + 1, rows)],
+        "blocks": blocks,
+        "block_views": [
+            (
+                gain[start:stop, :stop],
+                prefix[start:stop, None],
+                prefix[None, :stop],
+                inverse[start:stop, :stop],
+                gain[start:stop, start:stop],
+                impossible[start:stop, start:stop],
+                total[start:stop, :stop],
+                gain[start:stop, 0],
+                blocked[start:stop],
+            )
+            for start, stop in blocks
+        ],
         "centring": centring,
         "steps": steps,
         "floor": floor,
@@ -208,7 +226,8 @@ def _dp_tables(m: int, device: torch.device, thread: int) -> dict:
         "gain": gain,
         "first_segment": gain[:, 0],
         "last_segment": gain[m],
-        "total": torch.empty_like(length),
+        "total": total,
+        "blocked": blocked,
         "prefix": prefix,
         "prefix_column": prefix[:, None],
         "prefix_row": prefix[None, :],
@@ -229,7 +248,8 @@ def _optimal_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
         torch.cumsum(sorted_values - sorted_values.mean(), 0, out=prefix[1:])
         allowed = torch.ones(m + 1, dtype=torch.bool, device=sorted_values.device)
         torch.gt(sorted_values[1:], sorted_values[:-1], out=allowed[1:m])
-    blocked = torch.where(allowed, tables["zero"], tables["minus_inf"])  # -inf where no group may start
+    # -inf where no group may start
+    blocked = torch.where(allowed, tables["zero"], tables["minus_inf"], out=tables["blocked"])
     splits = (_splits_whole if whole else _splits_in_blocks)(tables, blocked, num_groups)
     # A sorted position's label: the number of distinct group starts in [1, position]; empty
     # groups (fewer distinct values than groups) start where another does and are not counted.
@@ -259,26 +279,46 @@ def _splits_whole(tables: dict, blocked: Tensor, num_groups: int) -> list[Tensor
 
 
 def _splits_in_blocks(tables: dict, blocked: Tensor, num_groups: int) -> list[Tensor]:
-    """As :func:`_splits_whole` for large m: row blocks up to the diagonal (in cache, half the
-    work), values only per layer (amax is vectorised; max with indices is not); the split points
-    are recovered afterwards from the one row of each layer that the optimum passes through."""
-    gain, total, prefix, blocks = tables["gain"], tables["total"], tables["prefix"], tables["blocks"]
-    for start, stop in blocks:  # -inf for a > b only occurs in the block's diagonal square
-        block = gain[start:stop, :stop]
-        torch.sub(prefix[start:stop, None], tables["prefix_row"][:, :stop], out=block).square_()
-        block.mul_(tables["inverse"][start:stop, :stop])
-        gain[start:stop, start:stop].add_(tables["impossible"][start:stop, start:stop])
-    bests = [tables["first_segment"] + blocked]
-    for _ in range(num_groups - 2):
-        best = torch.empty_like(bests[-1])
-        for start, stop in blocks:
-            block = torch.add(gain[start:stop, :stop], bests[-1][:stop], out=total[start:stop, :stop])
-            torch.amax(block, dim=1, out=best[start:stop])
-        bests.append(best.add_(blocked))
-    splits = [torch.add(tables["last_segment"], bests[-1]).argmax(0, keepdim=True)]
-    for previous in reversed(bests[:-1]):
-        splits.append((torch.index_select(gain, 0, splits[-1]) + previous).argmax(1))
+    """As :func:`_splits_whole` for large m, block by block of rows ``b``, each only up to its
+    diagonal (half the work): a block's gains are built and every layer's maxima for its rows
+    are taken while it is in cache (a layer's row ``b`` needs the previous layer at ``a <= b``
+    only, which earlier blocks and this one have given); values only per layer (amax is
+    vectorised; max with indices is not), and the split points are recovered afterwards from
+    the one row of each layer that the optimum passes through."""
+    rows, layers = _best_rows(tables, num_groups)
+    # views of the work space made once: slicing costs microseconds per view
+    for views, (first, block_layers) in zip(tables["block_views"], layers):
+        gain_block, prefix_block, prefix_row, inverse, diagonal, impossible, total_block, column, blocked_part = views
+        torch.sub(prefix_block, prefix_row, out=gain_block).square_()
+        gain_block.mul_(inverse)
+        diagonal.add_(impossible)  # -inf for a > b only occurs in the block's diagonal square
+        # Each row of bests is -inf where no group may start, so the next layer starts none there.
+        torch.add(column, blocked_part, out=first)  # [0, b) as one group
+        for previous, best in block_layers:
+            torch.amax(torch.add(gain_block, previous, out=total_block), dim=1, out=best)
+            best.add_(blocked_part)
+    previous_rows = list(rows)
+    splits = [torch.add(tables["last_segment"], previous_rows.pop()).argmax(0, keepdim=True)]
+    for previous in reversed(previous_rows):
+        splits.append((torch.index_select(tables["gain"], 0, splits[-1]) + previous).argmax(1))
     return splits
+
+
+def _best_rows(tables: dict, num_groups: int) -> tuple[Tensor, list]:
+    """Work space of the DP's layers for ``num_groups`` (row ``j``: the best gain of ``[0, b)``
+    in ``j + 1`` groups, -inf where no group may start at ``b``) and, per block, the first row's
+    part for the block's rows and each middle layer's views: the previous row up to the block's
+    end and this row's part for the block's rows."""
+    key = ("best_rows", num_groups)
+    if key not in tables:
+        gain = tables["gain"]
+        rows = torch.empty(num_groups - 1, gain.shape[0], dtype=gain.dtype, device=gain.device)
+        layers = [
+            (rows[0, start:stop], [(previous[:stop], row[start:stop]) for previous, row in zip(rows[:-1], rows[1:])])
+            for start, stop in tables["blocks"]
+        ]
+        tables[key] = (rows, layers)
+    return tables[key]
 
 
 def kmeans_1d(values: Tensor, num_groups: int) -> Tensor:
