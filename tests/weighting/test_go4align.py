@@ -301,6 +301,22 @@ def test_bad_losses(losses, error, match):
         GO4Align(3)(torch.tensor(losses))
 
 
+@pytest.mark.parametrize("num_tasks", [3, 64, 65, 1000])
+@pytest.mark.parametrize("bad, error", [(float("nan"), NonFiniteLossError), (-float("inf"), NonFiniteLossError), (0.0, ValueError)])
+def test_bad_values_are_found_by_either_check(num_tasks, bad, error):
+    """Up to 64 tasks the values are read whole, beyond through their extremes: the same
+    errors either way, naming the task; losses that may be <= 0 (LS) still refuse non-finite."""
+    losses = torch.linspace(0.5, 2.0, num_tasks)
+    losses[num_tasks // 2] = bad
+    with pytest.raises(error, match=rf"task\(s\) \[{num_tasks // 2}\]"):
+        GO4Align(num_tasks)(losses)
+    if error is NonFiniteLossError:
+        with pytest.raises(NonFiniteLossError, match=rf"task\(s\) \[{num_tasks // 2}\]"):
+            LS(num_tasks)(losses)
+    else:
+        LS(num_tasks)(losses)  # zero and negative losses are fine without a scale term
+
+
 def test_bad_loss_types():
     with pytest.raises(TypeError, match="torch.Tensor, got list"):
         GO4Align(3)([1.0, 2.0, 3.0])

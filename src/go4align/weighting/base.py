@@ -68,6 +68,9 @@ __all__ = ["Weighting", "LossWeighting", "Diagnostics", "NonFiniteLossError", "c
 
 
 _HALF = (torch.float16, torch.bfloat16)
+#: Losses of up to this many tasks are checked by reading them (one operation), more through
+#: their minimum and maximum.
+_READ_WHOLE = 64
 #: ``Tensor.to(dtype)`` parses its many overloads on every call (microseconds in a step of tiny
 #: tensors); the dtype's own method does not.
 _CASTS = {torch.float32: Tensor.float, torch.float64: Tensor.double, torch.float16: Tensor.half, torch.bfloat16: Tensor.bfloat16}
@@ -210,15 +213,19 @@ class Weighting(nn.Module):
         return losses
 
     def _check_values(self, losses: Tensor, positive: bool) -> None:
-        # The one host synchronisation of a validated step; NaN propagates into min and max.
-        bounds = torch.aminmax(losses)
-        if losses.is_cpu:  # two reads are cheaper than one more operation here
-            low, high = float(bounds[0]), float(bounds[1])
-        else:  # one copy to the host, not two
-            low, high = torch.stack(bounds).tolist()
-        if (low > 0 if positive else low > -math.inf) and high < math.inf:
-            return
-        values = losses.tolist()
+        # The one host synchronisation of a validated step. A few losses are read as they are
+        # (one operation); many through their extremes (NaN propagates into min and max).
+        if losses.shape[0] <= _READ_WHOLE:
+            values = losses.tolist()
+            low = 0.0 if positive else -math.inf
+            if all(low < v < math.inf for v in values):  # False for NaN
+                return
+        else:
+            bounds = torch.aminmax(losses)
+            low, high = torch.stack(bounds).tolist()  # one copy to the host, not two
+            if (low > 0 if positive else low > -math.inf) and high < math.inf:
+                return
+            values = losses.tolist()
         bad = [m for m, v in enumerate(values) if not math.isfinite(v)]
         step = int(self.step)
         if bad:
