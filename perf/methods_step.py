@@ -8,8 +8,8 @@ the benchmark's training data (QM9: the reduced protocol's molecules, batch 120 
 step: ``zero_grad``, forward with the shared representation,
 ``backward(losses, shared_parameters=..., shared_representation=...)``, ``optimizer.step()``,
 ``after_step(closure)``. Methods take turns within each round so that a change of load hits all
-of them alike; median over ``--repeats`` rounds after one warm-up round; every ratio is to LS in
-the same run. Needs the benchmark's data (QM9: the ``qm9`` extra, for the feature cache;
+of them alike (in a new seeded random order each round: a step's time depends on the step before
+it); median over ``--repeats`` rounds after one warm-up round; every ratio is to LS in the same run. Needs the benchmark's data (QM9: the ``qm9`` extra, for the feature cache;
 Multi-Fashion: Debian's ``dataset-fashion-mnist``).
 
     PYTHONPATH=src python perf/methods_step.py [--benchmark qm9|fashion] [--methods ls go4align ...]
@@ -19,6 +19,7 @@ Multi-Fashion: Debian's ``dataset-fashion-mnist``).
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
@@ -90,8 +91,10 @@ def main() -> None:
         except ImportError as error:
             print(f"skipping {name}: {error}")
     times = {name: [] for name in steps}
+    order, shuffler = list(steps.items()), random.Random(0)
     for round_ in range(args.repeats + 1):
-        for name, step in steps.items():
+        shuffler.shuffle(order)  # no method always runs first, or after the same one
+        for name, step in order:
             start = time.perf_counter()
             step()
             if round_:

@@ -3,8 +3,8 @@
 Run: .venv/bin/python perf/weighting_step.py [--repeats 7] [--quick] [--threads N]
 
 Every number is the median of --repeats timed blocks; the methods of one table are timed in
-alternation inside each block so that machine load affects them alike, and every ratio compares
-numbers of the same run. For scale, the per-step cost of scikit-learn's SpectralClustering on the
+alternation inside each block (in a new seeded random order each block) so that machine load
+affects them alike, and every ratio compares numbers of the same run. For scale, the per-step cost of scikit-learn's SpectralClustering on the
 indicators (what the authors' alternative clusterings call at every step) is measured beside ours.
 The training step is timed on Multi-Fashion's MultiLeNet (the small model of the paper family,
 a real batch; needs Debian's ``dataset-fashion-mnist``) and on a toy MLP whose 3-4 ms step is the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import random
 import statistics
 import sys
 import time
@@ -35,8 +36,10 @@ def timed_blocks(functions: dict, calls: int, repeats: int) -> dict[str, float]:
     for function in functions.values():  # warm-up: caches, first allocations
         for _ in range(min(calls, 20)):
             function()
+    order, shuffler = list(functions.items()), random.Random(0)
     for _ in range(repeats):
-        for name, function in functions.items():
+        shuffler.shuffle(order)  # no method always runs first, or after the same one
+        for name, function in order:
             start = time.perf_counter()
             for _ in range(calls):
                 function()
