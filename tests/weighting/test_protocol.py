@@ -14,6 +14,29 @@ from helpers import HardSharing, build, resumes_identically, train
 NAMES = available()
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_the_step_count_is_saved_and_restored_as_before(name):
+    """The step count is a plain int (no tensor operation, no host read on a GPU), saved under
+    the key ``step`` as the 0-d int64 buffer of earlier releases was; such checkpoints load, and
+    a state dict without it is refused in strict mode like any missing key."""
+    model = HardSharing(3)
+    method = build(name, 3)
+    train(method, model, steps=2)
+    state = method.state_dict()
+    assert isinstance(method.step, int) and method.step == 2
+    assert state["step"].dtype == torch.int64 and state["step"].shape == () and int(state["step"]) == 2
+    fresh = build(name, 3)
+    fresh.load_state_dict(state)
+    assert fresh.step == 2
+    old_format = dict(state, step=torch.tensor(7))  # a buffer's tensor from an older checkpoint
+    fresh.load_state_dict(old_format)
+    assert fresh.step == 7
+    with pytest.raises(RuntimeError, match="Missing key.*\"step\""):
+        build(name, 3).load_state_dict({k: v for k, v in state.items() if k != "step"})
+    with pytest.raises(RuntimeError, match="Unexpected key.*\"stray\""):
+        build(name, 3).load_state_dict(dict(state, stray=torch.zeros(1)))
+
+
 @pytest.mark.parametrize("num_tasks, stacked", [(2, False), (3, False), (3, True)])
 @pytest.mark.parametrize("name", NAMES)
 def test_three_training_steps(name, num_tasks, stacked):

@@ -160,8 +160,38 @@ class Weighting(nn.Module):
         if not isinstance(validate, bool):
             raise ValueError(f"validate must be a bool, got {validate!r}")
         self.validate = validate
-        self.register_buffer("step", torch.zeros((), dtype=torch.int64))
+        self._step = 0
+        # follows .to(device) with the method's state, so that a step can tell where it lives
+        self.register_buffer("_device_probe", torch.empty(0), persistent=False)
         self.diagnostics: Diagnostics = Diagnostics({})
+
+    @property
+    def step(self) -> int:
+        """Steps taken. A plain int: counting costs no tensor operation, and reading it no host
+        synchronisation on a GPU; ``state_dict`` holds it as ``step`` (a 0-d int64 tensor)."""
+        return self._step
+
+    def count_step(self) -> None:
+        """Called once by every step."""
+        self.__dict__["_step"] += 1  # a plain attribute: skip nn.Module.__setattr__'s checks
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "step"] = torch.tensor(self._step, dtype=torch.int64)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        key = prefix + "step"
+        if key in state_dict:
+            if key in unexpected_keys:
+                unexpected_keys.remove(key)
+            self._step = int(state_dict[key])
+        elif strict:
+            missing_keys.append(key)
 
     # -- the protocol -------------------------------------------------------------------------
     def backward(
@@ -193,7 +223,7 @@ class Weighting(nn.Module):
             )
         if not losses.is_floating_point():
             raise TypeError(f"losses must be a floating-point tensor, got dtype {losses.dtype}")
-        if self._buffers["step"].device != losses.device:  # _buffers: no nn.Module.__getattr__
+        if self._buffers["_device_probe"].device != losses.device:  # _buffers: no nn.Module.__getattr__
             self.to(losses.device)
         return losses
 
@@ -279,7 +309,7 @@ class LossWeighting(Weighting):
         weights = self.weigh(averaged)
         if half is not None and self.validate:
             self._check_representable(weights, half)
-        self._buffers["step"].add_(1)
+        self.count_step()
         if world_size() == 1:
             return self.objective(losses, weights)
         # Under DDP an objective that is not linear in the losses (FAMO's and SI's logs) of the

@@ -221,7 +221,7 @@ class GradientWeighting(Weighting):
                 present = [leaf.grad for leaf in leaves if leaf.grad is not None]
                 for grad, mean in zip(present, average(present)):
                     grad.copy_(mean)
-        self.step.add_(1)
+        self.count_step()
         record = {"losses": detached} if weights is None else {"losses": detached, "weights": weights.detach()}
         self.record(**record, **(extras or {}))
         return None if weights is None else weights.detach()
@@ -247,7 +247,7 @@ class GradientWeighting(Weighting):
     def overflow(self, leaves: Sequence[Tensor], losses: Tensor) -> None:
         """A scaled backward overflowed: NaN gradients make ``scaler.step`` skip this step."""
         accumulate(leaves, [torch.full_like(leaf, math.nan) for leaf in leaves])
-        self.step.add_(1)
+        self.count_step()
         self.record(losses=losses, overflow=torch.ones((), device=losses.device))
         return None
 

@@ -51,8 +51,8 @@ class Grouped(LossWeighting):
         inner = self.method.weigh(detached)
         assignment = self.grouping(inner.detach().to(torch.float64))
         weights = assignment.weights
-        self.step.add_(1)
-        self.method.step.add_(1)
+        self.count_step()
+        self.method.count_step()
         step = self.method.diagnostics  # this step's; read lazily, as it reads its own
         self.record(
             **{f"inner_{key}": functools.partial(step.__getitem__, key) for key in step},
