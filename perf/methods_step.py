@@ -9,8 +9,9 @@ step: ``zero_grad``, forward with the shared representation,
 ``backward(losses, shared_parameters=..., shared_representation=...)``, ``optimizer.step()``,
 ``after_step(closure)``. Methods take turns within each round so that a change of load hits all
 of them alike (in a new seeded random order each round: a step's time depends on the step before
-it); median over ``--repeats`` rounds after one warm-up round; every ratio is to LS in the same run. Needs the benchmark's data (QM9: the ``qm9`` extra, for the feature cache;
-Multi-Fashion: Debian's ``dataset-fashion-mnist``).
+it); median over ``--repeats`` rounds after one warm-up round; every ratio is to LS in the same
+run. Needs the benchmark's data (QM9: the ``qm9`` extra, for the feature cache; Multi-Fashion:
+Debian's ``dataset-fashion-mnist``).
 
     PYTHONPATH=src python perf/methods_step.py [--benchmark qm9|fashion] [--methods ls go4align ...]
         [--repeats 5] [--threads 1] [--batch-size N]
@@ -69,6 +70,15 @@ def first_batch(benchmark, size: int):
     return collate([train[i] for i in range(size)])
 
 
+def load(name: str, batch_size: int | None = None):
+    """The benchmark ``name`` of :data:`BENCHMARKS` with just one batch of training data (its CPU
+    config's size by default): ``benchmark, (inputs, targets), batch_size, title``."""
+    options, default_batch, title = BENCHMARKS[name]
+    batch_size = batch_size or default_batch
+    benchmark = get_benchmark(name, **options, train_size=batch_size, val_size=1, test_size=1)
+    return benchmark, first_batch(benchmark, batch_size), batch_size, title
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmark", choices=sorted(BENCHMARKS), default="qm9")
@@ -78,10 +88,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    options, batch_size, title = BENCHMARKS[args.benchmark]
-    batch_size = args.batch_size or batch_size
-    benchmark = get_benchmark(args.benchmark, **options, train_size=batch_size, val_size=1, test_size=1)
-    inputs, targets = first_batch(benchmark, batch_size)
+    benchmark, (inputs, targets), batch_size, title = load(args.benchmark, args.batch_size)
     names = [n for n in (args.methods or available()) if n != "stl"]
     names = ["ls"] + [n for n in names if n != "ls"]
     steps = {}
@@ -102,7 +109,7 @@ def main() -> None:
     base = statistics.median(times["ls"])
     print(
         f"{title}, batch {batch_size}, {torch.get_num_threads()} thread(s), torch {torch.__version__}; "
-        f"median of {args.repeats} steps, methods alternating\n"
+        f"median of {args.repeats} steps, methods in a shuffled order each round\n"
     )
     print("| method | step (ms) | step / LS |\n|---|---|---|")
     for name, values in times.items():

@@ -4,8 +4,9 @@ Run: .venv/bin/python perf/weighting_step.py [--repeats 7] [--quick] [--threads 
 
 Every number is the median of --repeats timed blocks; the methods of one table are timed in
 alternation inside each block (in a new seeded random order each block) so that machine load
-affects them alike, and every ratio compares numbers of the same run. For scale, the per-step cost of scikit-learn's SpectralClustering on the
-indicators (what the authors' alternative clusterings call at every step) is measured beside ours.
+affects them alike, and every ratio compares numbers of the same run. For scale, the per-step
+cost of scikit-learn's SpectralClustering on the indicators (what the authors' alternative
+clusterings call at every step) is measured beside ours.
 The training step is timed on Multi-Fashion's MultiLeNet (the small model of the paper family,
 a real batch; needs Debian's ``dataset-fashion-mnist``) and on a toy MLP whose 3-4 ms step is the
 worst case for any per-step cost.
@@ -26,7 +27,6 @@ import torch
 from torch import nn
 
 from go4align import GO4Align
-from go4align.benchmarks import get_benchmark
 from go4align.weighting import LS
 
 
@@ -99,10 +99,12 @@ class DigitsNet(nn.Module):
 
 
 def training_table(repeats: int, quick: bool) -> list[str]:
-    rows = ["| model | LS step (ms) | GO4Align step (ms) | GO4Align / LS |", "|---|---|---|---|"]
-    for row in (benchmark_row(repeats, quick), digits_row(repeats, quick)):
-        rows.append(row)
-    return rows
+    return [
+        "| model | LS step (ms) | GO4Align step (ms) | GO4Align / LS |",
+        "|---|---|---|---|",
+        benchmark_row(repeats, quick),
+        digits_row(repeats, quick),
+    ]
 
 
 def benchmark_row(repeats: int, quick: bool) -> str:
@@ -111,12 +113,10 @@ def benchmark_row(repeats: int, quick: bool) -> str:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import methods_step
 
-    options, batch, title = methods_step.BENCHMARKS["fashion"]
     try:
-        benchmark = get_benchmark("fashion", **options, train_size=batch, val_size=1, test_size=1)
-        inputs, targets = methods_step.first_batch(benchmark, batch)
+        benchmark, (inputs, targets), batch, title = methods_step.load("fashion")
     except FileNotFoundError as error:  # the data is not installed
-        return f"| {title}: skipped ({error}) | | | |"
+        return f"| Multi-Fashion MultiLeNet: skipped ({error}) | | | |"
     steps = {name: methods_step.make_step(benchmark, name, inputs, targets) for name in ("ls", "go4align")}
     result = timed_blocks(steps, 3 if quick else 10, repeats)
     return (

@@ -245,15 +245,14 @@ class Weighting(nn.Module):
     def _check_values(self, losses: Tensor, positive: bool) -> None:
         # The one host synchronisation of a validated step. A few losses are read as they are
         # (one operation); many through their extremes (NaN propagates into min and max).
+        floor = 0.0 if positive else -math.inf
         if losses.shape[0] <= _READ_WHOLE:
             values = losses.tolist()
-            low = 0.0 if positive else -math.inf
-            if all(low < v < math.inf for v in values):  # False for NaN
+            if all(floor < v < math.inf for v in values):  # False for NaN
                 return
         else:
-            bounds = torch.aminmax(losses)
-            low, high = torch.stack(bounds).tolist()  # one copy to the host, not two
-            if (low > 0 if positive else low > -math.inf) and high < math.inf:
+            low, high = torch.stack(torch.aminmax(losses)).tolist()  # one copy to the host, not two
+            if floor < low and high < math.inf:
                 return
             values = losses.tolist()
         bad = [m for m, v in enumerate(values) if not math.isfinite(v)]

@@ -167,6 +167,11 @@ def _partition_choice(sorted_values: Tensor, tables: dict[str, Tensor], k: int) 
     return gains.argmax(0, keepdim=True)  # the first maximum
 
 
+def _chosen_labels(tables: dict[str, Tensor], choice: Tensor) -> Tensor:
+    """The labels of the sorted positions under partition ``choice`` of the tables."""
+    return tables["labels"].index_select(0, choice).view(-1)
+
+
 def _tabled_choice(sorted_values: Tensor, k: int) -> tuple[dict[str, Tensor], Tensor]:
     """The tables of ``m = len(sorted_values)`` and ``k`` (see :func:`_tabled`) and the index of
     an optimal partition in them."""
@@ -347,7 +352,7 @@ def _sorted_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
         return torch.cat([starts.new_zeros(1, dtype=torch.int64), torch.cumsum(starts, 0)])
     if _tabled(m, num_groups):
         tables, choice = _tabled_choice(sorted_values, num_groups)
-        return tables["labels"].index_select(0, choice).view(m)
+        return _chosen_labels(tables, choice)
     if num_groups == 2:
         tables = _two_group_tables(m, sorted_values.device)
         return _two_group_labels(tables, _two_group_split(sorted_values, tables))
@@ -548,9 +553,7 @@ class Grouping(nn.Module):
             tables, choice = _tabled_choice(sorted_values, self.num_groups)
             means = torch.mv(tables["averages"].index_select(0, choice).view(m, m), sorted_values)
             weights = cast(_unsort(means, order), indicators.dtype)
-            return GroupAssignment(
-                self, indicators, weights, lambda: _unsort(tables["labels"].index_select(0, choice).view(m), order)
-            )
+            return GroupAssignment(self, indicators, weights, lambda: _unsort(_chosen_labels(tables, choice), order))
         return GroupAssignment(self, indicators, None, self.labels(indicators))
 
     def _group_ids(self, device: torch.device) -> Tensor:
