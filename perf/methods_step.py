@@ -74,9 +74,16 @@ def load(name: str, batch_size: int | None = None):
     """The benchmark ``name`` of :data:`BENCHMARKS` with just one batch of training data (its CPU
     config's size by default): ``benchmark, (inputs, targets), batch_size, title``."""
     options, default_batch, title = BENCHMARKS[name]
-    batch_size = batch_size or default_batch
+    batch_size = default_batch if batch_size is None else batch_size
     benchmark = get_benchmark(name, **options, train_size=batch_size, val_size=1, test_size=1)
     return benchmark, first_batch(benchmark, batch_size), batch_size, title
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}")
+    return value
 
 
 def main() -> None:
@@ -84,7 +91,7 @@ def main() -> None:
     parser.add_argument("--benchmark", choices=sorted(BENCHMARKS), default="qm9")
     parser.add_argument("--methods", nargs="+", default=None, help="registry names (default: all but stl)")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the benchmark's CPU config")
+    parser.add_argument("--batch-size", type=positive, default=None, help="default: the benchmark's CPU config")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

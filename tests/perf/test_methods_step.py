@@ -22,3 +22,11 @@ def test_a_step_trains_the_benchmark_model_with_each_kind_of_method(script, meth
     before = [p.detach().clone() for p in step.model.parameters()]
     step()
     assert any(not torch.equal(b, a) for b, a in zip(before, step.model.parameters()))
+
+
+def test_batch_size_must_be_positive(script):
+    import argparse
+
+    assert script.positive("8") == 8
+    with pytest.raises(argparse.ArgumentTypeError, match="must be a positive int, got '0'"):
+        script.positive("0")

@@ -35,6 +35,9 @@ def test_the_step_count_is_saved_and_restored_as_before(name):
         build(name, 3).load_state_dict({k: v for k, v in state.items() if k != "step"})
     with pytest.raises(RuntimeError, match="Unexpected key.*\"stray\""):
         build(name, 3).load_state_dict(dict(state, stray=torch.zeros(1)))
+    for bad in (torch.tensor([1, 2]), torch.tensor(2.5), torch.tensor(-1), 3):
+        with pytest.raises(RuntimeError, match="\"step\" must be a 0-d integer tensor >= 0.*got"):
+            build(name, 3).load_state_dict(dict(state, step=bad))
 
 
 @pytest.mark.parametrize("num_tasks, stacked", [(2, False), (3, False), (3, True)])

@@ -189,7 +189,11 @@ class Weighting(nn.Module):
         if key in state_dict:
             if key in unexpected_keys:
                 unexpected_keys.remove(key)
-            self._step = int(state_dict[key])
+            step = state_dict[key]
+            if isinstance(step, Tensor) and step.shape == () and not step.is_floating_point() and int(step) >= 0:
+                self._step = int(step)
+            else:
+                error_msgs.append(f'"{key}" must be a 0-d integer tensor >= 0 (the step count), got {step!r}')
         elif strict:
             missing_keys.append(key)
 
