@@ -212,18 +212,33 @@ def test_small_problems_enumerate_partitions_and_agree_with_the_dp(monkeypatch):
             assert len(set(enumerated[values == value].tolist())) == 1
 
 
-@pytest.mark.parametrize("m", [2, 3, 10, 64, 65, 100])
-def test_two_group_weights_are_the_group_means(m):
-    """K = 2 takes its weights from per-split averaging matrices up to 64 tasks and from the
-    labels beyond: either way every task gets exactly its group's mean indicator."""
-    gen = torch.Generator().manual_seed(m)
-    values = torch.rand(m, generator=gen, dtype=torch.float64)
+@pytest.mark.parametrize(
+    "m, k, distinct",
+    [(2, 2, 2), (3, 2, 3), (10, 2, 10), (64, 2, 64), (65, 2, 65), (100, 2, 100), (100, 2, 1),
+     (11, 5, 11), (40, 5, 40), (40, 5, 3), (30, 4, 1), (300, 3, 300), (300, 6, 4)],
+)
+def test_grouped_weights_are_the_group_means(m, k, distinct):
+    """The weights come straight from the optimal partition of the sorted indicators (tables of
+    every split or partition at small M; segment means of the closed form or of the DP beyond),
+    the labels only when read: every task gets exactly its group's mean indicator, the labels
+    are kmeans_1d's, and with fewer distinct values than groups the unused ones come last with
+    weight and size 0."""
+    gen = torch.Generator().manual_seed(m * k + distinct)
+    pool = torch.rand(distinct, generator=gen, dtype=torch.float64)
+    values = pool[torch.randint(distinct, (m,), generator=gen)]
     values[: m // 3] = values[0]  # ties
-    result = Grouping(m, 2)(values)
-    labels = kmeans_1d(values, 2)
+    result = Grouping(m, k)(values)
+    labels = kmeans_1d(values, k)
     assert torch.equal(result.labels, labels)
-    for group in labels.unique().tolist():
+    used = labels.unique().tolist()
+    assert used == list(range(min(k, len(values.unique()))))
+    for group in used:
         members = labels == group
         assert torch.allclose(result.weights[members], values[members].mean().expand(int(members.sum())), rtol=1e-12)
         assert result.group_weights[group].item() == pytest.approx(values[members].mean().item(), rel=1e-12)
         assert result.group_sizes[group].item() == members.sum().item()
+    assert result.group_weights[len(used):].tolist() == [0.0] * (k - len(used))
+    assert result.group_sizes[len(used):].tolist() == [0.0] * (k - len(used))
+    single = Grouping(m, k)(values.float())
+    assert single.weights.dtype == torch.float32
+    assert torch.allclose(single.weights.double(), result.weights, rtol=1e-6)

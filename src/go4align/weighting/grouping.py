@@ -57,11 +57,6 @@ def _start_tests(rows: int, m: int, device: torch.device) -> tuple[Tensor, Tenso
     return steps, floor
 
 
-def _two_group_labels(tables: dict[str, Tensor], split: Tensor) -> Tensor:
-    """Labels of the sorted positions for split ``split`` of :func:`_two_group_tables`."""
-    return (tables["positions"] >= tables["start"].index_select(0, split)).long()
-
-
 def _averaging_rows(labels: Tensor) -> Tensor:
     """Row ``p`` (of ``m * m`` entries) maps ``m`` sorted values to the mean of each position's
     group under partition ``p``, given as the group of each sorted position, ``labels[p]``."""
@@ -236,13 +231,17 @@ def _dp_tables(m: int, device: torch.device, thread: int) -> dict:
         "prefix": prefix,
         "prefix_column": prefix[:, None],
         "prefix_row": prefix[None, :],
-        "marks": torch.zeros(m + 1, dtype=torch.bool, device=device),
     }
 
 
-def _optimal_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
-    """Group labels of sorted float64 values in an optimal partition into ``num_groups >= 3``."""
+def _optimal_starts(sorted_values: Tensor, num_groups: int) -> list[Tensor]:
+    """Starts (one-element tensors, in increasing order) of groups 2..K of an optimal partition
+    of sorted float64 values into ``num_groups >= 2`` groups, by the closed form of K = 2 or the
+    DP of K >= 3. A start of 0 or ``m`` is an unused group."""
     m = sorted_values.shape[0]
+    if num_groups == 2:
+        tables = _two_group_tables(m, sorted_values.device)
+        return [tables["start"].index_select(0, _two_group_split(sorted_values, tables))]
     tables = _dp_tables(m, sorted_values.device, threading.get_ident())
     prefix = tables["prefix"]
     whole = len(tables["blocks"]) == 1
@@ -256,11 +255,43 @@ def _optimal_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
     # -inf where no group may start
     blocked = torch.where(allowed, tables["zero"], tables["minus_inf"], out=tables["blocked"])
     splits = (_splits_whole if whole else _splits_in_blocks)(tables, blocked, num_groups)
-    # A sorted position's label: the number of distinct group starts in [1, position]; empty
-    # groups (fewer distinct values than groups) start where another does and are not counted.
-    marks = tables["marks"].zero_()
-    marks[torch.cat(splits)] = True
-    labels = torch.zeros(m, dtype=torch.int64, device=sorted_values.device)
+    return splits[::-1]
+
+
+@functools.lru_cache(maxsize=32)
+def _segment_tables(m: int, device: torch.device) -> dict[str, Tensor]:
+    """Read-only constants of :func:`_offsets` and :func:`_segment_means` for ``m`` values."""
+    return {
+        "first": torch.zeros(1, dtype=torch.int64, device=device),
+        "end": torch.full((1,), m, dtype=torch.int64, device=device),
+        "positions": torch.arange(m, device=device),
+    }
+
+
+def _offsets(starts: list[Tensor], m: int, device: torch.device) -> Tensor:
+    """The group offsets ``[0, b_1, ..., b_{K-1}, m]`` of a partition of ``m`` sorted values:
+    group ``g`` is ``[b_g, b_{g+1})``, empty where two offsets are equal."""
+    constants = _segment_tables(m, device)
+    return torch.cat([constants["first"], *starts, constants["end"]])
+
+
+def _segment_means(sorted_values: Tensor, offsets: Tensor) -> Tensor:
+    """Each sorted value's group mean under the partition of ``offsets`` (see :func:`_offsets`):
+    four operations whatever K, on the values' device without host synchronisation (``unsafe``
+    skips segment_reduce's checks, which read the offsets back; they are valid by construction)."""
+    means = torch.segment_reduce(sorted_values, "mean", offsets=offsets, unsafe=True, initial=0.0)
+    # the group of position p is the number of later groups' offsets at or before p
+    groups = torch.searchsorted(offsets[1:], _segment_tables(sorted_values.shape[0], sorted_values.device)["positions"], right=True)
+    return means.index_select(0, groups)
+
+
+def _offset_labels(offsets: Tensor, m: int) -> Tensor:
+    """Labels of the sorted positions under the partition of ``offsets``: the number of distinct
+    group starts in ``[1, position]``, so that unused groups (empty, starting where another
+    does, at 0 or at ``m``) take no label and the used ones are numbered ``0, 1, ...``."""
+    marks = torch.zeros(m + 1, dtype=torch.bool, device=offsets.device)
+    marks[offsets[1:-1]] = True
+    labels = torch.zeros(m, dtype=torch.int64, device=offsets.device)
     torch.cumsum(marks[1:m], 0, out=labels[1:])
     return labels
 
@@ -353,10 +384,7 @@ def _sorted_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
     if _tabled(m, num_groups):
         tables, choice = _tabled_choice(sorted_values, num_groups)
         return _chosen_labels(tables, choice)
-    if num_groups == 2:
-        tables = _two_group_tables(m, sorted_values.device)
-        return _two_group_labels(tables, _two_group_split(sorted_values, tables))
-    return _optimal_labels(sorted_values, num_groups)
+    return _offset_labels(_offsets(_optimal_starts(sorted_values, num_groups), m, sorted_values.device), m)
 
 
 def _unsort(sorted_result: Tensor, order: Tensor) -> Tensor:
@@ -517,7 +545,9 @@ class Grouping(nn.Module):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self._ids = torch.arange(num_groups)[:, None]
-        self._tabled = self.clustering == "exact" and self.group_weights is None and _tabled(num_tasks, num_groups)
+        # the exact optimum with group means as weights: computed from the sorted indicators
+        self._means_of_sorted = self.clustering == "exact" and self.group_weights is None and 2 <= num_groups < num_tasks
+        self._tabled = self._means_of_sorted and _tabled(num_tasks, num_groups)
 
     def needs_indicators(self) -> bool:
         return self.group_weights is None or self.clustering not in ("fixed", "random")
@@ -545,15 +575,21 @@ class Grouping(nn.Module):
         The result unpacks as ``weights, labels, group_weights, group_sizes``; the last three are
         computed when first read, so that a step that does not look at them does not pay for them.
         """
-        if self._tabled:
-            # An optimal partition from the tables, then the task weights straight from its
-            # averaging matrix; the labels are derived only if somebody reads them.
-            m = self.num_tasks
+        if self._means_of_sorted:
+            # An optimal partition of the sorted indicators, then the task weights straight from
+            # it (the averaging matrix of the tables, or segment means); the labels are derived
+            # only if somebody reads them.
+            m, k = self.num_tasks, self.num_groups
             sorted_values, order = torch.sort(cast(indicators, torch.float64), stable=True)
-            tables, choice = _tabled_choice(sorted_values, self.num_groups)
-            means = torch.mv(tables["averages"].index_select(0, choice).view(m, m), sorted_values)
-            weights = cast(_unsort(means, order), indicators.dtype)
-            return GroupAssignment(self, indicators, weights, lambda: _unsort(_chosen_labels(tables, choice), order))
+            if self._tabled:
+                tables, choice = _tabled_choice(sorted_values, k)
+                means = torch.mv(tables["averages"].index_select(0, choice).view(m, m), sorted_values)
+                labels = lambda: _unsort(_chosen_labels(tables, choice), order)  # noqa: E731
+            else:
+                offsets = _offsets(_optimal_starts(sorted_values, k), m, sorted_values.device)
+                means = _segment_means(sorted_values, offsets)
+                labels = lambda: _unsort(_offset_labels(offsets, m), order)  # noqa: E731
+            return GroupAssignment(self, indicators, cast(_unsort(means, order), indicators.dtype), labels)
         return GroupAssignment(self, indicators, None, self.labels(indicators))
 
     def _group_ids(self, device: torch.device) -> Tensor:
