@@ -174,6 +174,7 @@ def test_exact_kmeans_matches_a_reference_dp_whole_and_in_row_blocks(monkeypatch
     values = values[torch.randperm(len(values), generator=gen)]
     whole = kmeans_1d(values, k)
     if block_entries is not None:
+        monkeypatch.setattr(grouping, "_WHOLE_ENTRIES", 0)
         monkeypatch.setattr(grouping, "_BLOCK_ENTRIES", block_entries)
         grouping._dp_tables.cache_clear()
         assert len(grouping._dp_tables(len(values), values.device, 0)["blocks"]) > 1

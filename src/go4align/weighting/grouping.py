@@ -39,8 +39,12 @@ _TABLE_TASKS = 64
 #: their averaging matrices hold at most ``_PARTITION_TABLE_ENTRIES``; the DP beyond.
 _PARTITION_STEP_ENTRIES = 1 << 16
 _PARTITION_TABLE_ENTRIES = 1 << 19
-#: The DP of K >= 3 works on row blocks of about this many float64 entries (1 MiB, in cache),
-#: each block only up to the diagonal: segments [a, b) need a <= b.
+#: The DP of K >= 3 takes its (M+1)^2 gain matrix whole up to this many entries (M <= 361: few
+#: operations matter most); beyond, row blocks of about ``_BLOCK_ENTRIES`` float64 entries per
+#: CPU thread (1 MiB each, in cache; at least two blocks), each only up to the diagonal: segments
+#: [a, b) need a <= b. Measured at M = 1000, K = 5: with 2 threads, blocks of 2^18 entries ~20%
+#: faster than 2^17; with one thread, ~10% slower.
+_WHOLE_ENTRIES = 1 << 17
 _BLOCK_ENTRIES = 1 << 17
 
 
@@ -179,23 +183,28 @@ def _tabled_choice(sorted_values: Tensor, k: int) -> tuple[dict[str, Tensor], Te
 
 
 @functools.lru_cache(maxsize=16)
-def _dp_tables(m: int, device: torch.device, thread: int) -> dict:
+def _dp_tables(m: int, device: torch.device, thread: int, threads: int = 1) -> dict:
     """Constants and work space of the DP of K >= 3 (one set per thread, since the work space is
-    written). Indices ``a, b`` run over the ``m + 1`` boundaries; ``gain[b, a]`` is the gain of
+    written; blocks sized for ``threads`` CPU threads). Indices ``a, b`` run over the ``m + 1`` boundaries; ``gain[b, a]`` is the gain of
     the segment ``[a, b)``, ``-inf`` where ``a > b`` (filled once above the diagonal). The rows
     are processed in blocks, each only up to its diagonal."""
     f64 = dict(dtype=torch.float64, device=device)
     boundaries = torch.arange(m + 1, **f64)
     length = boundaries[:, None] - boundaries[None, :]  # [b, a]
     impossible = torch.where(length < 0, float("-inf"), 0.0).to(torch.float64)
-    rows = max(16, _BLOCK_ENTRIES // (m + 1))
+    if (m + 1) ** 2 <= _WHOLE_ENTRIES:
+        rows = m + 1
+    else:  # at least two blocks: the square up to the diagonal is half the work
+        rows = max(16, min(_BLOCK_ENTRIES * threads // (m + 1), (m + 2) // 2))
     positions = torch.arange(m, device=device)
     # P = centring @ sorted: P[b] = sum_{i < b} (x_i - mean), P[0] = 0
     centring = (positions[None, :] < torch.arange(m + 1, device=device)[:, None]).to(torch.float64)
     centring -= boundaries[:, None] / m
     steps, floor = _start_tests(m + 1, m, device)  # allowed group starts: 0, m, and new values
     gain = impossible.clone()
-    prefix = torch.zeros(m + 1, **f64)
+    # P and the start tests from one matrix-vector product (whole matrices)
+    prefix_and_tests = torch.zeros(2 * (m + 1), **f64)
+    prefix = prefix_and_tests[: m + 1]
     inverse = torch.where(length > 0, 1 / length.clamp_min(1), torch.zeros_like(length))
     total = torch.empty_like(length)
     blocked = torch.zeros(m + 1, **f64)
@@ -218,8 +227,9 @@ def _dp_tables(m: int, device: torch.device, thread: int) -> dict:
             )
             for start, stop in blocks
         ],
-        "centring": centring,
-        "steps": steps,
+        "centring_and_steps": torch.cat([centring, steps]),
+        "prefix_and_tests": prefix_and_tests,
+        "tests": prefix_and_tests[m + 1 :],
         "floor": floor,
         "zero": torch.zeros((), **f64),
         "minus_inf": torch.full((), float("-inf"), **f64),
@@ -242,12 +252,12 @@ def _optimal_starts(sorted_values: Tensor, num_groups: int) -> list[Tensor]:
     if num_groups == 2:
         tables = _two_group_tables(m, sorted_values.device)
         return [tables["start"].index_select(0, _two_group_split(sorted_values, tables))]
-    tables = _dp_tables(m, sorted_values.device, threading.get_ident())
+    tables = _dp_tables(m, sorted_values.device, threading.get_ident(), torch.get_num_threads())
     prefix = tables["prefix"]
     whole = len(tables["blocks"]) == 1
     if whole:  # small m: one matrix-vector product each, rather than several steps
-        torch.mv(tables["centring"], sorted_values, out=prefix)
-        allowed = torch.gt(torch.mv(tables["steps"], sorted_values), tables["floor"])
+        torch.mv(tables["centring_and_steps"], sorted_values, out=tables["prefix_and_tests"])
+        allowed = torch.gt(tables["tests"], tables["floor"])
     else:  # large m: O(m) steps rather than O(m^2) products
         torch.cumsum(sorted_values - sorted_values.mean(), 0, out=prefix[1:])
         allowed = torch.ones(m + 1, dtype=torch.bool, device=sorted_values.device)
