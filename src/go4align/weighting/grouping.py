@@ -125,9 +125,9 @@ def _tabled(m: int, k: int) -> bool:
 def _partition_tables(m: int, k: int, device: torch.device) -> dict[str, Tensor]:
     """Read-only constants of K >= 3 by enumeration, for ``m`` sorted values: every partition
     into at most ``k`` contiguous groups, one group first, then by number of groups and split
-    points, so that exact ties go to fewer groups and earlier splits. ``roots @ sorted``, squared
-    and summed over a partition's ``k`` rows, is its between-group sum of squares (the row of
-    group ``g`` is ``(1_g - n_g / m) / sqrt(n_g)``; zero for unused groups, and for the one group).
+    points, so that exact ties go to fewer groups and earlier splits. ``roots[p] @ sorted`` (``k``
+    entries) has the norm sqrt of partition ``p``'s between-group sum of squares (the row of group
+    ``g`` is ``(1_g - n_g / m) / sqrt(n_g)``; zero for unused groups, and for the one group).
     ``incidence`` marks each partition's split points; ``negated_steps @ sorted`` is minus the gap
     before each sorted position (0 at 0, which no partition splits). ``labels`` and ``averages``:
     the group of each position and the averaging rows of :func:`_averaging_rows`."""
@@ -142,7 +142,7 @@ def _partition_tables(m: int, k: int, device: torch.device) -> dict[str, Tensor]
     groups = torch.arange(k, device=device)[None, :, None]
     members = (labels[:, None, :] == groups).to(torch.float64)  # [partition, group, position]
     sizes = members.sum(2, keepdim=True)
-    roots = ((members - sizes / m) / sizes.clamp_min(1).sqrt()).reshape(-1, m)
+    roots = (members - sizes / m) / sizes.clamp_min(1).sqrt()
     incidence = torch.zeros(labels.shape, dtype=torch.float64, device=device)
     incidence[:, 1:] = labels[:, 1:] != labels[:, :-1]
     steps, _ = _start_tests(m, m, device)
@@ -156,13 +156,19 @@ def _partition_tables(m: int, k: int, device: torch.device) -> dict[str, Tensor]
     }
 
 
-def _partition_choice(sorted_values: Tensor, tables: dict[str, Tensor], k: int) -> Tensor:
+#: Subtracted from the gain of a partition for each split inside a run of equal values: far below
+#: any gain, finite even times ``m - 1`` splits, and exactly nothing for a partition without one.
+_EXCLUDED = 1e300
+
+
+def _partition_choice(sorted_values: Tensor, tables: dict[str, Tensor]) -> Tensor:
     """Index (shape ``[1]``) of an optimal partition of :func:`_partition_tables`."""
-    gains = torch.mv(tables["roots"], sorted_values).square_().view(-1, k).sum(1)
-    # Equal values are never split: a partition with a split inside a run of equal values (gap
-    # exactly 0, exact in float64) gets gain 0, which never beats the one group listed first.
+    # sqrt of each partition's between-group sum of squares: the same order, two operations
+    gains = torch.linalg.vector_norm(torch.matmul(tables["roots"], sorted_values), dim=1)
+    # Equal values are never split: each split inside a run of equal values (gap exactly 0, exact
+    # in float64) costs a partition _EXCLUDED, so it never beats the one group (gain 0) listed first.
     ties = torch.heaviside(torch.mv(tables["negated_steps"], sorted_values), tables["one"])
-    gains.mul_(torch.mv(tables["incidence"], ties) == 0)
+    gains = torch.addmv(gains, tables["incidence"], ties, alpha=-_EXCLUDED)
     return gains.argmax(0, keepdim=True)  # the first maximum
 
 
@@ -179,7 +185,7 @@ def _tabled_choice(sorted_values: Tensor, k: int) -> tuple[dict[str, Tensor], Te
         tables = _two_group_tables(m, sorted_values.device)
         return tables, _two_group_split(sorted_values, tables)
     tables = _partition_tables(m, k, sorted_values.device)
-    return tables, _partition_choice(sorted_values, tables, k)
+    return tables, _partition_choice(sorted_values, tables)
 
 
 @functools.lru_cache(maxsize=16)
