@@ -278,6 +278,29 @@ def test_grouped_wrapper_groups_inner_weights_and_trains_its_parameters():
     assert Grouped(LS(3), 2).backward(torch.ones(3, requires_grad=True)).tolist() == [1, 1, 1]
 
 
+def test_grouped_wrapper_takes_the_protocols_forward_half_precision_and_all():
+    """Grouped is an ordinary loss-oriented method: half-precision losses are weighed in float32
+    and a weight that the losses' dtype cannot hold is refused (SI's 1 / L of a tiny loss in
+    float16), not turned into inf; its objective has the inner method's value on top."""
+    from go4align.weighting import SI
+
+    small = torch.tensor([1e-5, 2e-5, 1.0], dtype=torch.float16, requires_grad=True)
+    with pytest.raises(ValueError, match="does not fit the losses' dtype torch.float16"):
+        Grouped(SI(3), 2).backward(small)
+    grouped = Grouped(SI(3), 2)
+    losses = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float16, requires_grad=True)
+    objective = grouped(losses)
+    assert objective.dtype == torch.float32 and torch.isfinite(objective)
+    weights = grouped.diagnostics["weights"]
+    inner = grouped.diagnostics["inner_weights"]
+    assert weights.tolist() == pytest.approx([2.0, 0.75, 0.75])  # SI's 1 / L, grouped {2}, {1, 0.5}
+    assert inner.tolist() == pytest.approx([2.0, 1.0, 0.5])
+    detached = losses.detach().float()
+    expected = torch.dot(weights.float(), detached) + torch.log(detached).sum()
+    assert objective.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert grouped.step == grouped.method.step == 1
+
+
 def test_registry():
     method = make("go4align", 3, num_groups=3)
     assert isinstance(method, GO4Align) and method.num_groups == 3

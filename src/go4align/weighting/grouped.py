@@ -45,23 +45,26 @@ class Grouped(LossWeighting):
         self.positive_losses = method.positive_losses
         self.grouping = Grouping(method.num_tasks, num_groups, clustering, group_weights, seed)
 
-    def forward(self, losses: Tensor) -> Tensor:
-        losses = self.check_losses(losses)
-        detached = self.global_losses(losses, positive=self.positive_losses)
-        inner = self.method.weigh(detached)
+    def weigh(self, losses: Tensor) -> Tensor:
+        inner = self.method.weigh(losses)
         assignment = self.grouping(inner.detach().to(torch.float64))
         weights = assignment.weights
-        self.count_step()
         self.method.count_step()
+        # for the inner objective, which reaches only the inner method's own parameters (the
+        # losses are detached); kept until this step's objective, so as not to hold its graph
+        self.__dict__["_inner"] = (losses, inner)
         step = self.method.diagnostics  # this step's; read lazily, as it reads its own
         self.record(
             **{f"inner_{key}": functools.partial(step.__getitem__, key) for key in step},
-            losses=detached,
+            losses=losses,
             indicators=inner.detach(),
             weights=weights,
             **assignment.diagnostics(),
         )
-        return (weights.to(losses.dtype) * losses).sum() + self.method.objective(detached, inner)
+        return weights
+
+    def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
+        return super().objective(losses, weights) + self.method.objective(*self.__dict__.pop("_inner"))
 
     def after_step(self, closure=None) -> None:
         self.method.after_step(closure)
