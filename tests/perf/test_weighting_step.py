@@ -24,5 +24,6 @@ def test_steps_are_scaled_by_the_runs_own_spectral_step(script):
 
 
 def test_without_a_spectral_step_nothing_is_scaled(script):
-    rows = script.format_weighting_table([(3, 2, {"go4align": 2e-4, "ls": 2e-5}), (11, 5, {"go4align": 3e-4, "ls": 2e-5})])
+    results = [(3, 2, {"go4align": 2e-4, "ls": 2e-5}), (11, 5, {"go4align": 3e-4, "ls": 2e-5})]
+    rows = script.format_weighting_table(results)
     assert [row.split("|")[7].strip() for row in rows[2:]] == ["n/a", "n/a"]

@@ -299,6 +299,8 @@ def test_grouped_wrapper_takes_the_protocols_forward_half_precision_and_all():
     expected = torch.dot(weights.float(), detached) + torch.log(detached).sum()
     assert objective.item() == pytest.approx(expected.item(), rel=1e-6)
     assert grouped.step == grouped.method.step == 1
+    with pytest.raises(RuntimeError, match="weigh"):  # the step's objective is taken: not twice
+        grouped.objective(losses.float(), weights)
 
 
 def test_registry():

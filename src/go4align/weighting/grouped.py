@@ -64,7 +64,10 @@ class Grouped(LossWeighting):
         return weights
 
     def objective(self, losses: Tensor, weights: Tensor) -> Tensor:
-        return super().objective(losses, weights) + self.method.objective(*self.__dict__.pop("_inner"))
+        inner = self.__dict__.pop("_inner", None)
+        if inner is None:
+            raise RuntimeError("Grouped.objective needs this step's weigh() first: call the weighting on the losses")
+        return super().objective(losses, weights) + self.method.objective(*inner)
 
     def after_step(self, closure=None) -> None:
         self.method.after_step(closure)

@@ -43,7 +43,7 @@ _PARTITION_TABLE_ENTRIES = 1 << 19
 #: operations matter most); beyond, row blocks of about ``_BLOCK_ENTRIES`` float64 entries per
 #: CPU thread (1 MiB each, in cache; at least two blocks), each only up to the diagonal: segments
 #: [a, b) need a <= b. Measured at M = 1000, K = 5: with 2 threads, blocks of 2^18 entries ~20%
-#: faster than 2^17; with one thread, ~10% slower.
+#: faster than 2^17; with one thread, no faster (within this machine's +-15% noise).
 _WHOLE_ENTRIES = 1 << 17
 _BLOCK_ENTRIES = 1 << 17
 
@@ -191,9 +191,10 @@ def _tabled_choice(sorted_values: Tensor, k: int) -> tuple[dict[str, Tensor], Te
 @functools.lru_cache(maxsize=16)
 def _dp_tables(m: int, device: torch.device, thread: int, threads: int = 1) -> dict:
     """Constants and work space of the DP of K >= 3 (one set per thread, since the work space is
-    written; blocks sized for ``threads`` CPU threads). Indices ``a, b`` run over the ``m + 1`` boundaries; ``gain[b, a]`` is the gain of
-    the segment ``[a, b)``, ``-inf`` where ``a > b`` (filled once above the diagonal). The rows
-    are processed in blocks, each only up to its diagonal."""
+    written; blocks sized for ``threads`` CPU threads). Indices ``a, b`` run over the ``m + 1``
+    boundaries; ``gain[b, a]`` is the gain of the segment ``[a, b)``, ``-inf`` where ``a > b``
+    (filled once above the diagonal). The rows are processed whole or in blocks, each only up to
+    its diagonal."""
     f64 = dict(dtype=torch.float64, device=device)
     boundaries = torch.arange(m + 1, **f64)
     length = boundaries[:, None] - boundaries[None, :]  # [b, a]
@@ -296,9 +297,9 @@ def _segment_means(sorted_values: Tensor, offsets: Tensor) -> Tensor:
     four operations whatever K, on the values' device without host synchronisation (``unsafe``
     skips segment_reduce's checks, which read the offsets back; they are valid by construction)."""
     means = torch.segment_reduce(sorted_values, "mean", offsets=offsets, unsafe=True, initial=0.0)
-    # the group of position p is the number of later groups' offsets at or before p
-    groups = torch.searchsorted(offsets[1:], _segment_tables(sorted_values.shape[0], sorted_values.device)["positions"], right=True)
-    return means.index_select(0, groups)
+    # the group of position p: how many offsets after the first are <= p (the last, m, never is)
+    positions = _segment_tables(sorted_values.shape[0], sorted_values.device)["positions"]
+    return means.index_select(0, torch.searchsorted(offsets[1:], positions, right=True))
 
 
 def _offset_labels(offsets: Tensor, m: int) -> Tensor:
@@ -562,7 +563,9 @@ class Grouping(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
         self._ids = torch.arange(num_groups)[:, None]
         # the exact optimum with group means as weights: computed from the sorted indicators
-        self._means_of_sorted = self.clustering == "exact" and self.group_weights is None and 2 <= num_groups < num_tasks
+        self._means_of_sorted = (
+            self.clustering == "exact" and self.group_weights is None and 2 <= num_groups < num_tasks
+        )
         self._tabled = self._means_of_sorted and _tabled(num_tasks, num_groups)
 
     def needs_indicators(self) -> bool:
