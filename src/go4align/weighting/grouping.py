@@ -126,8 +126,8 @@ def _partition_tables(m: int, k: int, device: torch.device) -> dict[str, Tensor]
     """Read-only constants of K >= 3 by enumeration, for ``m`` sorted values: every partition
     into at most ``k`` contiguous groups, one group first, then by number of groups and split
     points, so that exact ties go to fewer groups and earlier splits. ``roots[p] @ sorted`` (``k``
-    entries) has the norm sqrt of partition ``p``'s between-group sum of squares (the row of group
-    ``g`` is ``(1_g - n_g / m) / sqrt(n_g)``; zero for unused groups, and for the one group).
+    entries) has as squared norm partition ``p``'s between-group sum of squares (the row of
+    group ``g`` is ``(1_g - n_g / m) / sqrt(n_g)``; zero for unused groups, and for the one group).
     ``incidence`` marks each partition's split points; ``negated_steps @ sorted`` is minus the gap
     before each sorted position (0 at 0, which no partition splits). ``labels`` and ``averages``:
     the group of each position and the averaging rows of :func:`_averaging_rows`."""
@@ -163,8 +163,10 @@ _EXCLUDED = 1e300
 
 def _partition_choice(sorted_values: Tensor, tables: dict[str, Tensor]) -> Tensor:
     """Index (shape ``[1]``) of an optimal partition of :func:`_partition_tables`."""
-    # sqrt of each partition's between-group sum of squares: the same order, two operations
-    gains = torch.linalg.vector_norm(torch.matmul(tables["roots"], sorted_values), dim=1)
+    # each partition's between-group sum of squares, in two operations (not its norm: the square
+    # root would merge gains one ulp apart into ties)
+    projections = torch.matmul(tables["roots"], sorted_values)
+    gains = torch.linalg.vecdot(projections, projections, dim=1)
     # Equal values are never split: each split inside a run of equal values (gap exactly 0, exact
     # in float64) costs a partition _EXCLUDED, so it never beats the one group (gain 0) listed first.
     ties = torch.heaviside(torch.mv(tables["negated_steps"], sorted_values), tables["one"])
