@@ -86,7 +86,7 @@ def _two_group_tables(m: int, device: torch.device) -> dict[str, Tensor]:
     roots = (first.to(torch.float64) - a[:, None] / m) * coefficient[:, None]
     roots[0] = 0  # one group: gain exactly 0
     steps, floor = _start_tests(m, m, device)
-    tables = {"roots": roots, "steps": steps, "floor": floor, "start": start, "positions": positions}
+    tables = {"roots": roots, "steps": steps, "floor": floor, "start": start}
     if m <= _TABLE_TASKS:
         tables["labels"] = (~first).long()
         tables["averages"] = _averaging_rows(tables["labels"])
@@ -400,10 +400,24 @@ def _sorted_labels(sorted_values: Tensor, num_groups: int) -> Tensor:
     if num_groups >= m:  # every distinct value its own group
         starts = torch.diff(sorted_values) > 0
         return torch.cat([starts.new_zeros(1, dtype=torch.int64), torch.cumsum(starts, 0)])
-    if _tabled(m, num_groups):
+    return _sorted_optimum(sorted_values, num_groups, _tabled(m, num_groups))[1]()
+
+
+def _sorted_optimum(
+    sorted_values: Tensor, num_groups: int, tabled: bool
+) -> tuple[Callable[[], Tensor], Callable[[], Tensor]]:
+    """An optimal partition of sorted float64 values into ``2 <= num_groups < m`` groups (from the
+    tables when ``tabled``, see :func:`_tabled`; else from its split points), as two functions
+    that compute, when called, each sorted value's group mean and its label."""
+    m = sorted_values.shape[0]
+    if tabled:
         tables, choice = _tabled_choice(sorted_values, num_groups)
-        return _chosen_labels(tables, choice)
-    return _offset_labels(_offsets(_optimal_starts(sorted_values, num_groups), m, sorted_values.device), m)
+        return (
+            lambda: torch.mv(tables["averages"].index_select(0, choice).view(m, m), sorted_values),
+            lambda: _chosen_labels(tables, choice),
+        )
+    offsets = _offsets(_optimal_starts(sorted_values, num_groups), m, sorted_values.device)
+    return lambda: _segment_means(sorted_values, offsets), lambda: _offset_labels(offsets, m)
 
 
 def _unsort(sorted_result: Tensor, order: Tensor) -> Tensor:
@@ -600,17 +614,10 @@ class Grouping(nn.Module):
             # An optimal partition of the sorted indicators, then the task weights straight from
             # it (the averaging matrix of the tables, or segment means); the labels are derived
             # only if somebody reads them.
-            m, k = self.num_tasks, self.num_groups
             sorted_values, order = torch.sort(cast(indicators, torch.float64), stable=True)
-            if self._tabled:
-                tables, choice = _tabled_choice(sorted_values, k)
-                means = torch.mv(tables["averages"].index_select(0, choice).view(m, m), sorted_values)
-                labels = lambda: _unsort(_chosen_labels(tables, choice), order)  # noqa: E731
-            else:
-                offsets = _offsets(_optimal_starts(sorted_values, k), m, sorted_values.device)
-                means = _segment_means(sorted_values, offsets)
-                labels = lambda: _unsort(_offset_labels(offsets, m), order)  # noqa: E731
-            return GroupAssignment(self, indicators, cast(_unsort(means, order), indicators.dtype), labels)
+            means, labels = _sorted_optimum(sorted_values, self.num_groups, self._tabled)
+            weights = cast(_unsort(means(), order), indicators.dtype)
+            return GroupAssignment(self, indicators, weights, lambda: _unsort(labels(), order))
         return GroupAssignment(self, indicators, None, self.labels(indicators))
 
     def _group_ids(self, device: torch.device) -> Tensor:
