@@ -260,7 +260,7 @@ class Weighting(nn.Module):
                 return
             values = losses.tolist()
         bad = [m for m, v in enumerate(values) if not math.isfinite(v)]
-        step = int(self.step)
+        step = self.step
         if bad:
             raise NonFiniteLossError(
                 f"{type(self).__name__}: non-finite loss at step {step} for task(s) {bad}: "
@@ -330,7 +330,7 @@ class LossWeighting(Weighting):
         largest = float(weights.detach().abs().max())
         if largest > torch.finfo(dtype).max:
             raise ValueError(
-                f"{type(self).__name__}: weight {largest:.3g} at step {int(self.step)} does not fit the "
+                f"{type(self).__name__}: weight {largest:.3g} at step {self.step} does not fit the "
                 f"losses' dtype {dtype}; compute the losses in float32 (autocast does for its loss functions)"
             )
 

@@ -74,7 +74,7 @@ class DWA(LossWeighting):
     def weigh(self, losses: Tensor) -> Tensor:
         if self.mode == "iteration":
             self.costs = torch.cat([self.costs[1:], losses.to(torch.float32)[None]])
-            if int(self.step) > self.window:
+            if self.step > self.window:
                 ratio = self.costs[self.window :].mean(0) / self.costs[: self.window].mean(0)
                 self.dwa_weights = self._from_ratio(ratio)
         else:

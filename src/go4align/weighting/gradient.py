@@ -239,7 +239,7 @@ class GradientWeighting(Weighting):
             return False
         bad = [m for m, ok in enumerate(rows.tolist()) if not ok]
         raise ValueError(
-            f"{type(self).__name__}: non-finite gradient at step {int(self.step)} for task(s) {bad} "
+            f"{type(self).__name__}: non-finite gradient at step {self.step} for task(s) {bad} "
             f"(dtype {jacobian.dtype}): the losses are finite, so the backward overflowed; "
             "use torch.amp.GradScaler (grad_scaler=...) or a wider dtype"
         )

@@ -148,7 +148,7 @@ class NashMTL(GradientWeighting):
         return alpha, failed
 
     def reuse(self) -> Aggregation | None:
-        if int(self.step) % self.update_weights_every == 0:
+        if self.step % self.update_weights_every == 0:
             return None
         return Aggregation(self.alpha.clone(), None, {"updated": torch.zeros((), device=self.alpha.device)})
 
