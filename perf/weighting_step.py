@@ -29,6 +29,9 @@ from torch import nn
 from go4align import GO4Align
 from go4align.weighting import LS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # perf/ is not a package
+import methods_step  # noqa: E402
+
 
 def timed_blocks(functions: dict, calls: int, repeats: int) -> dict[str, float]:
     """Median over ``repeats`` blocks of the mean seconds per call, methods alternating."""
@@ -131,9 +134,6 @@ def training_table(repeats: int, quick: bool) -> list[str]:
 def benchmark_row(repeats: int, quick: bool) -> str:
     """The step of the paper family's small model: Multi-Fashion's MultiLeNet on a real batch,
     built as perf/methods_step.py builds it (the trainer's step)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import methods_step
-
     try:
         benchmark, (inputs, targets), batch, title = methods_step.load("fashion")
     except FileNotFoundError as error:  # the data is not installed
@@ -188,9 +188,9 @@ def digits_row(repeats: int, quick: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=methods_step.positive, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer calls per block, for a smoke run")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=methods_step.positive, default=None, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
