@@ -168,3 +168,13 @@ def check_scaling(factory, jacobian: torch.Tensor, power: float, scale: float = 
     weights, _ = aggregate(factory(), jacobian)
     scaled, _ = aggregate(factory(), jacobian * scale)
     torch.testing.assert_close(scaled, weights * scale**power, **tolerances)
+
+
+def sse(values, labels):
+    """The K-means objective of a partition (within-group sum of squares), in Python floats."""
+    total = 0.0
+    for g in set(labels):
+        group = [v for v, l in zip(values, labels) if l == g]
+        mean = sum(group) / len(group)
+        total += sum((v - mean) ** 2 for v in group)
+    return total

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 
 from go4align.weighting import GO4Align, Grouped, LossWeighting, LS, NonFiniteLossError, kmeans_1d, make
 
+from helpers import sse
+
 
 def hand_indicators(history, beta, scale="mean"):
     """Eq. 5-7 with plain floats, Q in its multiplicative form (Eq. 6)."""
@@ -110,16 +112,8 @@ def test_permutation_equivariance(losses, k, seed):
         gamma = a.diagnostics["indicators"].tolist()
         own, other = a.diagnostics["groups"].tolist(), b.diagnostics["groups"][back].tolist()
         assert own != other
-        total = within_group_squares(gamma, [0] * m)
-        assert abs(within_group_squares(gamma, other) - within_group_squares(gamma, own)) <= 1e-12 * total
-
-
-def within_group_squares(values, labels):
-    """The K-means objective of a partition, in Python floats."""
-    groups = {}
-    for value, label in zip(values, labels):
-        groups.setdefault(label, []).append(value)
-    return sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups.values())
+        total = sse(gamma, [0] * m)
+        assert abs(sse(gamma, other) - sse(gamma, own)) <= 1e-12 * total
 
 
 @settings(max_examples=60, deadline=None)

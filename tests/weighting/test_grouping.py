@@ -7,14 +7,7 @@ from hypothesis import strategies as st
 
 from go4align.weighting import Grouping, kmeans_1d, lloyd_1d, spectral_1d
 
-
-def sse(values, labels):
-    total = 0.0
-    for g in set(labels):
-        group = [v for v, l in zip(values, labels) if l == g]
-        mean = sum(group) / len(group)
-        total += sum((v - mean) ** 2 for v in group)
-    return total
+from helpers import sse
 
 
 def brute_force_sse(values, k):
