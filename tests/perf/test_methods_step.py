@@ -32,10 +32,11 @@ def test_batch_size_must_be_positive(script):
         script.positive("0")
 
 
+@pytest.mark.parametrize("name", ["methods_step", "weighting_step"])
 @pytest.mark.parametrize("argument", ["--repeats", "--threads"])
-def test_counts_below_one_are_refused_naming_the_value(script, argument, monkeypatch, capsys):
+def test_counts_below_one_are_refused_naming_the_value(load_script, name, argument, monkeypatch, capsys):
     """--repeats 0 ended in statistics' "no median for empty data"; --threads 0 in torch's error."""
-    monkeypatch.setattr("sys.argv", ["methods_step.py", argument, "0"])
+    monkeypatch.setattr("sys.argv", [f"{name}.py", argument, "0"])
     with pytest.raises(SystemExit):
-        script.main()
+        load_script(name).main()
     assert f"argument {argument}: must be a positive int, got '0'" in capsys.readouterr().err
