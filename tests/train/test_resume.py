@@ -10,7 +10,6 @@ import torch
 from conftest import comparable, make_tiny
 
 from go4align.train import Trainer, parse_method_spec, run_grid, train_run
-from go4align.train.checkpoint import load_checkpoint
 
 # Random clustering draws from the weighting's own generator every step; the tiny benchmark's
 # dropout and augmentation draw from torch's, numpy's and python's: all must resume exactly.
@@ -33,6 +32,14 @@ def interrupt_at(step: int):
 def fit(bench, run_dir, **options):
     trainer = Trainer(bench, parse_method_spec(METHOD), 0, run_dir, progress=False, **options)
     return trainer, trainer.fit()
+
+
+CHECKPOINT_FILES = ["checkpoint.json", "checkpoint.prev.pt", "checkpoint.pt"]
+
+
+def saved_state(run_dir):
+    """The newest checkpoint's run state, read as any user may read it: tensors only."""
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["state"]
 
 
 def same_parameters(a: Trainer, b: Trainer) -> bool:
@@ -129,7 +136,7 @@ def test_killed_process_resumes_bit_identically(uninterrupted, tmp_path):
     finally:
         child.kill()
         child.wait()
-    state = load_checkpoint(run_dir / "checkpoint.pt")["state"]
+    state = saved_state(run_dir)
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 1, 8)
     trainer, result = fit(make_tiny(), run_dir, checkpoint_every=4)
     assert same_parameters(trainer, uninterrupted[0])
@@ -170,22 +177,34 @@ def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(uninterrupted, 
         fit(make_tiny(), run_dir, checkpoint_every=4)
     monkeypatch.setattr(torch, "save", real_save)
     assert calls == [4, 7, 8]  # steps 4, the epoch end (7), then the failed one
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoint.pt", "result.json"]
-    assert load_checkpoint(run_dir / "checkpoint.pt")["state"]["global_step"] == 7
+    assert sorted(p.name for p in run_dir.iterdir()) == CHECKPOINT_FILES + ["result.json"]
+    assert saved_state(run_dir)["global_step"] == 7
     trainer, result = fit(make_tiny(), run_dir, checkpoint_every=4)
     assert same_parameters(trainer, uninterrupted[0])
     assert comparable(result) == comparable(uninterrupted[1])
 
 
-def test_a_partial_file_left_by_a_killed_writer_is_ignored(uninterrupted, tmp_path):
-    """A process killed inside the write leaves its partial temporary file behind (the rename
-    never happened): a resumed run neither reads it nor trips over it."""
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_partial_files_left_by_killed_writers_are_removed(uninterrupted, tmp_path):
+    """A process killed inside a write leaves its partial temporary file behind (the rename
+    never happened): a resumed run removes it, keeps a live writer's, and never reads either."""
     run_dir = tmp_path / "killed"
     with pytest.raises(Interrupt):
         fit(make_tiny(), run_dir, checkpoint_every=4, callbacks=[interrupt_at(10)])
-    leftover = run_dir / ".checkpoint.pt.tmp999999"
-    leftover.write_bytes(b"\x80torn")
+    leftovers = [run_dir / f".checkpoint.pt.tmp{dead_pid()}", run_dir / f".result.json.tmp{dead_pid()}"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"\x80torn")
+    alive = run_dir / f".checkpoint.pt.tmp{os.getppid()}"  # a live process's write in progress
+    alive.write_bytes(b"\x80busy")
     trainer, result = fit(make_tiny(), run_dir, checkpoint_every=4)
     assert same_parameters(trainer, uninterrupted[0])
     assert comparable(result) == comparable(uninterrupted[1])
-    assert leftover.read_bytes() == b"\x80torn"  # someone else's file: left alone
+    assert not any(leftover.exists() for leftover in leftovers)
+    assert alive.read_bytes() == b"\x80busy"
+    alive.unlink()
+    assert sorted(p.name for p in run_dir.iterdir()) == CHECKPOINT_FILES + ["result.json"]

@@ -41,7 +41,8 @@ def test_digits_end_to_end_result_json(digits, tmp_path):
     result = train_run(digits, parse_method_spec("go4align:beta=0.001"), 1, tmp_path, progress=False)
     on_disk = json.loads((tmp_path / "result.json").read_text())
     assert on_disk == result and list(result) == RESULT_KEYS
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "result.json"]  # no temporary files left
+    files = sorted(p.name for p in tmp_path.iterdir())  # no temporary files left
+    assert files == ["checkpoint.json", "checkpoint.prev.pt", "checkpoint.pt", "result.json"]
     assert result["method"] == "go4align" and result["method_label"] == "go4align:beta=0.001"
     assert result["method_options"] == {"num_groups": 2, "beta": 0.001}  # the protocol's K, the spec's beta
     assert result["tasks"] == ["top_left", "bottom_right"] and result["seed"] == 1 and result["complete"]

@@ -11,9 +11,12 @@ optimiser, scheduler, weighting state, the python/numpy/torch RNG states, the da
 generator's state at the start of the epoch, the position in the epoch, the running loss sums,
 the history and the trace), written atomically every ``checkpoint_every`` steps and at each epoch
 end. A run restarted from it redraws the epoch's order, skips the batches already done and ends
-with bit-identical parameters and metrics (on the CPU, and with ``num_workers=0``: with worker
-processes, a resumed epoch hands its remaining batches to the workers in another rotation, so
-random augmentation drawn inside the workers would not repeat).
+with bit-identical parameters and metrics (on the CPU, with the same number of torch threads,
+and with ``num_workers=0``: with worker processes, a resumed epoch hands its remaining batches
+to the workers in another rotation, so random augmentation drawn inside the workers would not
+repeat). Checkpoints hold tensors and plain values only, are verified against the checksums and
+the run identity in ``checkpoint.json`` before use, and are loaded without running code
+(:mod:`go4align.train.checkpoint`); a damaged newest checkpoint falls back to the previous one.
 
 Non-finite losses (``nonfinite``): the weighting's check (or the trainer's, for a weighting built
 with ``validate=False``) finds them before any gradient or state changes. ``"raise"`` (default)
@@ -37,7 +40,9 @@ import contextlib
 import math
 import random
 import statistics
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -50,7 +55,7 @@ from torch.utils.data import DataLoader, default_collate
 from go4align.benchmarks.api import Benchmark
 from go4align.weighting import NonFiniteLossError, Weighting
 
-from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state, write_json_atomic
+from .checkpoint import CheckpointStore, remove_stale_temporaries, rng_state, set_rng_state, write_json_atomic
 from .placement import PeakMemory, Placement
 from .results import Trace, summarise, validation_score
 from .spec import MethodSpec
@@ -58,8 +63,8 @@ from .spec import MethodSpec
 __all__ = ["StepInfo", "Trainer", "train_run", "param_groups", "NONFINITE"]
 
 NONFINITE = ("raise", "skip")
-CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "weighting", "rng", "state", "trace")
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,7 @@ class Trainer:
         )
         tasks = [t for t in benchmark.tasks if focus_task in (None, t.name)]
         self.selection_metrics = [m.name for t in tasks for m in t.metrics]
+        self.checkpoints = CheckpointStore(self.run_dir)
 
     # -- identity of a run, checked when resuming ----------------------------------------------
     def identity(self) -> dict:
@@ -241,8 +247,10 @@ class Trainer:
             "skipped_steps": 0,
             "skipped_in_epoch": 0,
         }
-        if (self.run_dir / CHECKPOINT).exists():
-            self._restore(self.run_dir / CHECKPOINT)
+        if self.placement.rank == 0:
+            remove_stale_temporaries(self.run_dir)  # left by writers killed mid-write
+        if self.checkpoints.exists():
+            self._restore()
 
     def _train_epoch(self) -> None:
         """The rest of the current epoch, from ``step_in_epoch`` on, in the epoch's data order."""
@@ -408,37 +416,42 @@ class Trainer:
     def _save(self) -> None:
         if self.placement.rank != 0:
             return
-        save_atomic(
-            {
-                "identity": self.identity(),
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-                "weighting": self.weighting.state_dict(),
-                "rng": rng_state(),
-                "state": {**self.state, "previous_peak_mb": self.peak_memory_mb()},
-                "trace": self.trace.state_dict(),
-            },
-            self.run_dir / CHECKPOINT,
+        payload = {  # CHECKPOINT_KEYS
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "weighting": self.weighting.state_dict(),
+            "rng": rng_state(),
+            "state": {**self.state, "previous_peak_mb": self.peak_memory_mb()},
+            "trace": self.trace.state_dict(),
+        }
+        self.checkpoints.save(
+            payload, self.identity(), global_step=self.state["global_step"], threads=torch.get_num_threads()
         )
 
-    def _restore(self, path: Path) -> None:
-        checkpoint = load_checkpoint(path)
-        mine, theirs = self.identity(), checkpoint["identity"]
-        differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-        if differ:
-            raise ValueError(
-                f"{path} was written by a different run (differs in {differ}: "
-                f"{ {k: theirs.get(k) for k in differ} } there, { {k: mine.get(k) for k in differ} } now); "
-                "use a new output directory or delete it"
+    def _restore(self) -> None:
+        """Resume from the newest verified checkpoint (the run's identity is checked first)."""
+        loaded = self.checkpoints.load(self.identity(), keys=CHECKPOINT_KEYS)
+        if self.placement.rank == 0:
+            for path, reason in loaded.refused:
+                print(f"go4align: refused {path} ({reason}); resuming from {loaded.path} instead", file=sys.stderr)
+        threads = torch.get_num_threads()
+        if loaded.threads is not None and loaded.threads != threads and self.placement.rank == 0:
+            warnings.warn(
+                f"{self.run_dir}: resuming with {threads} torch thread(s), but the run was written with "
+                f"{loaded.threads}; the result may differ in the last bits from an uninterrupted run "
+                f"(use --threads {loaded.threads} for a bit-identical resume)",
+                RuntimeWarning,
+                stacklevel=3,
             )
+        checkpoint = loaded.payload
         self.model.load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.weighting.load_state_dict(checkpoint["weighting"])
         self.trace.load_state_dict(checkpoint["trace"])
-        self.state = {"skipped_steps": 0, "skipped_in_epoch": 0, **checkpoint["state"]}  # older checkpoints
+        self.state = checkpoint["state"]
         set_rng_state(checkpoint["rng"])
 
     def peak_memory_mb(self) -> float:
