@@ -84,7 +84,7 @@ def find_grids(run_dir: str | Path) -> list[Path]:
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # truncated, or not text at all
         raise ReportError(f"{path}: not valid JSON ({error})") from error
     except OSError as error:
         raise ReportError(f"{path}: cannot be read ({error})") from error

@@ -1,7 +1,7 @@
 """Training: one run (:func:`train_run`), grids of methods x seeds (:func:`run_grid`), method
 specs, checkpoints that resume exactly."""
 
-from .grid import merge_stl, prepare_grid, run_dir_of, run_grid
+from .grid import check_output_dir, merge_stl, prepare_grid, run_dir_of, run_grid
 from .spec import MethodSpec, SingleTask, parse_method_spec, single_task_weighting, split_methods
 from .trainer import StepInfo, Trainer, param_groups, train_run
 
@@ -10,6 +10,7 @@ __all__ = [
     "SingleTask",
     "StepInfo",
     "Trainer",
+    "check_output_dir",
     "merge_stl",
     "param_groups",
     "parse_method_spec",

@@ -42,6 +42,8 @@ __all__ = [
     "CheckpointStore",
     "Loaded",
     "write_json_atomic",
+    "name_max",
+    "os_error",
     "remove_stale_temporaries",
     "rng_state",
     "set_rng_state",
@@ -92,18 +94,32 @@ def _naming(error: OSError, path: Path) -> OSError:
     """The same kind of OSError, saying which file could not be written (not the temporary)."""
     reason = error.strerror or str(error)
     if error.errno == errno.ENAMETOOLONG:
-        reason += f" (a file name may have at most {_name_max(path.parent)} bytes here)"
-    message = f"cannot write {path}: {reason}"
-    return type(error)(error.errno, message) if error.errno is not None else type(error)(message)
+        reason += f" (a file name may have at most {name_max(path.parent)} bytes here)"
+    return os_error(type(error), error.errno, f"cannot write {path}: {reason}")
 
 
-def _name_max(directory: Path) -> int | str:
-    while not directory.exists() and directory != directory.parent:
-        directory = directory.parent
-    try:
-        return os.pathconf(directory, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):
-        return "a few hundred"
+def os_error(kind: type[OSError], code: int | None, message: str) -> OSError:
+    """An OSError of ``kind`` whose text is ``message`` alone (no "[Errno N]" in front) and
+    whose ``errno`` is still ``code``, for callers that test it."""
+    error = kind(message)
+    error.errno = code
+    return error
+
+
+def name_max(directory: Path) -> int:
+    """The longest file name, in bytes, that the file system under ``directory`` (or its
+    nearest existing parent) accepts."""
+    for candidate in (directory, *directory.parents):
+        try:
+            return os.pathconf(candidate, "PC_NAME_MAX")
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as error:
+            if error.errno != errno.ENAMETOOLONG:  # a name too long is a name that does not exist
+                break
+        except (ValueError, AttributeError):  # no pathconf (Windows)
+            break
+    return 255  # the common limit
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -13,7 +13,9 @@ every rank reads them, and a run ends with a barrier, so all ranks skip or run t
 from __future__ import annotations
 
 import datetime
+import errno
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -22,22 +24,80 @@ from typing import Any, Iterable, Sequence
 from go4align import __version__
 from go4align.benchmarks.api import Benchmark
 
-from .checkpoint import write_json_atomic
+from .checkpoint import name_max, os_error, write_json_atomic
 from .placement import is_main_process
 from .spec import MethodSpec, parse_method_spec, single_task_weighting
 from .trainer import RESULT, train_run
 
-__all__ = ["run_grid", "prepare_grid", "run_dir_of", "merge_stl"]
+__all__ = ["run_grid", "prepare_grid", "run_dir_of", "merge_stl", "check_output_dir"]
 
 
 def run_dir_of(out_dir: str | Path, label: str, seed: int) -> Path:
     return Path(out_dir) / "runs" / label / f"seed{seed}"
 
 
+def check_output_dir(path: str | Path, labels: Iterable[str] = ()) -> Path:
+    """Check, before anything loads or runs, that a grid can be written to ``path``; creates
+    nothing. ``path`` must be a directory or creatable as one, writable, and its new components
+    and the method ``labels`` (each a directory name in it) must fit the file system's name
+    limit. Raises an ``OSError`` subclass naming the path."""
+    path = Path(path)
+    try:
+        existing = _deepest_existing_dir(path)
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise os_error(PermissionError, errno.EACCES, f"output directory {path}: {existing} is not writable")
+        for label in labels:
+            _check_name(label, existing, "method label")
+    except OSError as error:
+        if str(path) in str(error):
+            raise
+        raise os_error(type(error), error.errno, f"output directory {path}: {error.strerror or error}") from error
+    return path
+
+
+def _deepest_existing_dir(path: Path) -> Path:
+    """The deepest existing directory on ``path``, each name checked against the length limit
+    before it is looked up (a lookup of a name too long fails without saying which)."""
+    existing = Path(path.anchor or ".")
+    missing = False
+    for part in path.parts[1:] if path.anchor else path.parts:
+        _check_name(part, existing, f"output directory {path}: the name")
+        candidate = existing / part
+        if missing or not candidate.exists():
+            missing = True
+        elif not candidate.is_dir():
+            what = " exists and is not a directory" if candidate == path else f": {candidate} is not a directory"
+            raise os_error(NotADirectoryError, errno.ENOTDIR, f"output directory {path}{what}")
+        else:
+            existing = candidate
+    return existing
+
+
+def _check_name(name: str, directory: Path, what: str) -> None:
+    size, limit = len(os.fsencode(name)), name_max(directory)
+    if size > limit:
+        message = f"{what} {name!r} is {size} bytes; a file name may have at most {limit} bytes in {directory}"
+        raise os_error(OSError, errno.ENAMETOOLONG, message)
+
+
+def _read_json(path: Path, remedy: str) -> dict:
+    """A JSON object from ``path``; an error naming the file and ``remedy`` when it is damaged."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise os_error(type(error), error.errno, f"cannot read {path}: {error.strerror or error}") from error
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); {remedy}") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a JSON {type(data).__name__}, not an object; {remedy}")
+    return data
+
+
 def _read_complete(path: Path) -> dict | None:
+    """A run's result when the run is complete; ``None`` when it is absent or incomplete."""
     if not path.exists():
         return None
-    result = json.loads(path.read_text())
+    result = _read_json(path, "delete it and re-run the same command: the run resumes from its checkpoint")
     return result if result.get("complete") else None
 
 
@@ -81,7 +141,10 @@ def _write_grid(
         "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     if path.exists():
-        old = json.loads(path.read_text())
+        old = _read_json(path, "restore it, or use a new output directory")
+        missing = [key for key in ("methods", "seeds", "start_time") if key not in old]
+        if missing:
+            raise ValueError(f"{path} lacks {missing}; restore it, or use a new output directory")
         for key in ("benchmark", "benchmark_options", "protocol"):
             if old.get(key) != grid[key]:
                 raise ValueError(
@@ -189,7 +252,7 @@ def run_grid(
     results by ``(label, seed)``. ``options`` go to :class:`~go4align.train.trainer.Trainer`
     (``device``, ``checkpoint_every``, ``callbacks``, ``progress``)."""
     specs = prepare_grid(benchmark, methods, seeds)
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, [s.label for s in specs])
     _write_grid(out_dir, benchmark, specs, seeds, list(command) if command is not None else list(sys.argv))
     results = {}
     for seed in seeds:
