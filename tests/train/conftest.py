@@ -63,3 +63,7 @@ def comparable(result: dict) -> dict:
     epochs = [{k: v for k, v in e.items() if k != "time_s"} for e in result["epochs"]]
     drop = ("time_per_epoch_s", "peak_memory_mb", "epochs")
     return {**{k: v for k, v in result.items() if k not in drop}, "epochs": epochs}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: starts processes or trains for long; deselect with -m 'not slow'")

@@ -2,6 +2,7 @@
 specs, checkpoints that resume exactly."""
 
 from .grid import check_output_dir, merge_stl, prepare_grid, run_dir_of, run_grid
+from .placement import distributed
 from .spec import MethodSpec, SingleTask, parse_method_spec, single_task_weighting, split_methods
 from .trainer import StepInfo, Trainer, param_groups, train_run
 
@@ -11,6 +12,7 @@ __all__ = [
     "StepInfo",
     "Trainer",
     "check_output_dir",
+    "distributed",
     "merge_stl",
     "param_groups",
     "parse_method_spec",

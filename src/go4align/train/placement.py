@@ -13,6 +13,7 @@ split, and only rank 0 writes files. See ``docs/distributed.md``.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import gc
 import os
 import resource
@@ -24,7 +25,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["Placement", "PeakMemory", "distributed", "is_main_process"]
+__all__ = ["Placement", "PeakMemory", "distributed", "is_main_process", "DDP_TIMEOUT_S"]
+
+DDP_TIMEOUT_S = 600.0  # how long a collective waits for a silent rank before the job ends
 
 
 def is_main_process() -> bool:
@@ -37,9 +40,15 @@ def _launched_world_size() -> int:
 
 
 @contextlib.contextmanager
-def distributed(device: str | torch.device = "cpu") -> Iterator[None]:
+def distributed(device: str | torch.device = "cpu", timeout: float = DDP_TIMEOUT_S) -> Iterator[None]:
     """Run the body in the default process group when launched by ``torchrun`` with
     ``WORLD_SIZE > 1`` (a no-op otherwise, or when a group already exists).
+
+    ``timeout`` (seconds, default :data:`DDP_TIMEOUT_S`, 10 minutes) bounds every collective:
+    when a rank stalls (stopped, hung, or its machine gone silent), the others raise
+    :class:`TimeoutError` within it and the job ends instead of waiting forever. It must exceed
+    the longest time one rank may legitimately spend between two collectives (an evaluation,
+    a checkpoint); ``go4align bench --ddp-timeout SECONDS`` sets it.
 
     On a normal exit every rank waits for the others, then the group is destroyed; the caller
     must have dropped its ``DistributedDataParallel`` objects by then (the trainer drops its own
@@ -47,17 +56,27 @@ def distributed(device: str | torch.device = "cpu") -> Iterator[None]:
     the interpreter's exit, can abort the process with gloo. After an exception the group is
     destroyed without the barrier, which the other ranks might never reach.
     """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if _launched_world_size() <= 1 or dist.is_initialized():
         yield
         return
     cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if cuda else "gloo")
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout))
     try:
         yield
         gc.collect()  # DDP objects held only by reference cycles go before the group
         dist.barrier()
+    except RuntimeError as error:  # gloo raises a plain RuntimeError, "Timed out waiting 5000ms for recv ..."
+        if "timed out" not in str(error).lower():
+            raise
+        raise TimeoutError(
+            f"rank {dist.get_rank()} of {dist.get_world_size()}: another rank did not answer within the "
+            f"process-group timeout of {timeout:g} s (stopped, hung or unreachable), so the job ends; "
+            "if a step legitimately takes longer, raise it (go4align bench --ddp-timeout SECONDS)"
+        ) from error
     finally:
         dist.destroy_process_group()
 
