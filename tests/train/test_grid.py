@@ -93,3 +93,12 @@ def test_another_grid_in_the_same_directory_is_refused(tmp_path):
 def test_bad_grids_fail_before_training(methods, seeds, message):
     with pytest.raises(ValueError, match=message):
         prepare_grid(make_tiny(), methods, seeds)
+
+
+def test_method_names_in_another_case_are_the_same_run(tmp_path):
+    first = run_grid(make_tiny(epochs=1), ["GO4ALIGN", "LS"], [0], tmp_path, progress=False)
+    again = run_grid(make_tiny(epochs=1), ["go4align", "ls"], [0], tmp_path, progress=False)  # reads, trains nothing
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["go4align", "ls"]
+    assert again == first and json.loads((tmp_path / "grid.json").read_text())["methods"] == ["go4align", "ls"]
+    with pytest.raises(ValueError, match=r"method\(s\) \['go4align'\] given more than once"):
+        prepare_grid(make_tiny(), ["go4align", "GO4Align"], [0])

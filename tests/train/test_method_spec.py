@@ -12,7 +12,7 @@ def test_parse_names_options_and_labels():
     assert spec.label == "go4align:num_groups=3,beta=0.001"
     spec = parse_method_spec("GO4Align:clustering=lloyd,scale_balance=null,smooth_alignment=false")
     assert (
-        spec.name == "go4align" and spec.label == "GO4Align:clustering=lloyd,scale_balance=null,smooth_alignment=false"
+        spec.name == "go4align" and spec.label == "go4align:clustering=lloyd,scale_balance=null,smooth_alignment=false"
     )
     assert spec.options == {"clustering": "lloyd", "scale_balance": None, "smooth_alignment": False}
     assert parse_method_spec("go4align:clustering=[0,1,0],num_groups=2").options == {
@@ -20,6 +20,17 @@ def test_parse_names_options_and_labels():
         "num_groups": 2,
     }
     assert parse_method_spec("stl").is_stl
+
+
+@pytest.mark.parametrize("text", ["GO4ALIGN", "go4align", " Go4Align ", "go4align:", "GO4Align : "])
+def test_labels_that_differ_only_in_the_names_case_are_one_method(text):
+    assert parse_method_spec(text) == MethodSpec("go4align", {}, "go4align")
+
+
+def test_option_values_keep_their_case():
+    assert parse_method_spec("STL").label == "stl" and parse_method_spec("STL").is_stl
+    spec = parse_method_spec("GO4ALIGN:clustering=Lloyd")
+    assert spec.label == "go4align:clustering=Lloyd" and spec.options == {"clustering": "Lloyd"}
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """Method specs: ``name`` or ``name:key=value,key=value`` names one configured method.
 
 Values are read as JSON literals (``3``, ``1e-3``, ``true``, ``[0, 1, 0]``, ``null``) and
-otherwise kept as strings (``clustering=lloyd``). The spec string itself is the method's label
-(its directory in a grid and its row in a report). ``stl`` is the single-task baseline: one
-model per task, trained with a one-hot weighting.
+otherwise kept as strings (``clustering=lloyd``). The spec string, with the method's name in
+lower case, is the method's label (its directory in a grid and its row in a report), so that
+``GO4Align`` and ``go4align`` name one run, also on file systems that ignore case. ``stl`` is the
+single-task baseline: one model per task, trained with a one-hot weighting.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def _parse_value(text: str) -> Any:
 
 
 def parse_method_spec(text: str) -> MethodSpec:
-    """``"go4align:num_groups=3,beta=0.001"`` -> ``MethodSpec("go4align", {...}, label=text)``."""
+    """``"GO4Align:num_groups=3,beta=0.001"`` -> ``MethodSpec("go4align", {...}, label)`` with the
+    label ``"go4align:num_groups=3,beta=0.001"``."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"a method spec must be a non-empty string, got {text!r}")
     label = text.strip()
@@ -88,6 +90,7 @@ def parse_method_spec(text: str) -> MethodSpec:
         raise ValueError(f"method spec {label!r} cannot name a directory: no '/' please")
     name, _, rest = label.partition(":")
     name = name.strip().lower()
+    label = f"{name}:{rest.strip()}" if rest.strip() else name
     if name != STL and name not in available():
         raise ValueError(f"unknown method {name!r} in {label!r}; available: {', '.join([*available(), STL])}")
     options: dict[str, Any] = {}
