@@ -3,6 +3,8 @@
 import errno
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from conftest import make_tiny
@@ -149,3 +151,15 @@ def test_the_report_names_a_damaged_result_json(grid, content):
         load_grid(grid)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
     json.loads((grid / "grid.json").read_text())  # the report wrote nothing over the grid
+
+
+def test_a_grid_removes_the_temporaries_of_killed_writers(grid):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    stl = grid / "runs" / "stl" / "seed0"
+    stl.mkdir(parents=True)
+    leftovers = [grid / f".grid.json.tmp{child.pid}", stl / f".result.json.tmp{child.pid}"]
+    for leftover in leftovers:
+        leftover.write_text("{")
+    run_grid(make_tiny(epochs=1), ["ls", "stl"], [0], grid, progress=False)
+    assert not any(leftover.exists() for leftover in leftovers)

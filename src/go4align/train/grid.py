@@ -24,7 +24,7 @@ from typing import Any, Iterable, Sequence
 from go4align import __version__
 from go4align.benchmarks.api import Benchmark
 
-from .checkpoint import name_max, os_error, write_json_atomic
+from .checkpoint import name_max, os_error, remove_stale_temporaries, write_json_atomic
 from .placement import is_main_process
 from .spec import MethodSpec, parse_method_spec, single_task_weighting
 from .trainer import RESULT, train_run
@@ -235,6 +235,7 @@ def _run_stl(benchmark: Benchmark, seed: int, out_dir: Path, options: dict) -> d
         results.append(result)
     merged = merge_stl(results, benchmark, seed)
     if is_main_process():
+        remove_stale_temporaries(stl_dir)  # of a merge killed mid-write
         write_json_atomic(merged, stl_dir / RESULT)
     return merged
 
@@ -253,6 +254,8 @@ def run_grid(
     (``device``, ``checkpoint_every``, ``callbacks``, ``progress``)."""
     specs = prepare_grid(benchmark, methods, seeds)
     out_dir = check_output_dir(out_dir, [s.label for s in specs])
+    if is_main_process():
+        remove_stale_temporaries(out_dir)  # a grid.json write killed midway
     _write_grid(out_dir, benchmark, specs, seeds, list(command) if command is not None else list(sys.argv))
     results = {}
     for seed in seeds:
