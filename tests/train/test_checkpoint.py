@@ -226,6 +226,7 @@ train_run(make_tiny(), parse_method_spec(sys.argv[4]), 0, sys.argv[1], checkpoin
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [1, 2, 3, 4])
 def test_a_kill_at_any_point_of_a_save_resumes_bit_identically(tmp_path, whole, capsys, stage):
     """Killed while the record is replaced (1), after it (2), between the rotation's renames (3),

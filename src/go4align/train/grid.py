@@ -1,9 +1,9 @@
 """Grids of runs, methods x seeds (+ STL), in the results layout the report reads::
 
     RUN_DIR/grid.json
-    RUN_DIR/runs/<method_label>/seed<k>/result.json, checkpoint.pt
+    RUN_DIR/runs/<method_label>/seed<k>/result.json, checkpoint.{pt,prev.pt,json}
     RUN_DIR/runs/stl/seed<k>/result.json                 one model per task, merged
-    RUN_DIR/runs/stl/seed<k>/tasks/<task>/result.json, checkpoint.pt
+    RUN_DIR/runs/stl/seed<k>/tasks/<task>/result.json, checkpoint.{pt,prev.pt,json}
 
 Completed runs are skipped, incomplete ones resume from their checkpoints, so re-running the
 same command after an interruption finishes the grid. Under torchrun only rank 0 writes files;
