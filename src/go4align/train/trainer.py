@@ -74,16 +74,29 @@ class StepInfo:
     skipped: bool = False  # the losses were not finite and nonfinite="skip" dropped the step
 
 
-def param_groups(model: nn.Module, weighting: Weighting) -> list[dict]:
-    """The model's parameters, then the weighting's trainable ones (UW's log-variances) at the
-    weighting's own learning rate when it exposes a numeric ``lr`` attribute."""
+def param_groups(model: nn.Module, weighting: Weighting, *, train_weighting: bool = True) -> list[dict]:
+    """The optimiser's parameter groups: the model's parameters, then the weighting's trainable
+    ones (UW's log-variances), one group per module of the weighting that holds some, at that
+    module's own learning rate when it has a numeric ``lr`` attribute (UW: 0.025, the reference's
+    ``--method-params-lr``), else at the protocol's.
+
+    ``train_weighting=False`` (``Protocol.train_weighting_parameters``) leaves the weighting's
+    parameters out and freezes them (``requires_grad=False``) at their initial values, as FAMO's
+    CelebA trainer, whose Adam gets only the model's parameters, did for the published UW row.
+    """
     groups = [{"params": list(model.parameters())}]
-    extra = [p for p in weighting.parameters() if p.requires_grad]
-    if extra:
-        group: dict[str, Any] = {"params": extra}
-        own = getattr(weighting, "lr", None)
-        if isinstance(own, (int, float)) and not isinstance(own, bool):
-            group["lr"] = float(own)
+    for module in weighting.modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if not own:
+            continue
+        if not train_weighting:
+            for parameter in own:
+                parameter.requires_grad_(False)
+            continue
+        group: dict[str, Any] = {"params": own}
+        lr = getattr(module, "lr", None)
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+            group["lr"] = float(lr)
         groups.append(group)
     return groups
 
@@ -222,7 +235,9 @@ class Trainer:
         self.net = place.wrap(self.model)  # what the training forward runs through
         self.shared = self.model.shared_parameters()
         self.weighting = place.module(self.weighting)
-        self.optimizer = protocol.build_optimizer(param_groups(self.model, self.weighting))
+        self.optimizer = protocol.build_optimizer(
+            param_groups(self.model, self.weighting, train_weighting=protocol.train_weighting_parameters)
+        )
         self.scheduler = protocol.build_scheduler(self.optimizer)
         self.train_set = bench.dataset("train")
         self.data_order = torch.Generator().manual_seed(self.seed)
