@@ -34,6 +34,7 @@ nothing of their own (no dropout or augmentation).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import statistics
@@ -50,6 +51,7 @@ from torch.utils.data import DataLoader, default_collate
 from go4align.benchmarks.api import Benchmark
 from go4align.weighting import NonFiniteLossError, Weighting
 
+from . import provenance
 from .checkpoint import load_checkpoint, rng_state, save_atomic, set_rng_state, write_json_atomic
 from .placement import PeakMemory, Placement
 from .results import Trace, summarise, validation_score
@@ -456,6 +458,11 @@ class Trainer:
         self.state = {"skipped_steps": 0, "skipped_in_epoch": 0, **checkpoint["state"]}  # older checkpoints
         set_rng_state(checkpoint["rng"])
 
+    @functools.cached_property
+    def provenance(self) -> dict:
+        """The code, libraries and machine of this process's part of the run (collected once)."""
+        return provenance.collect(self.placement.device)
+
     def peak_memory_mb(self) -> float:
         return max(self.state["previous_peak_mb"], self.memory.megabytes())
 
@@ -468,8 +475,10 @@ class Trainer:
         ``time_per_epoch_s`` is their median; ``peak_memory_method`` says how ``peak_memory_mb``
         was measured (see :class:`~go4align.train.placement.PeakMemory`); ``trace`` holds the
         weighting's diagnostics at most every ``stride`` steps (``groups`` and
-        ``group_weights`` are ``None`` for methods without groups). STL runs of one task add
-        ``focus_task``.
+        ``group_weights`` are ``None`` for methods without groups); ``provenance`` is
+        :func:`go4align.train.provenance.collect`'s record of the process writing it (for a
+        resumed run, the last one; ``grid.json`` lists every invocation's). STL runs of one task
+        add ``focus_task``. Nothing in it is a path of the machine.
         """
         bench, protocol, history = self.benchmark, self.protocol, self.state["history"]
         metrics, selected = summarise(history, self.selection_metrics, bench.directions, protocol, bench.stl_reference)
@@ -494,6 +503,7 @@ class Trainer:
             "complete": len(history) == protocol.epochs,
             "nonfinite": self.nonfinite,
             "skipped_steps": self.state["skipped_steps"],
+            "provenance": self.provenance,
         }
         if self.focus_task is not None:
             result["focus_task"] = self.focus_task
