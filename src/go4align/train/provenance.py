@@ -92,7 +92,10 @@ def cpu_model() -> str:
 
 def device_name(device: str | torch.device) -> str:
     """``"cpu"``, or the accelerator with its model, e.g. ``"cuda:0 (NVIDIA H100 80GB HBM3)"``."""
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):  # not a device: the trainer names the error, not the record
+        return str(device)
     if device.type == "cuda" and torch.cuda.is_available():
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
