@@ -98,7 +98,8 @@ def test_grid_and_results_record_every_invocation_without_paths(tmp_path, monkey
     run_grid(make_tiny(epochs=1), ["ls"], [0, 1], "grid", progress=False, command="go4align bench --out grid")
     grid = json.loads((out / "grid.json").read_text())
     invocations = grid["invocations"]
-    assert [i["command"] for i in invocations] == ["go4align bench --methods ls --out grid", "go4align bench --out grid"]
+    commands = [i["command"] for i in invocations]
+    assert commands == ["go4align bench --methods ls --out grid", "go4align bench --out grid"]
     assert all(set(i) == {"command", "time", "provenance"} and tuple(i["provenance"]) == KEYS for i in invocations)
     assert invocations[0]["time"].endswith("+00:00") and invocations[0]["time"] <= invocations[1]["time"]
     assert grid["provenance"] == invocations[0]["provenance"] and "command" not in grid

@@ -63,7 +63,9 @@ def prepare_grid(benchmark: Benchmark, methods: Sequence[str | MethodSpec], seed
     return specs
 
 
-def _write_grid(out_dir: Path, benchmark: Benchmark, specs: list[MethodSpec], seeds: Sequence[int], entry: dict) -> None:
+def _write_grid(
+    out_dir: Path, benchmark: Benchmark, specs: list[MethodSpec], seeds: Sequence[int], entry: dict
+) -> None:
     """Create ``grid.json``, or extend it with new methods and seeds when resuming; a grid of
     another benchmark or protocol in the same directory is an error. ``entry`` (a
     :func:`~go4align.train.provenance.invocation`) is appended to ``invocations``; the top-level

@@ -27,7 +27,9 @@ from go4align import __version__
 __all__ = ["collect", "git_state", "cpu_model", "invocation", "entry_command", "portable_command", "differences"]
 
 #: The keys of a provenance record, in the order they are written and compared.
-KEYS = ("go4align_version", "git_commit", "git_dirty", "python", "torch", "numpy", "device", "cpu", "threads", "platform")
+KEYS = (
+    "go4align_version", "git_commit", "git_dirty", "python", "torch", "numpy", "device", "cpu", "threads", "platform",
+)
 
 _SOURCE = Path(__file__).resolve().parents[1]  # the go4align package's directory
 _GIT_TIMEOUT_S = 10

@@ -123,7 +123,10 @@ class GradDrop(GradientWeighting):
         if self.target == "representation" and grads.dim() > 2:
             keep = keep.unsqueeze(1)  # the same features kept for every sample
         direction = (grads * keep).sum(0).reshape(-1)
-        extras = {"kept_fraction": mask.flatten(1).to(torch.float64).mean(1), "mean_purity": purity.mean().to(torch.float64)}
+        extras = {
+            "kept_fraction": mask.flatten(1).to(torch.float64).mean(1),
+            "mean_purity": purity.mean().to(torch.float64),
+        }
         if self.max_norm > 0:
             direction, extras["shared_grad_norm"] = clip_norm(direction, self.max_norm)
         return Aggregation(None, direction, extras)
