@@ -27,12 +27,15 @@ def test_bench_runs_a_grid_and_resumes(tmp_path, capsys):
     grid = json.loads((out / "grid.json").read_text())
     assert grid["methods"] == ["ls", "go4align:beta=0.001", "stl"] and grid["seeds"] == [0, 1]
     assert grid["protocol"]["epochs"] == 2 and grid["benchmark_options"]["steps_per_epoch"] == 10
-    assert isinstance(grid["command"], list)
+    assert grid["invocations"][0]["command"].startswith("go4align bench --config ") and "command" not in grid
     results = sorted(p.relative_to(out).as_posix() for p in out.rglob("result.json"))
     assert "runs/go4align:beta=0.001/seed1/result.json" in results and "runs/stl/seed0/result.json" in results
     stamp = (out / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns
     assert run(*argv) == 0  # everything complete: nothing is retrained
     assert (out / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns == stamp
+    commands = [i["command"] for i in json.loads((out / "grid.json").read_text())["invocations"]]
+    assert len(commands) == 2 and commands[0] == commands[1] and str(tmp_path) not in commands[0]
+    assert "--config .../toy.toml" in commands[0] and "--out .../grid" in commands[0]  # outside the working dir
     assert "go4align report" in capsys.readouterr().out
 
 

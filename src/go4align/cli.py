@@ -15,6 +15,7 @@ share every global batch (``docs/distributed.md``); only rank 0 writes and print
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 import tomllib
@@ -127,6 +128,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             progress=not args.quiet,
             nonfinite=args.nonfinite,
+            command=args.typed,
         )
         main = is_main_process()
     if main:
@@ -162,7 +164,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             # One method at a time: a method that cannot run on a benchmark (say, one that needs
             # a shared representation on the toy problem, which has none) is reported and skipped.
             try:
-                run_grid(benchmark, [method], seeds, out, device=args.device, progress=not args.quiet)
+                run_grid(
+                    benchmark, [method], seeds, out, device=args.device, progress=not args.quiet, command=args.typed
+                )
             except ValueError as error:
                 print(f"{name}: {method} skipped: {error}", file=sys.stderr, flush=True)
         print(f"{name}: done after {time.perf_counter() - start:.0f}s", flush=True)
@@ -229,6 +233,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    args.typed = "go4align " + shlex.join(sys.argv[1:] if argv is None else argv)  # recorded in grid.json
     try:
         return args.run(args)
     except (UsageError, ValueError, FileNotFoundError, ImportError, NotImplementedError) as error:

@@ -173,6 +173,8 @@ def test_protocol_and_the_stl_slot():
     assert (protocol.epochs, protocol.batch_size, protocol.optimizer, protocol.lr) == (15, 256, "adam", 3e-4)
     assert protocol.scheduler == "none" and protocol.method_options == {}
     assert protocol.reporting_rule == "best_validation" and protocol.selection == "mean"
+    # the reference trainer's Adam holds only the model's parameters: UW's log-variances stay at 0
+    assert protocol.train_weighting_parameters is False
     assert celeba.STL_REFERENCE is None and "STL runs" in celeba.STL_REFERENCE_SOURCE
     assert len(celeba.HIGHER_IS_BETTER) == 40
 

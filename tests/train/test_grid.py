@@ -14,13 +14,12 @@ def test_layout_and_grid_json(tmp_path):
         [0, 3],
         tmp_path,
         progress=False,
-        command=["go4align", "bench"],
+        command="go4align bench --seeds 0,3",
     )
     grid = json.loads((tmp_path / "grid.json").read_text())
     assert grid["benchmark"] == "tiny" and grid["methods"] == ["ls", "go4align:num_groups=2", "stl"]
-    assert (
-        grid["seeds"] == [0, 3] and grid["command"] == ["go4align", "bench"] and grid["go4align_version"] == __version__
-    )
+    assert grid["seeds"] == [0, 3] and grid["go4align_version"] == __version__ and "command" not in grid
+    assert [i["command"] for i in grid["invocations"]] == ["go4align bench --seeds 0,3"]
     assert grid["protocol"]["epochs"] == 2 and "start_time" in grid
     for label in ("ls", "go4align:num_groups=2", "stl"):
         for seed in (0, 3):

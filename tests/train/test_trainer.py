@@ -34,6 +34,7 @@ RESULT_KEYS = [
     "complete",
     "nonfinite",
     "skipped_steps",
+    "provenance",
 ]
 
 

@@ -34,9 +34,15 @@ def test_log_variances_are_trainable_parameters():
     assert s[0] > s[1] > s[2]  # the stationary point is s = log L
 
 
-def test_bad_init_is_named():
-    with pytest.raises(ValueError, match="init"):
-        UW(3, init=float("inf"))
+@pytest.mark.parametrize("option, value", [("init", float("inf")), ("lr", 0.0), ("lr", -0.025), ("lr", "0.1"), ("lr", True)])
+def test_bad_options_are_named(option, value):
+    with pytest.raises(ValueError, match=option):
+        UW(3, **{option: value})
+
+
+def test_the_learning_rate_is_the_reference_default_and_an_option():
+    assert UW(3).lr == 0.025
+    assert UW(3, lr=0.1).lr == 0.1 and "lr=0.1" in repr(UW(3, lr=0.1))
 
 
 def test_grouped_uw_still_trains_the_log_variances():

@@ -128,6 +128,10 @@ class Protocol:
             e.g. ``{"go4align": {"num_groups": 5}}`` for the paper's K on QM9.
         num_workers: data-loader worker processes (exact resume is guaranteed with 0).
         eval_batch_size: batch size of evaluation (default: ``batch_size``).
+        train_weighting_parameters: whether the optimiser trains the weighting's own parameters
+            (UW's log-variances); ``False`` freezes them at their initial values, as FAMO's
+            CelebA trainer (which gives Adam only the model's parameters) did for the published
+            UW row.
     """
 
     epochs: int
@@ -142,6 +146,7 @@ class Protocol:
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     num_workers: int = 0
     eval_batch_size: int | None = None
+    train_weighting_parameters: bool = True
 
     def __post_init__(self):
         _check_positive_int("epochs", self.epochs)
@@ -164,6 +169,8 @@ class Protocol:
         self.last_k  # validates reporting_rule
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0, got {self.num_workers!r}")
+        if not isinstance(self.train_weighting_parameters, bool):
+            raise ValueError(f"train_weighting_parameters must be a bool, got {self.train_weighting_parameters!r}")
         for name in ("optimizer_options", "scheduler_options", "method_options"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")

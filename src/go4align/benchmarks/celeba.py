@@ -15,6 +15,10 @@ the reference's ``transforms.Resize((64, 64))`` + ``ToTensor()`` do. Reading jpg
 
 Model: :class:`~go4align.benchmarks.models.CelebACNN`; loss: binary cross-entropy of each head's
 probability (the reference's ``BCELoss``); metric: F1 per attribute at threshold 0.5.
+
+Protocol: :data:`PROTOCOL`, the reference trainer's; as there, a weighting's own parameters are not
+trained (``Protocol.train_weighting_parameters=False``): UW is the published row's LS with halved
+losses unless the protocol is changed.
 """
 
 from __future__ import annotations
@@ -54,7 +58,19 @@ STL_REFERENCE_SOURCE = "not published; produced by the harness's STL runs (one r
 # FAMO's trainer: 15 epochs of batch 256, Adam 3e-4, no scheduler; test metrics at the first epoch
 # with the highest mean validation F1 (the trainer keeps the first of equal scores). The paper
 # publishes no K for CelebA (M = 40), so GO4Align runs with its default unless a spec gives one.
-PROTOCOL = Protocol(epochs=15, batch_size=256, lr=3e-4, reporting_rule="best_validation", selection="mean")
+# That trainer's Adam gets only the model's parameters (experiments/celeba/trainer.py), unlike the
+# other benchmarks' trainers, so UW's log-variances stay at 0 and the published UW row is LS with
+# the losses halved: train_weighting_parameters=False reproduces it; trained UW (at its lr 0.025)
+# is PROTOCOL.replace(train_weighting_parameters=True), or `train_weighting_parameters = true`
+# in the [protocol] table of a config file.
+PROTOCOL = Protocol(
+    epochs=15,
+    batch_size=256,
+    lr=3e-4,
+    reporting_rule="best_validation",
+    selection="mean",
+    train_weighting_parameters=False,
+)
 
 _LAYOUTS = (
     ("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt"),

@@ -12,18 +12,17 @@ every rank reads them, and a run ends with a barrier, so all ranks skip or run t
 
 from __future__ import annotations
 
-import datetime
 import errno
 import json
 import os
 import statistics
-import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from go4align import __version__
-from go4align.benchmarks.api import Benchmark
+from go4align.benchmarks.api import Benchmark, Protocol
 
+from . import provenance
 from .checkpoint import name_max, os_error, remove_stale_temporaries, write_json_atomic
 from .placement import is_main_process
 from .spec import MethodSpec, parse_method_spec, single_task_weighting
@@ -125,10 +124,12 @@ def prepare_grid(benchmark: Benchmark, methods: Sequence[str | MethodSpec], seed
 
 
 def _write_grid(
-    out_dir: Path, benchmark: Benchmark, specs: list[MethodSpec], seeds: Sequence[int], command: list[str]
+    out_dir: Path, benchmark: Benchmark, specs: list[MethodSpec], seeds: Sequence[int], entry: dict
 ) -> None:
     """Create ``grid.json``, or extend it with new methods and seeds when resuming; a grid of
-    another benchmark or protocol in the same directory is an error."""
+    another benchmark or protocol in the same directory is an error. ``entry`` (a
+    :func:`~go4align.train.provenance.invocation`) is appended to ``invocations``; the top-level
+    ``provenance`` is the first invocation's. No path of the machine is written."""
     path = out_dir / "grid.json"
     grid = {
         "benchmark": benchmark.name,
@@ -136,9 +137,10 @@ def _write_grid(
         "protocol": benchmark.protocol.to_dict(),
         "methods": [s.label for s in specs],
         "seeds": list(seeds),
-        "command": command,
         "go4align_version": __version__,
-        "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "start_time": entry["time"],
+        "provenance": entry["provenance"],
+        "invocations": [entry],
     }
     if path.exists():
         old = _read_json(path, "restore it, or use a new output directory")
@@ -146,16 +148,43 @@ def _write_grid(
         if missing:
             raise ValueError(f"{path} lacks {missing}; restore it, or use a new output directory")
         for key in ("benchmark", "benchmark_options", "protocol"):
-            if old.get(key) != grid[key]:
+            theirs = _with_defaults(old.get(key)) if key == "protocol" else old.get(key)
+            if theirs != grid[key]:
                 raise ValueError(
                     f"{out_dir} holds a grid with another {key} ({old.get(key)!r}, now {grid[key]!r}); "
                     "use a new output directory"
                 )
         grid["methods"] = old["methods"] + [m for m in grid["methods"] if m not in old["methods"]]
         grid["seeds"] = old["seeds"] + [s for s in grid["seeds"] if s not in old["seeds"]]
+        # grids written before invocations were recorded keep their first version and start
+        grid["go4align_version"] = old.get("go4align_version", __version__)
         grid["start_time"] = old["start_time"]
+        grid["provenance"] = old.get("provenance")
+        grid["invocations"] = old.get("invocations") or [_legacy_invocation(old)]
+        grid["invocations"].append(entry)
     if is_main_process():
         write_json_atomic(grid, path)
+
+
+def _legacy_invocation(old: dict) -> dict:
+    """What a grid written before invocations were recorded says of how it began: the command it
+    kept (its latest invocation's argv, without the script's path) and its start time, with no
+    provenance."""
+    command = old.get("command")
+    if isinstance(command, list) and command:
+        command = provenance.entry_command([str(part) for part in command])
+    if isinstance(command, str):
+        command = provenance.portable_command(command)
+    return {"command": command or None, "time": old.get("start_time"), "provenance": None}
+
+
+def _with_defaults(protocol: Any) -> Any:
+    """A stored protocol with the fields added since it was written at their defaults (the same
+    protocol); as stored when it cannot be read as one."""
+    try:
+        return Protocol(**protocol).to_dict()
+    except (TypeError, ValueError):
+        return protocol
 
 
 def merge_stl(results: Sequence[dict], benchmark: Benchmark, seed: int) -> dict:
@@ -214,6 +243,7 @@ def merge_stl(results: Sequence[dict], benchmark: Benchmark, seed: int) -> dict:
         "complete": all(r["complete"] for r in results),
         "nonfinite": first.get("nonfinite", "raise"),
         "skipped_steps": sum(r.get("skipped_steps", 0) for r in results),
+        "provenance": first.get("provenance"),
     }
 
 
@@ -246,17 +276,23 @@ def run_grid(
     seeds: Sequence[int],
     out_dir: str | Path,
     *,
-    command: Iterable[str] | None = None,
+    command: str | None = None,
     **options: Any,
 ) -> dict[tuple[str, int], dict]:
     """Run every method (``"stl"`` included) with every seed into ``out_dir``; returns the
-    results by ``(label, seed)``. ``options`` go to :class:`~go4align.train.trainer.Trainer`
-    (``device``, ``checkpoint_every``, ``callbacks``, ``progress``)."""
+    results by ``(label, seed)``. ``command``: the command line as typed, recorded in
+    ``grid.json``'s ``invocations`` (the CLI passes ``"go4align " + shlex.join(argv)``; ``None``
+    records the running script, see :func:`~go4align.train.provenance.entry_command`).
+    ``options`` go to :class:`~go4align.train.trainer.Trainer` (``device``,
+    ``checkpoint_every``, ``callbacks``, ``progress``)."""
+    if command is not None and not isinstance(command, str):
+        raise TypeError(f"command must be the command line as one str or None, got {command!r}")
     specs = prepare_grid(benchmark, methods, seeds)
     out_dir = check_output_dir(out_dir, [s.label for s in specs])
     if is_main_process():
         remove_stale_temporaries(out_dir)  # a grid.json write killed midway
-    _write_grid(out_dir, benchmark, specs, seeds, list(command) if command is not None else list(sys.argv))
+    entry = provenance.invocation(command, options.get("device", "cpu"))
+    _write_grid(out_dir, benchmark, specs, seeds, entry)
     results = {}
     for seed in seeds:
         for spec in specs:

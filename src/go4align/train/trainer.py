@@ -37,6 +37,7 @@ nothing of their own (no dropout or augmentation).
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import statistics
@@ -55,6 +56,7 @@ from torch.utils.data import DataLoader, default_collate
 from go4align.benchmarks.api import Benchmark
 from go4align.weighting import NonFiniteLossError, Weighting
 
+from . import provenance
 from .checkpoint import CheckpointStore, remove_stale_temporaries, rng_state, set_rng_state, write_json_atomic
 from .placement import PeakMemory, Placement
 from .results import Trace, summarise, validation_score
@@ -79,16 +81,29 @@ class StepInfo:
     skipped: bool = False  # the losses were not finite and nonfinite="skip" dropped the step
 
 
-def param_groups(model: nn.Module, weighting: Weighting) -> list[dict]:
-    """The model's parameters, then the weighting's trainable ones (UW's log-variances) at the
-    weighting's own learning rate when it exposes a numeric ``lr`` attribute."""
+def param_groups(model: nn.Module, weighting: Weighting, *, train_weighting: bool = True) -> list[dict]:
+    """The optimiser's parameter groups: the model's parameters, then the weighting's trainable
+    ones (UW's log-variances), one group per module of the weighting that holds some, at that
+    module's own learning rate when it has a numeric ``lr`` attribute (UW: 0.025, the reference's
+    ``--method-params-lr``), else at the protocol's.
+
+    ``train_weighting=False`` (``Protocol.train_weighting_parameters``) leaves the weighting's
+    parameters out and freezes them (``requires_grad=False``) at their initial values, as FAMO's
+    CelebA trainer, whose Adam gets only the model's parameters, did for the published UW row.
+    """
     groups = [{"params": list(model.parameters())}]
-    extra = [p for p in weighting.parameters() if p.requires_grad]
-    if extra:
-        group: dict[str, Any] = {"params": extra}
-        own = getattr(weighting, "lr", None)
-        if isinstance(own, (int, float)) and not isinstance(own, bool):
-            group["lr"] = float(own)
+    for module in weighting.modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if not own:
+            continue
+        if not train_weighting:
+            for parameter in own:
+                parameter.requires_grad_(False)
+            continue
+        group: dict[str, Any] = {"params": own}
+        lr = getattr(module, "lr", None)
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+            group["lr"] = float(lr)
         groups.append(group)
     return groups
 
@@ -228,7 +243,9 @@ class Trainer:
         self.net = place.wrap(self.model)  # what the training forward runs through
         self.shared = self.model.shared_parameters()
         self.weighting = place.module(self.weighting)
-        self.optimizer = protocol.build_optimizer(param_groups(self.model, self.weighting))
+        self.optimizer = protocol.build_optimizer(
+            param_groups(self.model, self.weighting, train_weighting=protocol.train_weighting_parameters)
+        )
         self.scheduler = protocol.build_scheduler(self.optimizer)
         self.train_set = bench.dataset("train")
         self.data_order = torch.Generator().manual_seed(self.seed)
@@ -454,6 +471,11 @@ class Trainer:
         self.state = checkpoint["state"]
         set_rng_state(checkpoint["rng"])
 
+    @functools.cached_property
+    def provenance(self) -> dict:
+        """The code, libraries and machine of this process's part of the run (collected once)."""
+        return provenance.collect(self.placement.device)
+
     def peak_memory_mb(self) -> float:
         return max(self.state["previous_peak_mb"], self.memory.megabytes())
 
@@ -466,8 +488,10 @@ class Trainer:
         ``time_per_epoch_s`` is their median; ``peak_memory_method`` says how ``peak_memory_mb``
         was measured (see :class:`~go4align.train.placement.PeakMemory`); ``trace`` holds the
         weighting's diagnostics at most every ``stride`` steps (``groups`` and
-        ``group_weights`` are ``None`` for methods without groups). STL runs of one task add
-        ``focus_task``.
+        ``group_weights`` are ``None`` for methods without groups); ``provenance`` is
+        :func:`go4align.train.provenance.collect`'s record of the process writing it (for a
+        resumed run, the last one; ``grid.json`` lists every invocation's). STL runs of one task
+        add ``focus_task``. Nothing in it is a path of the machine.
         """
         bench, protocol, history = self.benchmark, self.protocol, self.state["history"]
         metrics, selected = summarise(history, self.selection_metrics, bench.directions, protocol, bench.stl_reference)
@@ -492,6 +516,7 @@ class Trainer:
             "complete": len(history) == protocol.epochs,
             "nonfinite": self.nonfinite,
             "skipped_steps": self.state["skipped_steps"],
+            "provenance": self.provenance,
         }
         if self.focus_task is not None:
             result["focus_task"] = self.focus_task

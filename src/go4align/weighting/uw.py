@@ -20,19 +20,26 @@ class UW(LossWeighting):
     the graph to :math:`s`, the diagnostics hold them detached, with ``precision`` =
     :math:`e^{-s}`, which is what the reference reports as its "weights").
     :math:`s` is an ``nn.Parameter`` of this module: give ``weighting.parameters()`` to an
-    optimiser. The reference trains it in its own Adam parameter group with lr 0.025
-    (``--method-params-lr``), not with the model's lr. Paper: https://arxiv.org/abs/1705.07115.
+    optimiser, in their own parameter group at ``lr``, as the reference does (its Adam group at
+    ``--method-params-lr`` 0.025, whatever the model's lr); go4align's trainer does this
+    (:func:`go4align.train.param_groups`). The reference's CelebA trainer gives its optimiser the
+    model's parameters only, so there :math:`s` stays at ``init`` and UW is LS with the losses
+    halved; the CelebA benchmark reproduces that by default (``docs/benchmarks.md``).
+    Paper: https://arxiv.org/abs/1705.07115.
 
     Args:
         num_tasks: ``M``.
         init: initial :math:`s`. ``0`` (the reference, Nash-MTL/FAMO code) or ``-0.5`` (LibMTL,
             whose :math:`L / (2 e^s) + s / 2` is the same objective).
+        lr: learning rate of :math:`s` (the reference's 0.025), used by the trainer's parameter
+            group for it; a training loop of one's own should do the same.
         validate: check the loss values each step.
     """
 
-    def __init__(self, num_tasks: int, *, init: float = 0.0, validate: bool = True):
+    def __init__(self, num_tasks: int, *, init: float = 0.0, lr: float = 0.025, validate: bool = True):
         super().__init__(num_tasks, validate=validate)
         self.init = check_number("init", init)
+        self.lr = check_number("lr", lr, low=0.0, low_open=True)
         self.log_variance = nn.Parameter(torch.full((self.num_tasks,), self.init))
 
     def weigh(self, losses: Tensor) -> Tensor:
@@ -45,4 +52,4 @@ class UW(LossWeighting):
         return (weights.to(losses.dtype) * losses).sum() + 0.5 * self.log_variance.sum().to(losses.dtype)
 
     def extra_repr(self) -> str:
-        return f"num_tasks={self.num_tasks}, init={self.init}"
+        return f"num_tasks={self.num_tasks}, init={self.init}, lr={self.lr}"

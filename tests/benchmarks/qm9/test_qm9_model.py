@@ -30,6 +30,14 @@ def test_parameters_match_the_reference_and_split_shared_from_task():
     assert {id(p) for p in shared} | {id(p) for p in task} == {id(p) for p in model.parameters()}
 
 
+def test_initialisation_follows_torch_geometric():
+    torch.manual_seed(0)
+    conv = QM9MPNN().conv
+    assert torch.equal(conv.root.bias, torch.zeros(64))  # NNConv's bias starts at zero
+    bound = 1 / 64**0.5  # the root weight: U(-1/sqrt(in), 1/sqrt(in)), as NNConv's
+    assert conv.root.weight.abs().max() <= bound and conv.root.weight.abs().max() > 0.9 * bound
+
+
 def test_forward_contract(molecules):
     model = QM9MPNN()
     batch = batch_graphs(molecules(SIZES))

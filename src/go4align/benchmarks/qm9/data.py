@@ -2,7 +2,19 @@
 
 The protocol is the one of Nash-MTL/FAMO/GO4Align (torch_geometric's QM9, complete graph, distance
 edge feature), rebuilt from qm9pack's CSV files, which hold the same 130,831 molecules in the same
-order as torch_geometric's QM9.
+order, with the same targets and coordinates, as torch_geometric's QM9.
+
+Where the bonds come from differs. torch_geometric reads each molecule's bonds and bond types from
+its SDF file (``gdb9.sdf``); qm9pack ships no SDF, so here they come from the molecule's SMILES
+(Kekulised by RDKit in the ``"reference"`` feature mode), checked against the 3-D geometry, and
+from RDKit's connectivity on the coordinates when the SMILES disagrees (8 of the 130,831
+molecules, every bond then single; counted with `build_cache`'s ``bonds_from_smiles``). The SMILES
+and the SDF can disagree on bond orders (another Kekule structure, a charge-separated versus a
+neutral form) or, rarely, on which atoms are bonded: about 1% of the molecules may get other bond
+labels than torch_geometric's (an estimate; the SDF is not available offline to count them).
+That changes only the one-hot bond types of those molecules' bonded pairs (the graphs are complete
+and the distances come from the coordinates) and, where the bonded pairs differ, the hydrogen
+counts of the node features.
 
 Pipeline: `read_raw` parses the CSVs and converts the 11 targets to the reference units;
 `load_or_build_cache` featurises the molecules at the first `n` positions of the fixed split
@@ -260,8 +272,9 @@ def featurise_molecule(smiles: str, elements: Sequence[str], positions: np.ndarr
     hydrogen's nearest heavy atom carries as many hydrogens as the SMILES says; otherwise from RDKit's
     DetermineConnectivity on the coordinates (connectivity only: every bond single).
 
-    `features="reference"` replicates torch_geometric's QM9, which reads its SDF unsanitised: the
-    aromatic/sp/sp2/sp3 columns are all 0 and bonds are Kekule (never aromatic). `features="rdkit"`
+    `features="reference"` follows torch_geometric's featurisation of its SDF, read unsanitised: the
+    aromatic/sp/sp2/sp3 columns are all 0 and bonds are Kekule (never aromatic); the bonds
+    themselves come from the SMILES, not from that SDF (see the module docstring). `features="rdkit"`
     fills those columns and the aromatic bond type from the sanitised SMILES, a documented deviation
     from the reference. Hydrogens are never aromatic nor sp/sp2/sp3 in either mode.
     """

@@ -2,7 +2,7 @@
 
 Gilmer et al.'s network as in the Nash-MTL repository (experiments/quantum_chemistry/models.py):
 Linear(11, 64) + ReLU; three rounds of an edge-conditioned convolution (NNConv, mean aggregation,
-edge network Linear(5, 128)-ReLU-Linear(128, 64*64), root weight and bias) followed by ReLU and a GRU
+edge network Linear(5, 128)-ReLU-Linear(128, 64*64), root weight, bias starting at zero) followed by ReLU and a GRU
 whose weights are shared across rounds; Set2Set readout (3 processing steps); Linear(128, 64) + ReLU;
 then one Linear(64, 1) head per task. Everything up to the 64-dim readout features is shared (616,960
 parameters); the 11 heads are task-specific.
@@ -36,6 +36,10 @@ class EdgeConditionedConv(nn.Module):
             nn.Linear(edge_features, edge_hidden), nn.ReLU(), nn.Linear(edge_hidden, dim * dim)
         )
         self.root = nn.Linear(dim, dim)
+        # torch_geometric's NNConv keeps the root bias apart and starts it at zero (its root weight
+        # is U(-1/sqrt(dim), 1/sqrt(dim)), as nn.Linear's). Zeroed after the draw, so that every
+        # other parameter's initial value is unchanged.
+        nn.init.zeros_(self.root.bias)
 
     def prepare(self, block: GraphBlock) -> tuple[Tensor, ...]:
         """Per-block quantities that do not change across message-passing rounds."""
