@@ -59,9 +59,10 @@ def digits():
 
 
 def comparable(result: dict) -> dict:
-    """A result without what legitimately differs between two identical runs (times, memory)."""
+    """A result without what legitimately differs between two identical runs (times, memory, the
+    process that wrote it)."""
     epochs = [{k: v for k, v in e.items() if k != "time_s"} for e in result["epochs"]]
-    drop = ("time_per_epoch_s", "peak_memory_mb", "epochs")
+    drop = ("time_per_epoch_s", "peak_memory_mb", "epochs", "provenance")
     return {**{k: v for k, v in result.items() if k not in drop}, "epochs": epochs}
 
 
