@@ -14,6 +14,9 @@ from .summary import UNTRUSTED_MEMORY, GridSummary
 
 __all__ = ["notes"]
 
+# A run whose wall-clock step time exceeds its CPU time by more than this factor spent that much
+# of its steps waiting for a core: the machine was busy, and its times say more about the load.
+_BUSY = 1.5
 # Provenance fields whose difference between invocations or runs can change the numbers.
 _PROVENANCE_KEYS = ("go4align_version", "git_commit", "git_dirty", "python", "torch", "numpy", "device", "cpu",
                     "threads", "platform")
@@ -88,24 +91,25 @@ def _synthetic(summary: GridSummary) -> str | None:
     options = summary.grid.benchmark_options
     if summary.grid.benchmark != "synthetic" or not {"scales", "noise"} <= set(options):
         return None
-    floors = [(float(scale) * float(options["noise"])) ** 2 for scale in options["scales"]]
-    text = (f"Synthetic benchmark: every task's target carries noise of variance (s_g × noise)², "
-            f"{_g(min(floors))} to {_g(max(floors))} with these options, the lowest test MSE any model can "
-            "reach (the Bayes-optimal MSE of the planted model). Delta-m compares each MSE with the "
-            "single-task reference, and single-task models, one per task, fit their task's direction alone "
-            "and come close to that floor")
-    reference = summary.reference.values
+    scales = [float(scale) for scale in options["scales"]]
+    floors = [(scale * float(options["noise"])) ** 2 for scale in scales]
+    text = (f"Synthetic benchmark, why Delta-m is large: the planted groups' targets differ in scale (s_g from "
+            f"{_g(min(scales))} to {_g(max(scales))}), so their MSEs do too. The noise alone puts a floor of "
+            f"(s_g × noise)² = {_g(min(floors))} to {_g(max(floors))} under every task's test MSE (the "
+            "Bayes-optimal MSE of the planted model)")
+    reference = summary.stl_values()
     if reference:
-        text += f" (their MSEs here: {_g(min(reference.values()))} to {_g(max(reference.values()))})"
+        text += (f", and the single-task reference's MSEs range from {_g(min(reference.values()))} to "
+                 f"{_g(max(reference.values()))}")
+    text += (". Delta-m is a mean of relative changes, so the tasks with the smallest reference MSE dominate "
+             "it: an error that is small beside the large-scale tasks' is hundreds of percent there.")
     hidden, groups = options.get("hidden_dim"), options.get("num_groups")
     if isinstance(hidden, int) and isinstance(groups, int):
-        capacity = ("fewer than the groups, so it cannot fit them all" if hidden < groups
-                    else "enough to represent every group")
-        text += (f". The shared model passes every task through hidden_dim = {hidden} shared unit(s) for "
-                 f"{groups} planted groups of directions ({capacity})")
-    return (text + ". A shared model's MSE is then many times the reference's, and its Delta-m hundreds or "
-            "thousands of percent, even when it is good: compare the methods with each other (Delta-m "
-            "differences, MR, the per-task MSEs), not with 0.")
+        capacity = (f"fewer than the {groups} planted groups of directions, so it cannot fit them all" if hidden < groups
+                    else f"enough for the {groups} planted groups of directions")
+        text += f" The shared model passes every task through hidden_dim = {hidden} shared unit(s), {capacity}."
+    return text + (" Compare the methods with each other (Delta-m differences, MR, the per-task MSEs), not "
+                   "with 0.")
 
 
 def _g(value: float) -> str:
@@ -137,6 +141,13 @@ def _step_time(summary: GridSummary) -> str:
             "within this report.")
     if clocks:
         text += f" Clock: {', '.join(clocks)}."
+    busy = sorted({run.label for run in runs if run.step_time and run.step_time.cpu_median
+                   and run.step_time.median > _BUSY * run.step_time.cpu_median})
+    if busy:
+        text += (f" The machine was busy: the wall-clock step times of {', '.join(busy)} exceed the CPU time "
+                 f"of the same steps by more than {_BUSY}x, so they include waiting for a core and their "
+                 "times and ratios are unreliable; rerun on a quiet machine (and with --threads 1 on a small "
+                 "one) to compare costs.")
     if untimed:
         text += (" No step times in the results of " + ", ".join(untimed) + " (written before the trainer "
                  "recorded them): n/a.")

@@ -38,6 +38,7 @@ class StepTime:
     p75: float
     samples: int
     clock: str | None
+    cpu_median: float | None = None  # the process's CPU time of the same steps (CPU runs)
 
     @property
     def iqr(self) -> float:
@@ -218,9 +219,10 @@ def _step_time(data: dict[str, Any] | None, path: Path) -> StepTime | None:
     values = _numbers({key: data.get(key) for key in ("median", "p25", "p75", "samples")}, "step_time_ms", path)
     if not all(math.isfinite(value) for value in values.values()):
         raise ReportError(f"{path}: 'step_time_ms' values must be finite, got {values}")
-    clock = data.get("clock")
+    clock, cpu = data.get("clock"), data.get("cpu_median")
+    cpu_ok = isinstance(cpu, (int, float)) and not isinstance(cpu, bool) and math.isfinite(cpu)
     return StepTime(values["median"], values["p25"], values["p75"], int(values["samples"]),
-                    clock if isinstance(clock, str) else None)
+                    clock if isinstance(clock, str) else None, float(cpu) if cpu_ok else None)
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -95,6 +95,14 @@ class GridSummary:
     paper_delta_m: bool = False  # whether the paper publishes Delta-m for this benchmark
     paper_time: bool = False  # and time ratios (Table 9)
 
+    def stl_values(self) -> dict[str, float] | None:
+        """The reference values to print: the STL runs' means, or the stored reference if all runs agree."""
+        if self.reference.values is not None:
+            return self.reference.values
+        stored = {tuple(sorted(run.stl_reference.items())) for runs in self.grid.runs.values()
+                  for run in runs if run.stl_reference}
+        return dict(stored.pop()) if len(stored) == 1 else None
+
 
 def summarise(grid: Grid) -> GridSummary:
     complete = [run for runs in grid.runs.values() for run in runs if run.complete]

@@ -159,18 +159,9 @@ def _header(summary: GridSummary) -> list[Block]:
     ]
 
 
-def _stl_row(summary: GridSummary) -> dict[str, float] | None:
-    """The reference values to print: the STL runs' means, or the stored reference if all runs agree."""
-    if summary.reference.values is not None:
-        return summary.reference.values
-    stored = {tuple(sorted(run.stl_reference.items())) for runs in summary.grid.runs.values()
-              for run in runs if run.stl_reference}
-    return dict(stored.pop()) if len(stored) == 1 else None
-
-
 def _metric_table(summary: GridSummary) -> Table:
     methods = [m for m in summary.methods if m.seeds]
-    stl = _stl_row(summary)
+    stl = summary.stl_values()
     names = summary.metric_names
     fmt = {name: (lambda v, d=summary.decimals[name]: _number(v, d)) for name in names}
     if len(names) <= _MAX_METRIC_COLUMNS:
@@ -251,7 +242,7 @@ def _write_csv(summary: GridSummary, path: Path) -> Path:
     names = summary.metric_names
     columns = (["kind", "method_label", "method", "seed", "complete"] + names
                + ["delta_m", "delta_m_se", "mean_rank", "time_per_epoch_s", "step_time_median_ms",
-                  "step_time_p25_ms", "step_time_p75_ms", "relative_time", "peak_memory_mb", "n_seeds",
+                  "step_time_p25_ms", "step_time_p75_ms", "step_cpu_time_median_ms", "relative_time", "peak_memory_mb", "n_seeds",
                   "stl_source"])
     source = summary.reference.source
     rows = []
@@ -285,6 +276,7 @@ def _run_cost(run: Run) -> dict[str, float | None]:
             "step_time_median_ms": timed.median if timed else None,
             "step_time_p25_ms": timed.p25 if timed else None,
             "step_time_p75_ms": timed.p75 if timed else None,
+            "step_cpu_time_median_ms": timed.cpu_median if timed else None,
             "peak_memory_mb": None if run.peak_memory_method in UNTRUSTED_MEMORY else run.peak_memory_mb}
 
 

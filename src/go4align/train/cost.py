@@ -9,7 +9,9 @@ A step's time runs from the end of the previous step's counted work to the end o
 loading, the step and the trainer's per-step bookkeeping count; evaluation, checkpoints and
 callbacks do not (the trainer restarts the clock after them with :meth:`StepTimer.restart`).
 
-On the CPU the clock is ``time.perf_counter``. On CUDA it is a pair of CUDA events around each
+On the CPU the clock is ``time.perf_counter`` (wall time), and the process's CPU time
+(``time.process_time``) of the same steps is kept beside it: on a busy machine the wall time of a
+step includes the time the process waited for a core, and a report can see that the two part. On CUDA it is a pair of CUDA events around each
 sampled step, read at :meth:`StepTimer.flush` (end of epoch, checkpoint), so the timer adds no host
 synchronisation to the steps: the events measure the time the device's stream took between the
 two points, which in steady state is the step's real cost whether the host or the device is the
@@ -48,9 +50,10 @@ class StepTimer:
         self.warmup = min(WARMUP_STEPS, max(1, (total_steps - first_step) // 2))
         self.first_sampled = first_step + self.warmup
         self.stride = max(1, math.ceil(total_steps / MAX_SAMPLES))
-        self.samples: list[list[float]] = [list(s) for s in samples or []]  # [global step, ms]
+        # [global step, wall ms] on CUDA, [global step, wall ms, CPU ms] on the CPU
+        self.samples: list[list[float]] = [list(s) for s in samples or []]
         self._pending: list[tuple[int, torch.cuda.Event, torch.cuda.Event]] = []
-        self._start: float | torch.cuda.Event | None = None
+        self._start: tuple[float, float] | torch.cuda.Event | None = None
 
     def sampled(self, step: int) -> bool:
         return step >= self.first_sampled and step % self.stride == 0
@@ -66,12 +69,12 @@ class StepTimer:
             if self.cuda:
                 self._pending.append((step, self._start, end))
             else:
-                self.samples.append([step, 1000.0 * (end - self._start)])
+                self.samples.append([step] + [1000.0 * (b - a) for a, b in zip(self._start, end)])
         self._start = end if self.sampled(step + 1) else None
 
-    def _now(self) -> float | torch.cuda.Event:
+    def _now(self) -> tuple[float, float] | torch.cuda.Event:
         if not self.cuda:
-            return time.perf_counter()
+            return time.perf_counter(), time.process_time()
         event = torch.cuda.Event(enable_timing=True)
         event.record()
         return event
@@ -91,13 +94,17 @@ class StepTimer:
     def summary(self) -> dict | None:
         """What ``result.json`` records as ``step_time_ms`` (``None`` before any sample)."""
         self.flush()
-        return step_time_summary([ms for _, ms in self.samples], self.clock, self.stride,
-                                 int(self.samples[0][0]) if self.samples else None)
+        cpu = [sample[2] for sample in self.samples if len(sample) > 2]
+        return step_time_summary([sample[1] for sample in self.samples], self.clock, self.stride,
+                                 int(self.samples[0][0]) if self.samples else None,
+                                 cpu if len(cpu) == len(self.samples) else None)
 
 
-def step_time_summary(times_ms: list[float], clock: str, stride: int, first_step: int | None) -> dict | None:
-    """Median and quartiles (and 10th/90th percentiles) of the sampled step times. A resumed run
-    skipped warm-up steps again after its restart; ``first_sampled_step`` shows the first skip."""
+def step_time_summary(times_ms: list[float], clock: str, stride: int, first_step: int | None,
+                      cpu_ms: list[float] | None = None) -> dict | None:
+    """Median and quartiles (and 10th/90th percentiles) of the sampled step times, and the median
+    CPU time of the same steps where it was measured. A resumed run skipped warm-up steps again
+    after its restart; ``first_sampled_step`` shows the first skip."""
     if not times_ms:
         return None
     p10, p25, median, p75, p90 = np.percentile(np.asarray(times_ms, dtype=float), [10, 25, 50, 75, 90])
@@ -107,6 +114,7 @@ def step_time_summary(times_ms: list[float], clock: str, stride: int, first_step
         "p75": float(p75),
         "p10": float(p10),
         "p90": float(p90),
+        "cpu_median": float(np.median(cpu_ms)) if cpu_ms else None,
         "samples": len(times_ms),
         "first_sampled_step": first_step,
         "stride": stride,
