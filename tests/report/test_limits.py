@@ -106,10 +106,9 @@ def test_synthetic_delta_m_comes_with_its_noise_floor_and_reason(tmp_path, no_fi
 
 def test_the_header_shows_every_invocation_as_typed(tmp_path, no_figures):
     grid = write_grid(tmp_path)
-    invocations = [{"command": "go4align bench --benchmark toy3 --methods ls --out runs/t", "time": "2025-01-01T00:00:00",
-                    "provenance": {"go4align_version": "0.1.0", "torch": "2.13.0"}},
-                   {"command": "go4align bench --benchmark toy3 --methods famo --out runs/t", "time": "2025-01-02T00:00:00",
-                    "provenance": {"go4align_version": "0.2.0", "torch": "2.13.0"}}]
+    invocations = [{"command": f"go4align bench --benchmark toy3 --methods {method} --out runs/t",
+                    "time": f"2025-01-0{day}T00:00:00", "provenance": {"go4align_version": version, "torch": "2.13.0"}}
+                   for method, day, version in (("ls", 1, "0.1.0"), ("famo", 2, "0.2.0"))]
     edit_grid(grid, invocations=invocations, provenance=invocations[0]["provenance"])
     markdown = report_of(grid)
     assert ("Commands (2 invocations, oldest first): go4align bench --benchmark toy3 --methods ls --out runs/t "

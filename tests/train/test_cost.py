@@ -57,7 +57,7 @@ def tiny_benchmark(epochs=2, on_loss=None):
             {task: nn.Sequential(nn.Linear(4, 1), nn.Flatten(0)) for task in ("a", "b")},
         ),
         losses=counted_losses,
-        metrics=lambda: SampleMean({"a_mse": ("a", lambda p, t: (p - t) ** 2), "b_mse": ("b", lambda p, t: (p - t) ** 2)}),
+        metrics=lambda: SampleMean({f"{t}_mse": (t, lambda p, y: (p - y) ** 2) for t in ("a", "b")}),
         protocol=Protocol(epochs=epochs, batch_size=4, lr=1e-2, reporting_rule="last_k_mean:1"),
     )
 

@@ -105,8 +105,8 @@ def _synthetic(summary: GridSummary) -> str | None:
              "it: an error that is small beside the large-scale tasks' is hundreds of percent there.")
     hidden, groups = options.get("hidden_dim"), options.get("num_groups")
     if isinstance(hidden, int) and isinstance(groups, int):
-        capacity = (f"fewer than the {groups} planted groups of directions, so it cannot fit them all" if hidden < groups
-                    else f"enough for the {groups} planted groups of directions")
+        capacity = (f"fewer than the {groups} planted groups of directions, so it cannot fit them all"
+                    if hidden < groups else f"enough for the {groups} planted groups of directions")
         text += f" The shared model passes every task through hidden_dim = {hidden} shared unit(s), {capacity}."
     return text + (" Compare the methods with each other (Delta-m differences, MR, the per-task MSEs), not "
                    "with 0.")

@@ -242,8 +242,8 @@ def _write_csv(summary: GridSummary, path: Path) -> Path:
     names = summary.metric_names
     columns = (["kind", "method_label", "method", "seed", "complete"] + names
                + ["delta_m", "delta_m_se", "mean_rank", "time_per_epoch_s", "step_time_median_ms",
-                  "step_time_p25_ms", "step_time_p75_ms", "step_cpu_time_median_ms", "relative_time", "peak_memory_mb", "n_seeds",
-                  "stl_source"])
+                  "step_time_p25_ms", "step_time_p75_ms", "step_cpu_time_median_ms", "relative_time",
+                  "peak_memory_mb", "n_seeds", "stl_source"])
     source = summary.reference.source
     rows = []
     for label, runs in summary.grid.runs.items():

@@ -11,11 +11,11 @@ callbacks do not (the trainer restarts the clock after them with :meth:`StepTime
 
 On the CPU the clock is ``time.perf_counter`` (wall time), and the process's CPU time
 (``time.process_time``) of the same steps is kept beside it: on a busy machine the wall time of a
-step includes the time the process waited for a core, and a report can see that the two part. On CUDA it is a pair of CUDA events around each
-sampled step, read at :meth:`StepTimer.flush` (end of epoch, checkpoint), so the timer adds no host
-synchronisation to the steps: the events measure the time the device's stream took between the
-two points, which in steady state is the step's real cost whether the host or the device is the
-bottleneck.
+step includes the time the process waited for a core, and a report can see that the two part.
+On CUDA the clock is a pair of CUDA events around each sampled step, read at
+:meth:`StepTimer.flush` (end of epoch, checkpoint), so the timer adds no host synchronisation to
+the steps: the events measure the time the device's stream took between the two points, which in
+steady state is the step's real cost whether the host or the device is the bottleneck.
 """
 
 from __future__ import annotations
