@@ -109,8 +109,12 @@ def test_the_header_shows_every_invocation_as_typed(tmp_path, no_figures):
     invocations = [{"command": f"go4align bench --benchmark toy3 --methods {method} --out runs/t",
                     "time": f"2025-01-0{day}T00:00:00", "provenance": {"go4align_version": version, "torch": "2.13.0"}}
                    for method, day, version in (("ls", 1, "0.1.0"), ("famo", 2, "0.2.0"))]
-    edit_grid(grid, invocations=invocations, provenance=invocations[0]["provenance"])
+    provenance = dict(invocations[0]["provenance"], git_commit="0123456789abcdef", git_dirty=True, device="cpu",
+                      cpu="Some CPU", threads=1)
+    edit_grid(grid, invocations=invocations, provenance=provenance)
     markdown = report_of(grid)
+    assert ("Ran with go4align 0.1.0 (commit 0123456789ab, uncommitted changes), torch 2.13.0 on cpu, Some CPU, "
+            "1 thread(s). Started 2025-01-01T00:00:00.") in markdown
     assert ("Commands (2 invocations, oldest first): go4align bench --benchmark toy3 --methods ls --out runs/t "
             "(2025-01-01T00:00:00); go4align bench --benchmark toy3 --methods famo --out runs/t "
             "(2025-01-02T00:00:00).") in markdown

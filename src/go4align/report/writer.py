@@ -146,7 +146,9 @@ def _header(summary: GridSummary) -> list[Block]:
     facts = [(f"Benchmark {grid.benchmark}{protocol}: {len(grid.runs)} method(s) with results, seeds "
               f"[{_seed_list(grid.seeds)}]; {complete_runs} of {total_runs} run(s) complete.")]
     facts += [fact for fact in (_commands(grid), _environment(grid)) if fact]
-    if grid.version or grid.started:
+    if grid.provenance:  # the version is in the environment's sentence
+        facts.append(f"Started {grid.started or NA}.")
+    elif grid.version or grid.started:
         facts.append(f"go4align {grid.version or NA}, started {grid.started or NA}.")
     rule = summary.reporting_rule or "as recorded by the trainer"
     return [
