@@ -28,15 +28,23 @@ GROUP_TRACE = {
 }
 
 
+def step_time(median_ms, iqr_ms=2.0):
+    return {"median": median_ms, "p25": median_ms - iqr_ms / 2, "p75": median_ms + iqr_ms / 2,
+            "p10": median_ms - iqr_ms, "p90": median_ms + iqr_ms, "samples": 40, "first_sampled_step": 10,
+            "stride": 1, "clock": "perf_counter"}
+
+
 def result(method, label, seed, metrics, *, options=None, complete=True, time_s=10.0, memory=100.0,
            stl_reference=PUBLISHED_STL, curves=EVEN_CURVES, trace=None):
+    """A result.json whose median step time in ms equals its epoch time in s (so ratios match)."""
     epochs = [{"epoch": e + 1, "time_s": time_s, "train_losses": {t: curves[t][e] for t in TASKS},
                "val": None, "test": metrics} for e in range(5)]
     return {
         "benchmark": BENCHMARK, "method": method, "method_label": label, "method_options": options or {},
         "seed": seed, "tasks": TASKS, "metrics": metrics, "directions": DIRECTIONS,
         "reporting_rule": "last epoch", "stl_reference": stl_reference, "epochs": epochs,
-        "time_per_epoch_s": time_s, "peak_memory_mb": memory,
+        "time_per_epoch_s": time_s, "step_time_ms": step_time(time_s), "peak_memory_mb": memory,
+        "peak_memory_method": "cuda_max_memory_allocated",
         "trace": trace or {"steps": [0], "losses": [[1, 1, 1]], "weights": [[1, 1, 1]], "groups": None,
                            "group_weights": None},
         "complete": complete,

@@ -62,7 +62,7 @@ def comparable(result: dict) -> dict:
     """A result without what legitimately differs between two identical runs (times, memory, the
     process that wrote it)."""
     epochs = [{k: v for k, v in e.items() if k != "time_s"} for e in result["epochs"]]
-    drop = ("time_per_epoch_s", "peak_memory_mb", "epochs", "provenance")
+    drop = ("time_per_epoch_s", "step_time_ms", "peak_memory_mb", "epochs", "provenance")
     return {**{k: v for k, v in result.items() if k not in drop}, "epochs": epochs}
 
 

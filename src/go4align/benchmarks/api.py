@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 from typing import Protocol as TypingProtocol
@@ -166,7 +167,15 @@ class Protocol:
         ):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-        self.last_k  # validates reporting_rule
+        k = self.last_k  # validates reporting_rule
+        if k is not None and k > self.epochs:
+            warnings.warn(
+                f"reporting_rule={self.reporting_rule!r} asks for the mean of the last {k} epochs, but the "
+                f"protocol trains {self.epochs}: the reported metrics are the mean of all {self.epochs} trained "
+                f"epoch(s) instead; give reporting_rule='last_k_mean:K' with K <= {self.epochs}",
+                UserWarning,
+                stacklevel=3,
+            )
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0, got {self.num_workers!r}")
         if not isinstance(self.train_weighting_parameters, bool):
@@ -320,17 +329,45 @@ class Benchmark:
             if missing:
                 raise ValueError(f"Benchmark {self.name!r}: stl_reference lacks metric(s) {missing}")
             object.__setattr__(self, "stl_reference", {m: float(self.stl_reference[m]) for m in metrics})
-        if self.protocol.selection == "delta_m" and self.stl_reference is None and self.protocol.needs_validation:
-            raise ValueError(
-                f"Benchmark {self.name!r}: selection='delta_m' needs an stl_reference; "
-                "use selection='mean' or give the reference"
-            )
-        if self.protocol.selection == "mean" and self.protocol.needs_validation:
-            if len({m.higher_is_better for t in self.tasks for m in t.metrics}) > 1:
-                raise ValueError(
-                    f"Benchmark {self.name!r}: selection='mean' needs metrics that all point the same way; "
-                    "use selection='delta_m' with an stl_reference"
-                )
+        problem = self._selection_problem()
+        if problem is not None:
+            raise ValueError(f"Benchmark {self.name!r}: {problem}")
+
+    def _selection_problem(self) -> str | None:
+        """Why the protocol cannot score validation epochs on this benchmark, with every way out
+        that works here, or ``None``. One message for both selections, so that a new data set
+        without a single-task reference gets one consistent answer."""
+        protocol = self.protocol
+        if not protocol.needs_validation:
+            return None
+        same_way = len({m.higher_is_better for t in self.tasks for m in t.metrics}) == 1
+        if protocol.selection == "delta_m" and self.stl_reference is None:
+            why = "selection='delta_m' needs an stl_reference (single-task values of every metric), and there is none"
+        elif protocol.selection == "mean" and not same_way:
+            why = "selection='mean' needs metrics that all point the same way, and these point both ways"
+        else:
+            return None
+        users = []
+        if protocol.reporting_rule == "best_validation":
+            users.append("reporting_rule='best_validation'")
+        if protocol.scheduler == "plateau":
+            users.append("scheduler='plateau'")
+        ways = []
+        if protocol.reporting_rule == "best_validation":
+            ways.append("report reporting_rule='last_k_mean:K' (the mean of the last K epochs' test metrics; "
+                        "it needs no validation score)")
+        if protocol.scheduler == "plateau":
+            ways.append("use scheduler='step' or 'none'")
+        if protocol.selection == "delta_m" and same_way:
+            ways.append("use selection='mean'")
+        ways.append(
+            f"{'keep' if protocol.selection == 'delta_m' else 'use'} selection='delta_m' and give "
+            "Benchmark(stl_reference={metric: value, ...}); to get the values, "
+            "train single-task models with `go4align bench ... --methods stl` (or run_grid(..., ['stl'], ...)) "
+            "and take the 'STL reference' row of its report"
+        )
+        verb = "needs" if len(users) == 1 else "need"
+        return f"{' and '.join(users)} {verb} a validation score, but {why}. Either " + "; or ".join(ways) + "."
 
     @property
     def task_names(self) -> list[str]:

@@ -75,28 +75,29 @@ def _error(se: float | None) -> float:
 def _delta_m_vs_time(summary: GridSummary) -> FigureFile | None:
     relative = summary.time_baseline is not None
     points = [m for m in summary.methods if m.delta_m is not None
-              and (m.relative_time if relative else m.time_per_epoch_s) is not None]
+              and (m.relative_time if relative else m.step_time_ms) is not None]
     if not points:
         return None
     figure = _new_figure(7.5, 4.5)
     axes = figure.add_subplot()
     for index, method in enumerate(points):
-        x = method.relative_time if relative else method.time_per_epoch_s
+        x = method.relative_time if relative else method.step_time_ms
         axes.errorbar(x, method.delta_m, yerr=_error(method.delta_m_se), linestyle="none",
                       markersize=8, capsize=3, label=method.label, **_style(index, len(points)))
     axes.axhline(0.0, color="0.5", linestyle="--", linewidth=1, label="STL (Delta-m = 0)")
-    axes.set_xlabel(f"time per epoch relative to {summary.time_baseline}" if relative
-                    else "time per epoch (s)")
+    axes.set_xlabel(f"time per training step relative to {summary.time_baseline}" if relative
+                    else "time per training step (ms)")
     axes.set_ylabel("Delta-m % (lower is better)")
     axes.set_title(f"{summary.grid.benchmark}: performance against cost")
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="method")
-    baseline = (f"relative to the time per epoch of {summary.time_baseline}" if relative
-                else "in seconds per epoch (LS is not in this grid, so times are absolute)")
+    baseline = (f"relative to the step time of {summary.time_baseline}" if relative
+                else "in milliseconds (LS is not in this grid, so times are absolute)")
     return FigureFile(
         "delta_m_vs_time.png", "Delta-m against training time (paper Fig. 1)",
-        "One point per method: the mean Delta-m over seeds (bars: standard error) against the time "
-        f"per epoch, {baseline}. Lower means better than single-task learning, left means cheaper; "
+        "One point per method: the mean Delta-m over seeds (bars: standard error) against the median "
+        f"time per training step in steady state, {baseline}. Lower means better than single-task "
+        "learning, left means cheaper; "
         "the best methods sit in the lower left corner. Times come from the machine that ran the "
         "grid, so compare them only within this report.",
         _png(figure))
@@ -116,6 +117,8 @@ def _relative_curves(runs: list[Run]) -> dict[str, tuple[list[int], np.ndarray]]
 
 
 def _task_progress(summary: GridSummary) -> FigureFile | None:
+    if summary.epochs_recorded < 2:  # one point per curve: nothing to see
+        return None
     panels = [(m, _relative_curves([r for r in summary.grid.runs[m.label] if r.complete]))
               for m in summary.methods if m.seeds]
     panels = [(m, curves) for m, curves in panels if curves]
@@ -173,6 +176,8 @@ def _task_progress(summary: GridSummary) -> FigureFile | None:
 
 
 def _convergence_spread(summary: GridSummary) -> FigureFile | None:
+    if summary.convergence_note:  # the budget is too short; the report says so in words
+        return None
     bars = [m for m in summary.methods if m.convergence_spread is not None]
     if not bars:
         return None

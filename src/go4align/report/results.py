@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Grid", "ReportError", "Run", "find_grids", "load_grid", "load_run"]
+__all__ = ["Grid", "Invocation", "ReportError", "Run", "StepTime", "find_grids", "load_grid", "load_run"]
 
 STL_FOLDER = "stl"
 _DIRECTIONS = ("higher", "lower")
@@ -26,6 +26,32 @@ _DIRECTIONS = ("higher", "lower")
 
 class ReportError(ValueError):
     """A results file or folder that the report cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """A run's sampled training-step times in steady state, in milliseconds (result.json's
+    ``step_time_ms``: warm-up steps, evaluation and checkpoints excluded)."""
+
+    median: float
+    p25: float
+    p75: float
+    samples: int
+    clock: str | None
+    cpu_median: float | None = None  # the process's CPU time of the same steps (CPU runs)
+
+    @property
+    def iqr(self) -> float:
+        return self.p75 - self.p25
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One run of the grid command, as typed (grid.json ``invocations``)."""
+
+    command: str
+    time: str | None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,10 +71,12 @@ class Run:
     stl_reference: dict[str, float] | None
     epochs: list[dict[str, Any]]
     time_per_epoch_s: float | None
+    step_time: StepTime | None
     peak_memory_mb: float | None
-    peak_memory_method: str | None  # how the trainer measured it (CUDA allocator, sampled RSS...)
+    peak_memory_method: str | None  # how the trainer measured it (CUDA allocator, not measured...)
     trace: dict[str, Any] | None
     complete: bool
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,11 +88,14 @@ class Grid:
     protocol: str | None  # a name, or the trainer's protocol settings as key=value text
     methods: list[str]
     seeds: list[int]
-    command: str | None
+    invocations: list[Invocation]  # the commands as typed, oldest first
     version: str | None
     started: str | None
     runs: dict[str, list[Run]]
     stl: list[Run]
+    benchmark_options: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    paths_left_out: bool = False  # an old grid.json's absolute paths were dropped from its command
 
 
 def find_grids(run_dir: str | Path) -> list[Path]:
@@ -173,11 +204,25 @@ def load_run(path: Path) -> Run:
         stl_reference=None if stl is None else _numbers(stl, "stl_reference", path),
         epochs=epochs,
         time_per_epoch_s=_finite_or_none(_optional(data, "time_per_epoch_s", (int, float), path)),
+        step_time=_step_time(_optional(data, "step_time_ms", dict, path), path),
         peak_memory_mb=_finite_or_none(_optional(data, "peak_memory_mb", (int, float), path)),
         peak_memory_method=_optional(data, "peak_memory_method", str, path),
         trace=trace,
         complete=_require(data, "complete", bool, path),
+        provenance=_optional(data, "provenance", dict, path) or {},
     )
+
+
+def _step_time(data: dict[str, Any] | None, path: Path) -> StepTime | None:
+    if data is None:
+        return None
+    values = _numbers({key: data.get(key) for key in ("median", "p25", "p75", "samples")}, "step_time_ms", path)
+    if not all(math.isfinite(value) for value in values.values()):
+        raise ReportError(f"{path}: 'step_time_ms' values must be finite, got {values}")
+    clock, cpu = data.get("clock"), data.get("cpu_median")
+    cpu_ok = isinstance(cpu, (int, float)) and not isinstance(cpu, bool) and math.isfinite(cpu)
+    return StepTime(values["median"], values["p25"], values["p75"], int(values["samples"]),
+                    clock if isinstance(clock, str) else None, float(cpu) if cpu_ok else None)
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -195,6 +240,8 @@ def load_grid(grid_dir: str | Path) -> Grid:
     methods = [str(m) for m in _require(spec, "methods", list, grid_file)]
     seeds = _optional(spec, "seeds", list, grid_file) or []
 
+    invocations, paths_left_out = _invocations(spec, grid_file)
+    provenance = _optional(spec, "provenance", dict, grid_file) or {}
     runs: dict[str, list[Run]] = {}
     stl: list[Run] = []
     for path in sorted((root / "runs").glob("*/seed*/result.json")):
@@ -214,13 +261,61 @@ def load_grid(grid_dir: str | Path) -> Grid:
         protocol=_protocol_text(_optional(spec, "protocol", (str, dict), grid_file)),
         methods=methods,
         seeds=[int(seed) for seed in seeds],
-        command=_command_text(_optional(spec, "command", (str, list), grid_file)),
+        invocations=invocations,
         # The trainer writes go4align_version and start_time; the layout's spec says version, started.
-        version=_optional(spec, "version", str, grid_file) or _optional(spec, "go4align_version", str, grid_file),
-        started=_optional(spec, "started", str, grid_file) or _optional(spec, "start_time", str, grid_file),
+        version=(_optional(spec, "version", str, grid_file) or _optional(spec, "go4align_version", str, grid_file)
+                 or _text_or_none(provenance.get("go4align_version"))),
+        started=(_optional(spec, "started", str, grid_file) or _optional(spec, "start_time", str, grid_file)
+                 or (invocations[0].time if invocations else None)),
         runs={label: sorted(runs[label], key=lambda r: r.seed) for label in _label_order(methods, runs)},
         stl=sorted(stl, key=lambda r: r.seed),
+        benchmark_options=_optional(spec, "benchmark_options", dict, grid_file) or {},
+        provenance=provenance,
+        paths_left_out=paths_left_out,
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _invocations(spec: dict[str, Any], path: Path) -> tuple[list[Invocation], bool]:
+    """The grid's commands as typed, and whether absolute paths had to be dropped from an old one.
+
+    grid.json lists every invocation (a resume appends one); older grids kept only the last
+    command as argv, with the program's absolute path, which the report never prints."""
+    listed = _optional(spec, "invocations", list, path)
+    if listed is not None:
+        invocations = []
+        for index, entry in enumerate(listed):
+            if not isinstance(entry, dict) or not isinstance(entry.get("command"), str):
+                raise ReportError(f"{path}: invocations[{index}] should be an object with a 'command' string")
+            provenance = entry.get("provenance")
+            invocations.append(Invocation(entry["command"], _text_or_none(entry.get("time")),
+                                          provenance if isinstance(provenance, dict) else {}))
+        return invocations, False
+    command = _optional(spec, "command", (str, list), path)
+    if command is None:
+        return [], False
+    text, dropped = _as_typed(command)
+    return [Invocation(text, None)], dropped
+
+
+def _as_typed(command: str | list[str]) -> tuple[str, bool]:
+    """An old argv as the user would have typed it: ``go4align`` for the program, without
+    absolute paths (an option whose value is one goes with it)."""
+    argv = [str(part) for part in command] if isinstance(command, list) else shlex.split(command)
+    kept: list[str] = ["go4align"]
+    dropped = False
+    for part in argv[1:]:
+        value = part.split("=", 1)[1] if part.startswith("--") and "=" in part else part
+        if value.startswith("/"):
+            dropped = True
+            if value is part and kept[-1].startswith("--") and "=" not in kept[-1]:
+                kept.pop()  # the option that took this path
+            continue
+        kept.append(part)
+    return shlex.join(kept), dropped
 
 
 def _protocol_text(protocol: str | dict[str, Any] | None) -> str | None:
@@ -228,13 +323,6 @@ def _protocol_text(protocol: str | dict[str, Any] | None) -> str | None:
     if isinstance(protocol, dict):
         return ", ".join(f"{key}={json.dumps(value)}" for key, value in protocol.items())
     return protocol
-
-
-def _command_text(command: str | list[str] | None) -> str | None:
-    """The command as a shell line, whether recorded as a string or as argv."""
-    if isinstance(command, list):
-        return shlex.join(str(part) for part in command)
-    return command
 
 
 def _label_order(methods: list[str], runs: dict[str, list[Run]]) -> list[str]:

@@ -17,7 +17,9 @@ from . import published
 from .results import STL_FOLDER, Grid, ReportError, Run
 
 __all__ = [
+    "CONVERGENCE_MIN_EPOCHS",
     "CONVERGENCE_TOLERANCE",
+    "UNTRUSTED_MEMORY",
     "GridSummary",
     "MethodSummary",
     "Reference",
@@ -29,6 +31,12 @@ __all__ = [
 # A task has converged once its training loss stays within 5% of its total change of the final value
 # (see metrics.convergence_epoch); the paper's Fig. 2 does not state its threshold.
 CONVERGENCE_TOLERANCE = 0.05
+# Below this many recorded epochs "the epoch at which a task converges" can only be one of a few
+# values, mostly the last one; the report says so instead of printing a table of zeros.
+CONVERGENCE_MIN_EPOCHS = 5
+# Peak-memory measures of earlier trainer versions that depend on what ran before in the process
+# (the resident set size stays high after a run, ru_maxrss only grows): never printed.
+UNTRUSTED_MEMORY = ("cpu_rss_sampled_per_step", "cpu_ru_maxrss_increase")
 
 
 @dataclass(frozen=True)
@@ -58,12 +66,15 @@ class MethodSummary:
     delta_m_se: float | None = None
     delta_m_note: str | None = None
     time_per_epoch_s: float | None = None
-    relative_time: float | None = None
-    peak_memory_mb: float | None = None
+    step_time_ms: float | None = None  # median over seeds of each run's median steady-state step time
+    step_time_iqr_ms: float | None = None  # median over seeds of each run's interquartile range
+    relative_time: float | None = None  # step_time_ms / the LS method's
+    peak_memory_mb: float | None = None  # None: not measured (CPU) or not trusted
     mean_rank: float | None = None
     convergence: dict[str, float] = field(default_factory=dict)  # task -> mean convergence epoch
     convergence_spread: float | None = None
     convergence_spread_se: float | None = None
+    converged_before_end: bool = False  # some task of some seed settled before its last epoch
     paper_delta_m: float | None = None
     paper_relative_time: float | None = None
 
@@ -79,6 +90,18 @@ class GridSummary:
     time_baseline: str | None  # label of the LS method that times are relative to
     missing: list[str]  # methods of grid.json with no results at all
     reporting_rule: str | None
+    epochs_recorded: int = 0  # the most training-loss epochs of any complete run
+    convergence_note: str | None = None  # why there is no convergence table, if there is none
+    paper_delta_m: bool = False  # whether the paper publishes Delta-m for this benchmark
+    paper_time: bool = False  # and time ratios (Table 9)
+
+    def stl_values(self) -> dict[str, float] | None:
+        """The reference values to print: the STL runs' means, or the stored reference if all runs agree."""
+        if self.reference.values is not None:
+            return self.reference.values
+        stored = {tuple(sorted(run.stl_reference.items())) for runs in self.grid.runs.values()
+                  for run in runs if run.stl_reference}
+        return dict(stored.pop()) if len(stored) == 1 else None
 
 
 def summarise(grid: Grid) -> GridSummary:
@@ -96,9 +119,10 @@ def summarise(grid: Grid) -> GridSummary:
             summary.mean_rank = ranks[summary.label]
     baseline = _time_baseline(ranked)
     for summary in methods:
-        if baseline is not None and summary.time_per_epoch_s is not None:
-            summary.relative_time = summary.time_per_epoch_s / baseline.time_per_epoch_s
+        if baseline is not None and summary.step_time_ms is not None:
+            summary.relative_time = summary.step_time_ms / baseline.step_time_ms
     rules = sorted({run.reporting_rule for run in complete if run.reporting_rule})
+    epochs_recorded = max((sum(1 for e in run.epochs if e.get("train_losses")) for run in complete), default=0)
     return GridSummary(
         grid=grid,
         metric_names=metric_names,
@@ -110,7 +134,25 @@ def summarise(grid: Grid) -> GridSummary:
         missing=[label for label in grid.methods
                  if label not in grid.runs and not (label == STL_FOLDER and grid.stl)],
         reporting_rule="; ".join(rules) or None,
+        epochs_recorded=epochs_recorded,
+        convergence_note=_convergence_note(ranked, epochs_recorded),
+        paper_delta_m=published.method_key(grid.benchmark) in published.PUBLISHED,
+        paper_time=published.method_key(grid.benchmark) in published.TABLE9_SECONDS_PER_EPOCH,
     )
+
+
+def _convergence_note(methods: list[MethodSummary], epochs: int) -> str | None:
+    """A plain sentence when the budget cannot show convergence, else ``None``."""
+    percent = round(100 * CONVERGENCE_TOLERANCE)
+    if epochs < CONVERGENCE_MIN_EPOCHS:
+        return (f"The runs recorded {epochs} epoch(s) of training losses; saying when each task's loss "
+                f"converges needs at least {CONVERGENCE_MIN_EPOCHS}, so this report has no convergence table "
+                "or figure.")
+    if not any(m.converged_before_end for m in methods):
+        return (f"No task's training loss settled (within {percent}% of its total change of its final value) "
+                f"before the last of the {epochs} epochs in any run: the budget is too short to compare when "
+                "tasks converge, so this report has no convergence table or figure.")
+    return None
 
 
 def _metric_names(complete: list[Run]) -> list[str]:
@@ -161,7 +203,13 @@ def _summarise_method(label: str, runs: list[Run], metric_names: list[str], dire
         return summary
     _add_delta_m(summary, done, metric_names, directions, reference)
     summary.time_per_epoch_s = _mean_of_known([run.time_per_epoch_s for run in done])
-    summary.peak_memory_mb = _mean_of_known([run.peak_memory_mb for run in done])
+    timed = [run.step_time for run in done if run.step_time is not None]
+    if timed:
+        # Medians throughout: one seed slowed by other work on the machine moves nothing.
+        summary.step_time_ms = float(np.median([t.median for t in timed]))
+        summary.step_time_iqr_ms = float(np.median([t.iqr for t in timed]))
+    summary.peak_memory_mb = _mean_of_known([run.peak_memory_mb for run in done
+                                             if run.peak_memory_method not in UNTRUSTED_MEMORY])
     _add_convergence(summary, done)
     return summary
 
@@ -218,6 +266,8 @@ def _add_convergence(summary: MethodSummary, done: list[Run]) -> None:
         if usable and len(usable) == len(run.tasks):
             per_seed.append({task: convergence_epoch(losses, epochs, CONVERGENCE_TOLERANCE)
                              for task, (epochs, losses) in usable.items()})
+            last = max(epochs[-1] for epochs, _ in usable.values())
+            summary.converged_before_end |= min(per_seed[-1].values()) < last
     if not per_seed:
         return
     summary.convergence = {task: float(np.mean([seed[task] for seed in per_seed])) for task in per_seed[0]}
@@ -243,6 +293,6 @@ def _decimals(metric_names: list[str], methods: list[MethodSummary], reference: 
 
 def _time_baseline(methods: list[MethodSummary]) -> MethodSummary | None:
     """LS, to which the paper's Table 9 relates every time; the plain "ls" label when there are several."""
-    timed = [m for m in methods if published.method_key(m.method) == "ls" and m.time_per_epoch_s]
+    timed = [m for m in methods if published.method_key(m.method) == "ls" and m.step_time_ms]
     plain = [m for m in timed if m.label == m.method]
     return (plain or timed or [None])[0]

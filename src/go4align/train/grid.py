@@ -236,7 +236,7 @@ def merge_stl(results: Sequence[dict], benchmark: Benchmark, seed: int) -> dict:
         "stl_reference": first["stl_reference"],
         "epochs": epochs,
         "time_per_epoch_s": statistics.median(e["time_s"] for e in epochs) if epochs else None,
-        "peak_memory_mb": max(r["peak_memory_mb"] for r in results),
+        "peak_memory_mb": max((r["peak_memory_mb"] for r in results if r["peak_memory_mb"] is not None), default=None),
         "peak_memory_method": first["peak_memory_method"],
         "device": first["device"],
         "trace": trace,

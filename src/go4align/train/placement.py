@@ -16,8 +16,6 @@ import contextlib
 import datetime
 import gc
 import os
-import resource
-import sys
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -154,22 +152,16 @@ class Placement:
         return batch
 
 
-def _rss_bytes() -> int | None:
-    """Current resident set size, from /proc (Linux); ``None`` elsewhere."""
-    try:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 class PeakMemory:
-    """Peak memory of a run above its start.
+    """Peak memory of one run, right whatever ran before it in the process.
 
-    CUDA: ``torch.cuda.max_memory_allocated`` (reset at the start). CPU on Linux: the resident
-    set size sampled at every step and evaluation batch, minus the RSS at the start. Elsewhere:
-    the increase of ``getrusage().ru_maxrss``, which misses peaks below an earlier one in the
-    same process. :attr:`method` says which was used.
+    CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` at the start of
+    the run, minus what was allocated then (so tensors left by earlier runs do not count, and the
+    run's model, optimiser state and activations do). CPU: not measured. PyTorch keeps no peak
+    statistics for CPU tensors, and the process-wide measures are wrong for every run but the
+    first: ``ru_maxrss`` only grows, and the resident set size stays high after a run because
+    the allocator keeps freed memory, so a later run that reuses it reads as 0 MB.
+    :attr:`method` names the measure; :meth:`megabytes` is ``None`` when nothing was measured.
     """
 
     def __init__(self, device: torch.device):
@@ -179,27 +171,10 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(device)
             self.method = "cuda_max_memory_allocated"
             self.start = torch.cuda.memory_allocated(device)
-        elif _rss_bytes() is not None:
-            self.method = "cpu_rss_sampled_per_step"
-            self.start = _rss_bytes()
         else:
-            self.method = "cpu_ru_maxrss_increase"
-            self.start = self._maxrss()
-        self.peak = self.start
+            self.method = "not_measured_on_cpu"
 
-    @staticmethod
-    def _maxrss() -> int:
-        # ru_maxrss is in kilobytes on Linux, bytes on macOS.
-        scale = 1 if sys.platform == "darwin" else 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-    def sample(self) -> None:
-        if self.method == "cpu_rss_sampled_per_step":
-            self.peak = max(self.peak, _rss_bytes())
-
-    def megabytes(self) -> float:
-        if self.cuda:
-            self.peak = torch.cuda.max_memory_allocated(self.device)
-        elif self.method == "cpu_ru_maxrss_increase":
-            self.peak = self._maxrss()
-        return max(0.0, (self.peak - self.start) / 2**20)
+    def megabytes(self) -> float | None:
+        if not self.cuda:
+            return None
+        return (torch.cuda.max_memory_allocated(self.device) - self.start) / 2**20

@@ -37,9 +37,12 @@ def summarise(
 ) -> tuple[dict[str, float], int | None]:
     """The reported metrics per the protocol's rule, and the selected epoch (``best_validation``).
 
-    ``last_k_mean:K`` averages the test metrics of the last K epochs so far (fewer if fewer ran);
+    ``last_k_mean:K`` averages the test metrics of the last K epochs so far (all of them if fewer
+    ran: :class:`~go4align.benchmarks.api.Protocol` warns when K exceeds its epochs);
     ``best_validation`` takes the test metrics of the first epoch with the lowest validation score.
+    An evaluation before training (epoch 0), if a history holds one, is never reported.
     """
+    epochs = [e for e in epochs if e["epoch"] >= 1]
     if not epochs:
         return {}, None
     k = protocol.last_k

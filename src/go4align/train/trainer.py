@@ -58,6 +58,7 @@ from go4align.weighting import NonFiniteLossError, Weighting
 
 from . import provenance
 from .checkpoint import CheckpointStore, remove_stale_temporaries, rng_state, set_rng_state, write_json_atomic
+from .cost import StepTimer
 from .placement import PeakMemory, Placement
 from .results import Trace, summarise, validation_score
 from .spec import MethodSpec
@@ -239,6 +240,8 @@ class Trainer:
         bench, protocol, place = self.benchmark, self.protocol, self.placement
         random.seed(self.seed)
         np.random.seed(self.seed)
+        # Before the model is placed, so that the run's own parameters count and earlier runs' do not.
+        self.memory = PeakMemory(place.device)
         self.model = place.model(bench.build_model(self.seed))
         self.net = place.wrap(self.model)  # what the training forward runs through
         self.shared = self.model.shared_parameters()
@@ -249,7 +252,6 @@ class Trainer:
         self.scheduler = protocol.build_scheduler(self.optimizer)
         self.train_set = bench.dataset("train")
         self.data_order = torch.Generator().manual_seed(self.seed)
-        self.memory = PeakMemory(place.device)
         steps_per_epoch = math.ceil(len(self.train_set) / protocol.batch_size)
         self.trace = Trace(protocol.epochs * steps_per_epoch, bench.num_tasks)
         self.state = {
@@ -260,14 +262,18 @@ class Trainer:
             "epoch_time": 0.0,
             "history": [],
             "data_order_at_epoch_start": self.data_order.get_state(),
-            "previous_peak_mb": 0.0,
+            "previous_peak_mb": None,
             "skipped_steps": 0,
             "skipped_in_epoch": 0,
+            "step_times": [],
         }
         if self.placement.rank == 0:
             remove_stale_temporaries(self.run_dir)  # left by writers killed mid-write
         if self.checkpoints.exists():
             self._restore()
+        self.step_timer = StepTimer(
+            place.device, self.state["global_step"], protocol.epochs * steps_per_epoch, self.state.pop("step_times")
+        )
 
     def _train_epoch(self) -> None:
         """The rest of the current epoch, from ``step_in_epoch`` on, in the epoch's data order."""
@@ -282,6 +288,7 @@ class Trainer:
         loss_sums = state["loss_sums"].to(self.placement.device)
         loader_seed = self.seed * 1_000_003 + epoch
         timer = time.perf_counter()
+        self.step_timer.restart(state["global_step"])
         for batch in iterate_batches(
             self.train_set, batches[start:], self.benchmark.collate_fn, protocol.num_workers, loader_seed
         ):
@@ -293,7 +300,7 @@ class Trainer:
             else:
                 loss_sums += losses.double()
                 self.trace.record(state["global_step"], self.weighting.diagnostics)
-            self.memory.sample()
+            self.step_timer.lap(state["global_step"])
             state["step_in_epoch"] += 1
             state["global_step"] += 1
             if bar is not None:
@@ -309,8 +316,10 @@ class Trainer:
                 for callback in self.callbacks:
                     callback(info)
                 timer = time.perf_counter()
+                self.step_timer.restart(state["global_step"])
         state["epoch_time"] += time.perf_counter() - timer
         state["loss_sums"] = loss_sums.cpu()
+        self.step_timer.flush()
         if bar is not None:
             bar.close()
 
@@ -406,7 +415,6 @@ class Trainer:
         for batch in iterate_batches(dataset, batches, bench.collate_fn, self.protocol.num_workers, 0):
             inputs, targets = self.placement.batch(batch)
             accumulator.update(model(inputs), targets)
-            self.memory.sample()
         model.train()
         values = {name: float(value) for name, value in accumulator.compute().items()}
         expected = set(bench.directions)
@@ -439,7 +447,11 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "weighting": self.weighting.state_dict(),
             "rng": rng_state(),
-            "state": {**self.state, "previous_peak_mb": self.peak_memory_mb()},
+            "state": {
+                **self.state,
+                "previous_peak_mb": self.peak_memory_mb(),
+                "step_times": self.step_timer.state_dict(),
+            },
             "trace": self.trace.state_dict(),
         }
         self.checkpoints.save(
@@ -476,8 +488,13 @@ class Trainer:
         """The code, libraries and machine of this process's part of the run (collected once)."""
         return provenance.collect(self.placement.device)
 
-    def peak_memory_mb(self) -> float:
-        return max(self.state["previous_peak_mb"], self.memory.megabytes())
+    def peak_memory_mb(self) -> float | None:
+        """The run's peak over its processes (a resume is a new one); ``None`` where not measured
+        (an older checkpoint's CPU figure, taken process-wide, is not carried over either)."""
+        current, previous = self.memory.megabytes(), self.state["previous_peak_mb"]
+        if current is None or previous is None:
+            return current
+        return max(previous, current)
 
     def result(self) -> dict:
         """The ``result.json`` of the run so far (``complete`` once every epoch has run).
@@ -485,8 +502,11 @@ class Trainer:
         ``metrics`` follow the protocol's reporting rule (``selected_epoch``: the epoch chosen by
         ``best_validation``, else ``None``); each epoch's ``time_s`` is its training wall time
         (data loading included; evaluation, checkpoints and callbacks excluded);
-        ``time_per_epoch_s`` is their median; ``peak_memory_method`` says how ``peak_memory_mb``
-        was measured (see :class:`~go4align.train.placement.PeakMemory`); ``trace`` holds the
+        ``time_per_epoch_s`` is their median; ``step_time_ms`` summarises the sampled step times
+        in steady state (median, quartiles, 10th and 90th percentiles; warm-up steps, evaluation
+        and checkpoints excluded: see :mod:`~go4align.train.cost`); ``peak_memory_method`` says
+        how ``peak_memory_mb`` was measured, ``None`` where it was not (see
+        :class:`~go4align.train.placement.PeakMemory`); ``trace`` holds the
         weighting's diagnostics at most every ``stride`` steps (``groups`` and
         ``group_weights`` are ``None`` for methods without groups); ``provenance`` is
         :func:`go4align.train.provenance.collect`'s record of the process writing it (for a
@@ -509,6 +529,7 @@ class Trainer:
             "stl_reference": dict(bench.stl_reference) if bench.stl_reference is not None else None,
             "epochs": history,
             "time_per_epoch_s": statistics.median(e["time_s"] for e in history) if history else None,
+            "step_time_ms": self.step_timer.summary(),
             "peak_memory_mb": self.peak_memory_mb(),
             "peak_memory_method": self.memory.method,
             "device": str(self.placement.device),
