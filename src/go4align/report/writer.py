@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def write_report(run_dir: str | Path) -> list[Path]:
     """Write the report of every grid under ``run_dir`` and return the paths written.
 
     ``run_dir`` is one grid (it holds grid.json) or a folder of grids; each grid gets report.md,
-    a self-contained report.html, results.csv and figures/*.png in its own folder, and a folder of
+    a self-contained report.html, results.csv and ``figures/*.png`` in its own folder, and a folder of
     grids also gets index.md and index.html linking them. Raises ``ReportError`` naming the file
     for a missing grid.json or a malformed result.json, and ``ImportError`` naming the ``report``
     extra when matplotlib is missing.
@@ -175,6 +176,9 @@ def _notes(summary: GridSummary) -> list[str]:
         notes.append("Delta-m is n/a where it cannot be computed honestly: " + "; ".join(unavailable) + ".")
     if summary.missing:
         notes.append("Methods of grid.json with no results yet: " + ", ".join(summary.missing) + ".")
+    skipped = summary.grid.path / "skipped.json"  # written by run_grid: {label: why it did not run}
+    if skipped.is_file():
+        notes.append("Not run: " + "; ".join(f"{k}: {v}" for k, v in json.loads(skipped.read_text()).items()) + ".")
     notes.append("MR ranks the methods of this table on the printed values (competition ranking: ties "
                  "share the lowest rank); it changes with the set of methods compared.")
     measured = sorted({run.peak_memory_method for runs in summary.grid.runs.values() for run in runs

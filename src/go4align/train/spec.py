@@ -89,7 +89,7 @@ def parse_method_spec(text: str) -> MethodSpec:
     name, _, rest = label.partition(":")
     name = name.strip().lower()
     if name != STL and name not in available():
-        raise ValueError(f"unknown method {name!r} in {label!r}; available: {', '.join([*available(), STL])}")
+        raise ValueError(f"unknown method {name!r} in {label!r}; available: {', '.join(sorted({*available(), STL}))}")
     options: dict[str, Any] = {}
     if rest.strip():
         for item in _split_top_level(rest):
