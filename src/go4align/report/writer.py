@@ -178,7 +178,8 @@ def _notes(summary: GridSummary) -> list[str]:
         notes.append("Methods of grid.json with no results yet: " + ", ".join(summary.missing) + ".")
     skipped = summary.grid.path / "skipped.json"  # written by run_grid: {label: why it did not run}
     if skipped.is_file():
-        notes.append("Not run: " + "; ".join(f"{k}: {v}" for k, v in json.loads(skipped.read_text()).items()) + ".")
+        text = "; ".join(f"{label}: {why}" for label, why in json.loads(skipped.read_text()).items())
+        notes.append(f"Not run: {text}" + ("" if text.endswith(".") else "."))
     notes.append("MR ranks the methods of this table on the printed values (competition ranking: ties "
                  "share the lowest rank); it changes with the set of methods compared.")
     measured = sorted({run.peak_memory_method for runs in summary.grid.runs.values() for run in runs
