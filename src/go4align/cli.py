@@ -203,7 +203,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _threads(args.threads)
     config = load_config(args.config) if args.config else None
     benchmark = build_benchmark(args.benchmark, config, args.data_dir, args.epochs)  # data loads here
-    display = GridProgress(enabled=not args.quiet and is_main_process(), verbose=args.verbose)
+    # torchrun's ranks have not joined their group yet: rank 0 alone shows the display
+    display = GridProgress(enabled=not args.quiet and os.environ.get("RANK", "0") == "0", verbose=args.verbose)
     try:
         with distributed(args.device):
             run_grid(
