@@ -11,4 +11,4 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
     echo "note: run 'sudo apt-get install dataset-fashion-mnist' to run the Multi-Fashion tests"
   fi
 fi
-exec .venv/bin/python -m pytest -q "$@"
+exec "$VENV/bin/python" -m pytest -q "$@"

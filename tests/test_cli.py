@@ -42,7 +42,7 @@ def test_bench_runs_a_grid_and_resumes(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--benchmark", "digits", "--methods", "lsq"], r"unknown method 'lsq' in 'lsq'; available: .*go4align.*ls"),
+        (["--benchmark", "digits", "--methods", "lsq"], r"unknown method 'lsq'; did you mean 'ls'\? methods: .*go4align.*ls"),
         (["--benchmark", "nyu", "--methods", "ls"], r"unknown benchmark 'nyu'; installed: .*digits.*toy"),
         (
             ["--benchmark", "toy", "--methods", "go4align:num_groups=3"],
@@ -64,7 +64,10 @@ def test_bench_runs_a_grid_and_resumes(tmp_path, capsys):
         ),
         (["--benchmark", "toy", "--methods", "ls", "--seeds", "0,x"], "--seeds must be comma-separated ints"),
         (["--benchmark", "toy", "--methods", "ls", "--seeds", "1,1"], "distinct"),
-        (["--benchmark", "toy", "--methods", "ls", "--epochs", "0"], "epochs must be a positive int, got 0"),
+        (["--benchmark", "toy", "--methods", "ls", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+        (["--benchmark", "toy", "--methods", "ls", "--seeds", "-1"], r"--seeds must be comma-separated ints >= 0, got '-1'"),
+        (["--benchmark", "toy", "--methods", "ls,go4align,ls"], r"method\(s\) \['ls'\] given more than once"),
+        (["--benchmark", "toy", "--methods", "ls", "--checkpoint-every", "0"], "--checkpoint-every must be >= 1, got 0"),
         (["--benchmark", "toy", "--methods", "ls,stl:task=0"], "stl takes no options"),
         (["--benchmark", "toy", "--methods", "ls", "--threads", "0"], "--threads must be >= 1"),
         (["--methods", "ls"], r"give --benchmark NAME \(installed: .*\) or --config FILE"),
@@ -81,7 +84,8 @@ def test_bench_errors_are_clear(tmp_path, capsys, argv, message):
     error = capsys.readouterr().err
     assert error.startswith("go4align bench: error: ")
     assert re.search(message, error), error
-    assert not (tmp_path / "out" / "runs").exists()  # nothing trained
+    assert error.count("\n") == 1 and "Traceback" not in error  # one line
+    assert not (tmp_path / "out").exists()  # nothing written, not even grid.json
 
 
 def test_a_registered_benchmark_missing_from_the_build_is_named(tmp_path, capsys, monkeypatch):
@@ -160,8 +164,9 @@ def test_qm9_configs_name_their_split():
 
 
 def test_report_writes_the_report_or_says_why_not(tmp_path, capsys):
-    assert run("report", tmp_path) == 1
-    assert "grid.json" in capsys.readouterr().err
+    assert run("report", tmp_path) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("go4align report: error: ") and "grid.json" in error
     out = tmp_path / "grid"
     assert run("bench", "--benchmark", "toy", "--methods", "ls,go4align", "--epochs", "1", "--out", out, "--quiet") == 0
     capsys.readouterr()
@@ -193,3 +198,89 @@ def test_list(capsys):
     methods, benchmarks = out.splitlines()[:2]
     assert "go4align" in methods and "stl" in methods
     assert all(name in benchmarks for name in ("digits", "fashion", "synthetic", "toy"))
+
+
+def test_the_command_line_is_checked_before_any_data_loads(tmp_path, capsys, monkeypatch):
+    loaded = []
+    monkeypatch.setattr(cli, "get_benchmark", lambda *a, **k: loaded.append(a))
+    out = tmp_path / "out"
+    for argv in (
+        ["--methods", "ls,famo,lsq"],
+        ["--methods", "ls", "--seeds", "0,zero"],
+        ["--methods", "ls", "--device", "tpu7"],
+        ["--methods", "ls", "--threads", "-2"],
+        ["--methods", "ls", "--config", tmp_path / "missing.toml"],
+    ):
+        assert run("bench", "--benchmark", "digits", *argv, "--out", out) == 2
+    (tmp_path / "file").write_text("")
+    assert run("bench", "--benchmark", "digits", "--methods", "ls", "--out", tmp_path / "file" / "sub") == 2
+    assert run("bench", "--benchmark", "digits", "--methods", "ls", "--out", tmp_path / "file") == 2
+    assert run("demo", "--seeds", "a", "--out", out) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 8 and all(e.startswith(("go4align bench: error: ", "go4align demo: error: ")) for e in errors)
+    assert "file' exists and is not a directory" in errors[6] and "is not a writable directory" in errors[5]
+    assert loaded == [] and not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["bench", "--benchmark", "toy"], ["bench", "--frobnicate"], ["demo", "--seeds"],
+                                  ["report"], ["nonsense"]])
+def test_argparse_mistakes_are_one_line(capsys, argv):
+    with pytest.raises(SystemExit) as exit:
+        run(*argv)
+    error = capsys.readouterr().err
+    assert exit.value.code == 2 and error.count("\n") == 1 and ": error: " in error and "--help" in error
+
+
+def _subcommands():
+    parser = cli.parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction)]
+    return parser, commands.choices
+
+
+@pytest.mark.parametrize("name", ["", "bench", "report", "demo", "list"])
+def test_help_is_plain_text_and_documents_every_option(name, capsys):
+    parser, commands = _subcommands()
+    command = commands[name] if name else parser
+    text = command.format_help()
+    assert not re.search(r":(class|func|mod|math|meth):|``", text), text
+    assert all(action.help for action in command._actions), [a.dest for a in command._actions if not a.help]
+    assert command.description
+
+
+def test_demo_help_says_what_it_runs():
+    text = _subcommands()[1]["demo"].format_help()
+    for name, *_ in cli.DEMO_SUITE:
+        assert f"  {name}: " in text
+    assert "--quick" in text and ", ".join(cli.DEMO_METHODS) in text and "5 minutes" in text
+
+
+def test_epoch_lines_only_with_verbose(tmp_path, capsys):
+    argv = ["bench", "--benchmark", "toy", "--methods", "ls", "--epochs", "2", "--quiet"]
+    assert run(*argv, "--out", tmp_path / "a") == 0
+    assert "epoch" not in capsys.readouterr().err
+    assert run(*argv, "--out", tmp_path / "b", "--verbose") == 0
+    assert re.search(r"\[toy\] ls seed0 epoch 2/2", capsys.readouterr().err)
+
+
+def test_bench_and_demo_use_one_thread_unless_told(tmp_path, monkeypatch):
+    chosen = []
+    monkeypatch.setattr(cli.torch, "set_num_threads", chosen.append)
+    monkeypatch.setattr(cli, "run_grid", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "QUICK_SUITE", (("toy", {"steps_per_epoch": 2}, {"epochs": 1}, False),))
+    monkeypatch.setattr(cli, "write_report", lambda out: None)
+    assert run("bench", "--benchmark", "toy", "--methods", "ls", "--out", tmp_path) == 0
+    assert run("bench", "--benchmark", "toy", "--methods", "ls", "--out", tmp_path, "--threads", "2") == 0
+    assert run("demo", "--quick", "--out", tmp_path) == 0
+    assert chosen == [1, 2, 1]
+
+
+def test_demo_quick_runs_the_quick_suite(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "QUICK_SUITE", (("toy", {"steps_per_epoch": 2}, {"epochs": 1}, False),))
+    monkeypatch.setattr(cli, "DEMO_METHODS", ("ls", "mgda-ub"))
+    assert run("demo", "--quick", "--seeds", "0", "--out", tmp_path, "--quiet") == 0
+    out, err = capsys.readouterr()
+    assert "note: toy: mgda-ub does not apply, skipped" in err and "Traceback" not in err
+    assert (tmp_path / "toy" / "report.md").stat().st_size > 0
+    assert "Not run: mgda-ub: does not apply to toy" in (tmp_path / "toy" / "report.md").read_text()
+    invocations = json.loads((tmp_path / "toy" / "grid.json").read_text())
+    assert "go4align demo --quick --seeds 0 --out" in json.dumps(invocations)

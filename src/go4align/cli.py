@@ -1,54 +1,85 @@
-"""The ``go4align`` command: ``bench`` (a grid of methods x seeds), ``report``, ``demo``, ``list``.
+"""The go4align command: bench (a grid of methods x seeds), report, demo, list.
 
-    go4align bench --benchmark digits --methods ls,go4align:num_groups=2,stl --seeds 0,1,2 --out runs/digits
-    go4align bench --config configs/fashion.toml --methods ls,go4align,stl --out runs/fashion --data-dir DIR
-    go4align report runs/digits
-    torchrun --nproc_per_node 2 -m go4align.cli bench --benchmark digits --methods ls,mgda --out runs/ddp
-    go4align demo --out runs/demo
+examples:
+  go4align bench --benchmark digits --methods ls,go4align:num_groups=2,stl --seeds 0,1,2 --out runs/digits
+  go4align bench --config configs/fashion.toml --methods ls,go4align,stl --out runs/fashion --data-dir DIR
+  go4align report runs/digits
+  go4align demo --out runs/demo
+  torchrun --nproc_per_node 2 -m go4align.cli bench --benchmark digits --methods ls,mgda --out runs/ddp
 
-A config file (TOML) holds ``benchmark``, a ``[benchmark_options]`` table for the benchmark's
-factory and a ``[protocol]`` table overriding the benchmark's protocol (``configs/`` has the
-paper's). Re-running an interrupted ``bench`` command resumes it. Under ``torchrun`` the ranks
-share every global batch (``docs/distributed.md``); only rank 0 writes and prints.
+A config file (TOML) holds benchmark, a [benchmark_options] table for the benchmark's factory and
+a [protocol] table overriding the benchmark's protocol (configs/ has the paper's). Re-running an
+interrupted bench command resumes it. Under torchrun the ranks share every global batch
+(docs/distributed.md); only rank 0 writes and prints.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import shlex
 import sys
+import textwrap
 import time
 import tomllib
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import torch
 
 from go4align.benchmarks import available_benchmarks, get_benchmark, installed_benchmarks
 from go4align.benchmarks.api import Benchmark
-from go4align.train import run_grid, split_methods
-from go4align.train.placement import distributed, is_main_process
+from go4align.train import parse_method_spec, run_grid, split_methods
+from go4align.train.grid import check_output_dir, steps_per_run
+from go4align.train.placement import DDP_TIMEOUT_S, distributed, is_main_process
+from go4align.train.progress import GridProgress
 from go4align.weighting import available
 
-__all__ = ["main", "load_config", "build_benchmark", "DEMO_SUITE"]
+__all__ = ["main", "load_config", "build_benchmark", "DEMO_SUITE", "QUICK_SUITE", "DEMO_METHODS"]
 
 CONFIG_KEYS = ("benchmark", "benchmark_options", "protocol")
+STL = "stl"
 
-#: The demo: (benchmark, factory options, protocol changes, with STL). Sized so that every
-#: registered method with 3 seeds finishes in minutes on 2 CPU cores: 10 epochs of digits at a
-#: higher learning rate, 12 synthetic tasks, and 500 toy steps at lr 2e-2 (the reference runs
-#: 35,000 at 1e-3).
+#: The demo: (benchmark, factory options, protocol changes, with STL). Sized so that every method
+#: with 3 seeds finishes in about 5 minutes on 2 CPU cores: 8 epochs of digits at a higher
+#: learning rate, 6 synthetic tasks in 2 groups, and 300 toy steps at lr 2e-2 (the reference
+#: runs 35,000 at 1e-3).
 DEMO_SUITE = (
-    ("digits", {}, {"epochs": 10, "lr": 1e-2}, True),
-    ("synthetic", {"num_tasks": 12, "num_groups": 3, "train_size": 1000}, {"epochs": 10}, True),
-    ("toy", {"steps_per_epoch": 100}, {"epochs": 5, "lr": 2e-2}, False),
+    ("digits", {}, {"epochs": 8, "lr": 1e-2}, True),
+    ("synthetic", {"num_tasks": 6, "num_groups": 2, "train_size": 1000}, {"epochs": 8}, True),
+    ("toy", {"steps_per_epoch": 100}, {"epochs": 3, "lr": 2e-2}, False),
+)
+#: `go4align demo --quick`: the same benchmarks and methods at a smoke-test budget (CI runs it).
+QUICK_SUITE = (
+    ("digits", {}, {"epochs": 2, "lr": 1e-2}, True),
+    ("synthetic", {"num_tasks": 6, "num_groups": 2, "train_size": 200}, {"epochs": 2}, True),
+    ("toy", {"steps_per_epoch": 20}, {"epochs": 2, "lr": 2e-2}, False),
+)
+#: The adapter of TorchJD's aggregators is left out: it needs the torchjd extra, which the demo's
+#: extra does not install (its methods are TorchJD's, not this library's).
+DEMO_EXCLUDED = ("torchjd",)
+DEMO_METHODS = tuple(m for m in available() if m not in (STL, *DEMO_EXCLUDED))
+
+THREADS_HELP = (
+    "torch CPU threads (default 1: the models of the embedded benchmarks are too small to gain "
+    "from more, and on a busy machine a second thread makes tiny operations wait for a "
+    "descheduled core; give N, up to the physical cores, for larger models)"
 )
 
 
-class UsageError(Exception):
-    """A bad command line: printed without a traceback."""
+class UsageError(ValueError):
+    """A bad command line: printed as one line, without a traceback."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as the one line `go4align <command>: error: <message>`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- validation, before any data loads ----------------------------------------------------------
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a TOML config; unknown top-level keys are an error (they would be silently ignored)."""
     path = Path(path)
@@ -68,6 +99,68 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError as error:
+        raise UsageError(f"--seeds must be comma-separated ints >= 0, got {text!r}") from error
+    if any(s < 0 for s in seeds):
+        raise UsageError(f"--seeds must be comma-separated ints >= 0, got {text!r}")
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds must be distinct, got {text!r}")
+    return seeds
+
+
+def _method_names() -> list[str]:
+    return sorted({*available(), STL})
+
+
+def _methods(values: Sequence[str]) -> list[str]:
+    """The method specs of every --methods, their names checked (options are checked once the
+    benchmark's number of tasks is known)."""
+    specs = [spec for value in values for spec in split_methods(value)]
+    names = _method_names()
+    for spec in specs:
+        name = spec.partition(":")[0].strip().lower()
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ";"
+            where = f" in {spec!r}" if spec != name else ""
+            raise UsageError(f"unknown method {name!r}{where}{hint} methods: {', '.join(names)}")
+    return specs
+
+
+def _positive(value: int | None, option: str) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"{option} must be >= 1, got {value}")
+
+
+def _device(text: str) -> None:
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError) as error:
+        raise UsageError(f"--device must name a torch device such as 'cpu' or 'cuda:0', got {text!r}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {text!r}: torch.cuda.is_available() is False on this machine")
+
+
+def _output_dir(text: str) -> None:
+    """An output folder that can be created or is one; nothing is created here."""
+    check_output_dir(text)  # an OSError naming the path
+
+
+def _threads(threads: int) -> None:
+    """The thread policy of bench and demo: ``threads`` intra-op threads (default 1)."""
+    _positive(threads, "--threads")
+    torch.set_num_threads(threads)
+
+
+def typed_command(argv: Sequence[str]) -> str:
+    """The command as typed, for grid.json: never the program's absolute path."""
+    return "go4align " + shlex.join(argv)
+
+
+# -- bench ------------------------------------------------------------------------------------
 def build_benchmark(
     name: str | None,
     config: dict[str, Any] | None = None,
@@ -96,46 +189,42 @@ def build_benchmark(
     return benchmark.with_protocol(**changes) if changes else benchmark
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",")]
-    except ValueError as error:
-        raise UsageError(f"--seeds must be comma-separated ints, got {text!r}") from error
-
-
-def _methods(values: Sequence[str]) -> list[str]:
-    return [spec for value in values for spec in split_methods(value)]
-
-
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        if threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
-    _set_threads(args.threads)
+    methods, seeds = _methods(args.methods), _seeds(args.seeds)
+    _positive(args.epochs, "--epochs")
+    _positive(args.checkpoint_every, "--checkpoint-every")
+    if not 0 < args.ddp_timeout < float("inf"):
+        raise UsageError(f"--ddp-timeout must be a positive number of seconds, got {args.ddp_timeout}")
+    _device(args.device)
+    _output_dir(args.out)
+    _threads(args.threads)
     config = load_config(args.config) if args.config else None
-    benchmark = build_benchmark(args.benchmark, config, args.data_dir, args.epochs)
-    with distributed(args.device):
-        run_grid(
-            benchmark,
-            _methods(args.methods),
-            _seeds(args.seeds),
-            args.out,
-            device=args.device,
-            checkpoint_every=args.checkpoint_every,
-            progress=not args.quiet,
-            nonfinite=args.nonfinite,
-            command=args.typed,
-        )
-        main = is_main_process()
+    benchmark = build_benchmark(args.benchmark, config, args.data_dir, args.epochs)  # data loads here
+    # torchrun's ranks have not joined their group yet: rank 0 alone shows the display
+    display = GridProgress(enabled=not args.quiet and os.environ.get("RANK", "0") == "0", verbose=args.verbose)
+    try:
+        with distributed(args.device, timeout=args.ddp_timeout):
+            run_grid(
+                benchmark,
+                methods,
+                seeds,
+                args.out,
+                command=typed_command(args.argv),
+                device=args.device,
+                checkpoint_every=args.checkpoint_every,
+                progress=display,
+                skip_unrunnable=True,
+                nonfinite=args.nonfinite,
+            )
+            main = is_main_process()
+    finally:
+        display.close()
     if main:
         print(f"results in {args.out}; tables and plots: go4align report {args.out}")
     return 0
 
 
+# -- report -----------------------------------------------------------------------------------
 def write_report(run_dir: str | Path) -> None:
     """Write the report of a run directory and print where it went."""
     from go4align.report import write_report as report
@@ -151,32 +240,74 @@ def cmd_report(args: argparse.Namespace) -> int:
     return report_cli.run(args)
 
 
+# -- demo -------------------------------------------------------------------------------------
+def _suite_text(suite: Sequence[tuple]) -> str:
+    lines = []
+    for name, options, changes, with_stl in suite:
+        settings = ", ".join(f"{k}={v}" for k, v in {**options, **changes}.items())
+        lines.append(f"  {name}: {settings}{'; with STL' if with_stl else ''}")
+    return "\n".join(lines)
+
+
+DEMO_EPILOG = f"""what it runs (each benchmark: every method x every seed, then its report):
+{_suite_text(DEMO_SUITE)}
+with --quick (a smoke test of the same methods, about 2 minutes on 2 cores):
+{_suite_text(QUICK_SUITE)}
+methods: {', '.join(DEMO_METHODS)}
+  (all but {', '.join(DEMO_EXCLUDED)}: it needs the torchjd extra). A method whose optional
+  dependency is missing is skipped with a note, and so is one that does not apply to a
+  benchmark (the toy problem has no shared representation); the report lists them.
+output: OUT/<benchmark>/ holds grid.json, runs/, report.md, report.html, results.csv and the
+  figures; warnings raised during training go to OUT/<benchmark>/warnings.log.
+The full demo takes about 5 minutes on 2 CPU cores."""
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    _set_threads(args.threads)
-    seeds = _seeds(args.seeds)
-    methods = [m for m in available() if m != "stl"]  # STL runs where the suite asks for it
-    print(f"go4align demo: {', '.join(b for b, *_ in DEMO_SUITE)} x {', '.join(methods)} x seeds {seeds}", flush=True)
+    seeds = _seeds(args.seeds or ("0" if args.quick else "0,1,2"))
+    _device(args.device)
+    _output_dir(args.out)
+    _threads(args.threads)
+    suite = QUICK_SUITE if args.quick else DEMO_SUITE
+    methods = list(DEMO_METHODS)
+    print(
+        f"go4align demo{' --quick' if args.quick else ''}: {', '.join(b for b, *_ in suite)} x "
+        f"{len(methods)} methods (+ STL) x seeds {','.join(map(str, seeds))}; threads {torch.get_num_threads()}",
+        flush=True,
+    )
     start = time.perf_counter()
-    for name, options, changes, with_stl in DEMO_SUITE:
+    grids = []
+    for name, options, changes, with_stl in suite:
         benchmark = get_benchmark(name, **options).with_protocol(**changes)
-        out = Path(args.out) / name
-        for method in methods + (["stl"] if with_stl else []):
-            # One method at a time: a method that cannot run on a benchmark (say, one that needs
-            # a shared representation on the toy problem, which has none) is reported and skipped.
-            try:
-                run_grid(
-                    benchmark, [method], seeds, out, device=args.device, progress=not args.quiet, command=args.typed
-                )
-            except ValueError as error:
-                print(f"{name}: {method} skipped: {error}", file=sys.stderr, flush=True)
-        print(f"{name}: done after {time.perf_counter() - start:.0f}s", flush=True)
-        write_report(out)
+        grids.append((benchmark, methods + ([STL] if with_stl else [])))
+    display = GridProgress(enabled=not args.quiet, verbose=args.verbose)
+    try:
+        for benchmark, labels in grids:  # announce every run, so that the display counts them all
+            for label in labels:
+                for seed in seeds:
+                    display.plan((benchmark.name, label, seed), steps_per_run(benchmark, parse_method_spec(label)))
+        for benchmark, labels in grids:
+            out = Path(args.out) / benchmark.name
+            run_grid(
+                benchmark,
+                labels,
+                seeds,
+                out,
+                command=typed_command(args.argv),
+                device=args.device,
+                progress=display,
+                skip_unrunnable=True,
+            )
+            display.note(f"{benchmark.name}: done after {time.perf_counter() - start:.0f}s")
+            write_report(out)
+    finally:
+        display.close()
     print(f"go4align demo finished in {time.perf_counter() - start:.0f}s; results in {args.out}")
     return 0
 
 
+# -- list -------------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
-    print("methods:   " + ", ".join(sorted({*available(), "stl"})))
+    print("methods:   " + ", ".join(_method_names()))
     installed = installed_benchmarks()
     missing = [b for b in available_benchmarks() if b not in installed]
     print(
@@ -187,23 +318,63 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="go4align", description=__doc__.split("\n\n")[0])
-    commands = top.add_subparsers(dest="command", required=True)
-
-    bench = commands.add_parser("bench", help="train a grid of methods x seeds on a benchmark (resumes)")
-    bench.add_argument("--benchmark", help=f"one of: {', '.join(installed_benchmarks())}")
-    bench.add_argument(
-        "--methods", action="append", required=True, help="method specs, e.g. ls,go4align:num_groups=3,stl"
+# -- the parser -------------------------------------------------------------------------------
+def _display_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--threads", type=int, default=1, metavar="N", help=THREADS_HELP)
+    command.add_argument(
+        "--verbose", action="store_true", help="also print one line per epoch of every run (losses, test metrics)"
     )
-    bench.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    bench.add_argument("--out", required=True, help="the run directory")
-    bench.add_argument("--config", help="a TOML config (see configs/)")
-    bench.add_argument("--epochs", type=int, help="override the protocol's epochs")
-    bench.add_argument("--data-dir", help="where the benchmark's data lie")
-    bench.add_argument("--device", default="cpu")
-    bench.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
-    bench.add_argument("--threads", type=int, help="torch CPU threads")
+    command.add_argument("--quiet", action="store_true", help="no progress display (notes and errors still print)")
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=88)
+
+
+def parser() -> argparse.ArgumentParser:
+    plain = argparse.RawDescriptionHelpFormatter
+    top = Parser(prog="go4align", description=__doc__, formatter_class=plain)
+    commands = top.add_subparsers(
+        dest="command",
+        required=True,
+        parser_class=Parser,
+        metavar="COMMAND",
+        help="bench, report, demo or list; 'go4align COMMAND --help' documents its options",
+    )
+
+    bench = commands.add_parser(
+        "bench",
+        help="train a grid of methods x seeds on a benchmark (resumes)",
+        description=_wrap("Train every method with every seed on one benchmark into --out; re-running the "
+        "same command resumes an interrupted grid. One progress display shows run k of N, the method, "
+        "the seed, elapsed and remaining time. A method whose optional dependency is missing, or that "
+        "does not apply to the benchmark, is skipped with a note (the report lists it)."),
+        formatter_class=plain,
+    )
+    bench.add_argument("--benchmark", metavar="NAME", help=f"one of: {', '.join(installed_benchmarks())}")
+    bench.add_argument(
+        "--methods",
+        action="append",
+        required=True,
+        metavar="SPECS",
+        help="comma-separated method specs, name or name:key=value,...; e.g. ls,go4align:num_groups=3,stl "
+        "(repeatable; 'go4align list' names the methods)",
+    )
+    bench.add_argument("--seeds", default="0", help="comma-separated seeds, ints >= 0 (default 0)")
+    bench.add_argument("--out", required=True, metavar="DIR", help="the grid's folder (created if needed)")
+    bench.add_argument("--config", metavar="FILE", help="a TOML config: benchmark, [benchmark_options], [protocol]")
+    bench.add_argument("--epochs", type=int, metavar="N", help="override the protocol's number of epochs")
+    bench.add_argument("--data-dir", metavar="DIR", help="where the benchmark's data lie")
+    bench.add_argument("--device", default="cpu", help="a torch device: cpu (default), cuda, cuda:1, ...")
+    bench.add_argument("--checkpoint-every", type=int, metavar="N", help="also checkpoint every N steps")
+    bench.add_argument(
+        "--ddp-timeout",
+        type=float,
+        default=DDP_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"under torchrun: how long a rank waits for a stalled one before the job ends with an "
+        f"error (default {DDP_TIMEOUT_S:.0f})",
+    )
     bench.add_argument(
         "--nonfinite",
         choices=("raise", "skip"),
@@ -211,34 +382,54 @@ def parser() -> argparse.ArgumentParser:
         help="a NaN/inf task loss stops the run naming the task and step (raise, default) or skips "
         "the step, counted in result.json's skipped_steps (skip)",
     )
-    bench.add_argument("--quiet", action="store_true", help="no progress lines")
+    _display_options(bench)
     bench.set_defaults(run=cmd_bench)
 
-    report = commands.add_parser("report", help="tables and plots of a run directory (or a folder of them)")
+    report = commands.add_parser(
+        "report",
+        help="tables and plots of a run directory (or a folder of them)",
+        description=_wrap("Write report.md, report.html, results.csv and the figures of a grid folder "
+        "(one that holds grid.json), or of every grid below a folder."),
+        formatter_class=plain,
+    )
     report.add_argument("run_dir", metavar="RUN_DIR", help="a grid folder (holds grid.json) or a folder of grid folders")
     report.set_defaults(run=cmd_report)
 
-    demo = commands.add_parser("demo", help="the default suite on embedded data (digits, synthetic, toy)")
-    demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--seeds", default="0,1,2")
-    demo.add_argument("--device", default="cpu")
-    demo.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: faster for tiny models)")
-    demo.add_argument("--quiet", action="store_true")
+    demo = commands.add_parser(
+        "demo",
+        help="the default suite on embedded data (digits, synthetic, toy), then its reports",
+        description=_wrap("Run the demo suite on data that ships with the package (no download), then write "
+        "each benchmark's report. Re-running the same command resumes it."),
+        epilog=DEMO_EPILOG,
+        formatter_class=plain,
+    )
+    demo.add_argument("--out", default="runs/demo", metavar="DIR", help="where the grids go (default runs/demo)")
+    demo.add_argument("--seeds", help="comma-separated seeds (default 0,1,2; 0 with --quick)")
+    demo.add_argument("--quick", action="store_true", help="the smoke-test budget (see below)")
+    demo.add_argument("--device", default="cpu", help="a torch device (default cpu)")
+    _display_options(demo)
     demo.set_defaults(run=cmd_demo)
 
-    listing = commands.add_parser("list", help="the registered methods and benchmarks")
+    listing = commands.add_parser(
+        "list", help="the registered methods and benchmarks", description="Print the method and benchmark names."
+    )
     listing.set_defaults(run=cmd_list)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
-    args.typed = "go4align " + shlex.join(sys.argv[1:] if argv is None else argv)  # recorded in grid.json
+    args.argv = argv
     try:
         return args.run(args)
-    except (UsageError, ValueError, FileNotFoundError, ImportError, NotImplementedError) as error:
+    except (ValueError, TypeError, OSError, ImportError, NotImplementedError) as error:
+        # A user's mistake (a bad value, a missing file or package): one line that names it.
         print(f"go4align {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"go4align {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

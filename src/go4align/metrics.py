@@ -165,7 +165,7 @@ def convergence_epoch(losses: Sequence[float], epochs: Sequence[int] | None = No
                       tolerance: float = 0.05) -> int:
     """The epoch from which a loss curve stays within ``tolerance`` of the way to its final value.
 
-    The band is |loss - final| <= tolerance * |first - final|, where first and final are the losses of
+    The band is ``|loss - final| <= tolerance * |first - final|``, where first and final are the losses of
     the first and last epoch. The curve converges at the first epoch after which it never leaves the
     band again: on a monotone curve this is the first epoch inside the band, and on a noisy one an
     early dip into the band does not count as convergence. A flat curve converges at its first epoch.

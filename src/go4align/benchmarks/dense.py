@@ -402,7 +402,7 @@ class _BatchAverage:
 class DepthErrors(_BatchAverage):
     """Absolute and relative depth error over pixels with a depth measurement (target != 0).
 
-    Per batch, as the reference ``depth_error``: abs = mean |p - t|, rel = mean |p - t| / t over the
+    Per batch, as the reference ``depth_error``: abs = mean ``|p - t|``, rel = mean ``|p - t| / t`` over the
     valid pixels of the batch (pixel-weighted within the batch); then the batch average.
     """
 

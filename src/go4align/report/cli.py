@@ -17,12 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the reports; print the paths written, or the reason it failed on stderr."""
+    """Write the reports and print the paths written; or print why not as one line on stderr
+    (``go4align report: error: ...``) and return 2."""
     try:
         paths = write_report(args.run_dir)
-    except (ReportError, ImportError) as error:
-        print(f"go4align report: {error}", file=sys.stderr)
-        return 1
+    except (ReportError, ImportError, OSError) as error:
+        print(f"go4align report: error: {error}", file=sys.stderr)
+        return 2
     for path in paths:
         print(path)
     return 0

@@ -4,6 +4,8 @@
     RUN_DIR/runs/<method_label>/seed<k>/result.json, checkpoint.{pt,prev.pt,json}
     RUN_DIR/runs/stl/seed<k>/result.json                 one model per task, merged
     RUN_DIR/runs/stl/seed<k>/tasks/<task>/result.json, checkpoint.{pt,prev.pt,json}
+    RUN_DIR/warnings.log                                 warnings raised while training, if any
+    RUN_DIR/skipped.json                                 methods skipped, and why, if any
 
 Completed runs are skipped, incomplete ones resume from their checkpoints, so re-running the
 same command after an interruption finishes the grid. Under torchrun only rank 0 writes files;
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import statistics
 from pathlib import Path
@@ -22,13 +25,20 @@ from typing import Any, Iterable, Sequence
 from go4align import __version__
 from go4align.benchmarks.api import Benchmark, Protocol
 
+from go4align.weighting import NonFiniteLossError
+
 from . import provenance
 from .checkpoint import name_max, os_error, remove_stale_temporaries, write_json_atomic
 from .placement import is_main_process
+from .progress import WARNINGS_LOG, GridProgress, warnings_to_log
 from .spec import MethodSpec, parse_method_spec, single_task_weighting
-from .trainer import RESULT, train_run
+from .trainer import RESULT, Trainer, train_run
 
-__all__ = ["run_grid", "prepare_grid", "run_dir_of", "merge_stl", "check_output_dir"]
+__all__ = ["run_grid", "prepare_grid", "run_dir_of", "merge_stl", "check_output_dir", "steps_per_run", "SKIPPED"]
+
+#: Methods a grid skipped, with the reason (a missing optional package, a method that does not
+#: apply to the benchmark): ``{label: reason}``, read by the report.
+SKIPPED = "skipped.json"
 
 
 def run_dir_of(out_dir: str | Path, label: str, seed: int) -> Path:
@@ -270,6 +280,43 @@ def _run_stl(benchmark: Benchmark, seed: int, out_dir: Path, options: dict) -> d
     return merged
 
 
+class _DoesNotApply(ValueError):
+    """A method's first training step failed: it does not apply to the benchmark."""
+
+
+def steps_per_run(benchmark: Benchmark, spec: MethodSpec) -> int:
+    """The training steps of one run (STL trains one model per task): the display's unit of work."""
+    epoch_steps = math.ceil(len(benchmark.dataset("train")) / benchmark.protocol.batch_size)
+    return epoch_steps * benchmark.protocol.epochs * (benchmark.num_tasks if spec.is_stl else 1)
+
+
+def _missing_dependencies(benchmark: Benchmark, specs: list[MethodSpec]) -> dict[str, str]:
+    """The methods that cannot be built here for want of an optional package, with the reason
+    (their ImportError names the extra to install)."""
+    missing = {}
+    for spec in specs:
+        if spec.is_stl:
+            continue
+        try:
+            spec.build(benchmark.num_tasks, benchmark.protocol.method_options)
+        except ImportError as error:
+            missing[spec.label] = str(error)
+    return missing
+
+
+def _write_skipped(out_dir: Path, skipped: dict[str, str], ran: set[str]) -> None:
+    """Keep ``skipped.json`` (label -> why it did not run) for the report: add this call's skips,
+    forget methods that have run since."""
+    path = out_dir / SKIPPED
+    old = json.loads(path.read_text()) if path.exists() else {}
+    merged = {label: why for label, why in {**old, **skipped}.items() if label not in ran}
+    if merged != old and is_main_process():
+        if merged:
+            write_json_atomic(merged, path)
+        else:
+            path.unlink()
+
+
 def run_grid(
     benchmark: Benchmark,
     methods: Sequence[str | MethodSpec],
@@ -277,31 +324,126 @@ def run_grid(
     out_dir: str | Path,
     *,
     command: str | None = None,
+    progress: bool | GridProgress = True,
+    skip_unrunnable: bool = False,
     **options: Any,
 ) -> dict[tuple[str, int], dict]:
     """Run every method (``"stl"`` included) with every seed into ``out_dir``; returns the
-    results by ``(label, seed)``. ``command``: the command line as typed, recorded in
-    ``grid.json``'s ``invocations`` (the CLI passes ``"go4align " + shlex.join(argv)``; ``None``
-    records the running script, see :func:`~go4align.train.provenance.entry_command`).
-    ``options`` go to :class:`~go4align.train.trainer.Trainer` (``device``,
-    ``checkpoint_every``, ``callbacks``, ``progress``)."""
+    results by ``(label, seed)``.
+
+    Args:
+        command: the command line as typed, recorded in ``grid.json``'s ``invocations`` (the CLI
+            passes ``"go4align " + shlex.join(argv)``; ``None`` records the running script, see
+            :func:`~go4align.train.provenance.entry_command`).
+        progress: show one progress display (``True``), nothing (``False``), or report to a
+            :class:`~go4align.train.progress.GridProgress` shared with other grids (the demo's);
+            a display built with ``verbose=True`` also shows each run's epochs.
+        skip_unrunnable: skip, with a note and an entry in ``skipped.json`` for the report, a
+            method that cannot be built for want of an optional package (``ImportError``) or
+            whose first training step fails with a ``ValueError`` (it does not apply to this
+            benchmark, e.g. it needs a shared representation the model lacks); otherwise those
+            errors end the grid.
+        options: go to :class:`~go4align.train.trainer.Trainer` (``device``,
+            ``checkpoint_every``, ``callbacks``, ``nonfinite``).
+
+    Warnings raised while a run trains go to ``out_dir/warnings.log`` with the method, seed and
+    step (see :func:`~go4align.train.progress.warnings_to_log`).
+    """
     if command is not None and not isinstance(command, str):
         raise TypeError(f"command must be the command line as one str or None, got {command!r}")
-    specs = prepare_grid(benchmark, methods, seeds)
+    specs = [m if isinstance(m, MethodSpec) else parse_method_spec(m) for m in methods]
+    skipped = _missing_dependencies(benchmark, specs) if skip_unrunnable else {}
+    if skipped and len(skipped) == len(specs):
+        raise ImportError("; ".join(f"{label}: {why}" for label, why in skipped.items()))
+    specs = prepare_grid(benchmark, [s for s in specs if s.label not in skipped], seeds)
     out_dir = check_output_dir(out_dir, [s.label for s in specs])
     if is_main_process():
         remove_stale_temporaries(out_dir)  # a grid.json write killed midway
     entry = provenance.invocation(command, options.get("device", "cpu"))
     _write_grid(out_dir, benchmark, specs, seeds, entry)
-    results = {}
+    display = progress if isinstance(progress, GridProgress) else GridProgress(enabled=bool(progress))
+    note = display.note if is_main_process() else (lambda text: None)
+    for label, why in skipped.items():
+        note(f"note: {benchmark.name}: {label} skipped: {why}")
     for seed in seeds:
         for spec in specs:
-            if spec.is_stl:
-                done = _read_complete(run_dir_of(out_dir, "stl", seed) / RESULT)
-                results[spec.label, seed] = done or _run_stl(benchmark, seed, out_dir, options)
-                continue
-            run_dir = run_dir_of(out_dir, spec.label, seed)
-            results[spec.label, seed] = _read_complete(run_dir / RESULT) or train_run(
-                benchmark, spec, seed, run_dir, **options
-            )
+            display.plan((benchmark.name, spec.label, seed), steps_per_run(benchmark, spec))
+    for label in skipped:
+        for seed in seeds:
+            display.drop((benchmark.name, label, seed))
+    results: dict[tuple[str, int], dict] = {}
+    logged: list[int] = []  # warnings raised by each run
+    try:
+        for seed in seeds:
+            for spec in specs:
+                if spec.label in skipped:
+                    continue
+                try:
+                    result = _grid_run(benchmark, spec, seed, out_dir, options, display, logged, skip_unrunnable)
+                except _DoesNotApply as error:
+                    skipped[spec.label] = f"does not apply to {benchmark.name}: {error}"
+                    note(f"note: {benchmark.name}: {spec.label} does not apply, skipped: {error}")
+                    for later in seeds[seeds.index(seed) :]:
+                        display.drop((benchmark.name, spec.label, later))
+                    continue
+                results[spec.label, seed] = result
+    finally:
+        if display is not progress:
+            display.close()
+    _write_skipped(out_dir, skipped, {label for label, _ in results})
+    if sum(logged):
+        note(f"note: {benchmark.name}: {sum(logged)} warning(s) written to {out_dir / WARNINGS_LOG}")
     return results
+
+
+def _grid_run(
+    benchmark: Benchmark,
+    spec: MethodSpec,
+    seed: int,
+    out_dir: Path,
+    options: dict,
+    display: GridProgress,
+    logged: list[int],
+    skip_unrunnable: bool,
+) -> dict:
+    """One run of the grid (read back if complete), reported to the display, its warnings logged.
+    With ``skip_unrunnable``, a ``ValueError`` raised by the run's first step becomes
+    :class:`_DoesNotApply`."""
+    run_dir, key = run_dir_of(out_dir, spec.label, seed), (benchmark.name, spec.label, seed)
+    done = _read_complete(run_dir / RESULT)
+    if done:
+        display.found_complete(key)
+        return done
+    description = f"{benchmark.name} {spec.label} seed {seed}"
+    epoch_steps = math.ceil(len(benchmark.dataset("train")) / benchmark.protocol.batch_size)
+    reported = 0
+
+    def on_epoch(line: str) -> None:
+        nonlocal reported
+        reported += epoch_steps
+        display.advance(epoch_steps)
+        display.epoch_line(line)
+
+    trainer: list[Trainer] = []
+
+    def where() -> str:
+        step = getattr(trainer[0], "state", {}).get("global_step") if trainer else None
+        return f"{spec.label} seed {seed}" + (f" step {step}" if step is not None else "")
+
+    display.begin(description)
+    run_options = {**options, "progress": on_epoch if is_main_process() else False}
+    with warnings_to_log(out_dir / WARNINGS_LOG, where, display.note, is_main_process()) as raised:
+        if spec.is_stl:
+            result = _read_complete(run_dir / RESULT) or _run_stl(benchmark, seed, out_dir, run_options)
+        else:
+            trainer.append(Trainer(benchmark, spec, seed, run_dir, **run_options))
+            try:
+                result = trainer[0].fit()
+            except ValueError as error:
+                first_step = getattr(trainer[0], "state", {}).get("global_step") == 0
+                if skip_unrunnable and first_step and not isinstance(error, NonFiniteLossError):
+                    raise _DoesNotApply(str(error)) from error
+                raise
+    logged.append(sum(raised.values()))
+    display.finish(key, description, reported)
+    return result

@@ -92,7 +92,7 @@ def parse_method_spec(text: str) -> MethodSpec:
     name = name.strip().lower()
     label = f"{name}:{rest.strip()}" if rest.strip() else name
     if name != STL and name not in available():
-        raise ValueError(f"unknown method {name!r} in {label!r}; available: {', '.join([*available(), STL])}")
+        raise ValueError(f"unknown method {name!r} in {label!r}; available: {', '.join(sorted({*available(), STL}))}")
     options: dict[str, Any] = {}
     if rest.strip():
         for item in _split_top_level(rest):

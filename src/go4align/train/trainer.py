@@ -128,14 +128,6 @@ def iterate_batches(dataset: Any, index_batches: Sequence[Tensor], collate_fn, n
     return iter(loader)
 
 
-def _progress_bar(total: int, initial: int, description: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, desc=description, leave=False)
-
-
 class Trainer:
     """Train one run in ``run_dir`` (resuming from its checkpoint if there is one).
 
@@ -147,7 +139,8 @@ class Trainer:
         device: ``"cpu"``, ``"cuda"``...
         checkpoint_every: also checkpoint every this many steps (``None``: at epoch ends only).
         callbacks: called with a :class:`StepInfo` after every step; an exception stops the run.
-        progress: print one line per epoch (and a tqdm bar when tqdm is installed).
+        progress: ``True`` prints one line per epoch (losses, test metrics, time); a callable
+            receives each such line instead (a grid's display counts epochs with it).
         weighting: a prebuilt weighting instead of ``method.build`` (the STL runs).
         focus_task: rank epochs by this task's metrics only (an STL run's own task).
         nonfinite: ``"raise"`` (default) or ``"skip"``: what a NaN or infinite loss does (see
@@ -166,7 +159,7 @@ class Trainer:
         device: str | torch.device = "cpu",
         checkpoint_every: int | None = None,
         callbacks: Iterable[Callable[[StepInfo], None]] = (),
-        progress: bool = True,
+        progress: bool | Callable[[str], None] = True,
         weighting: Weighting | None = None,
         focus_task: str | None = None,
         nonfinite: str = "raise",
@@ -188,7 +181,7 @@ class Trainer:
         self.placement = Placement(device)
         self.checkpoint_every = checkpoint_every
         self.callbacks = list(callbacks)
-        self.progress = progress and self.placement.rank == 0
+        self.progress = progress if self.placement.rank == 0 else False
         self.focus_task = focus_task
         self.options = method.effective_options(self.protocol.method_options) if weighting is None else {}
         self.weighting = (
@@ -283,8 +276,6 @@ class Trainer:
         order = torch.randperm(len(self.train_set), generator=self.data_order)
         batches = self.placement.shard(order.split(protocol.batch_size))
         start = state["step_in_epoch"]
-        description = f"{self.method.label} seed{self.seed} epoch {epoch + 1}"
-        bar = _progress_bar(len(batches), start, description) if self.progress else None
         loss_sums = state["loss_sums"].to(self.placement.device)
         loader_seed = self.seed * 1_000_003 + epoch
         timer = time.perf_counter()
@@ -303,8 +294,6 @@ class Trainer:
             self.step_timer.lap(state["global_step"])
             state["step_in_epoch"] += 1
             state["global_step"] += 1
-            if bar is not None:
-                bar.update(1)
             due = self.checkpoint_every is not None and state["global_step"] % self.checkpoint_every == 0
             if due or self.callbacks:
                 # Checkpoints and callbacks are not training time: stop the clock around them.
@@ -320,8 +309,6 @@ class Trainer:
         state["epoch_time"] += time.perf_counter() - timer
         state["loss_sums"] = loss_sums.cpu()
         self.step_timer.flush()
-        if bar is not None:
-            bar.close()
 
     def _step(self, batch) -> tuple[Tensor, bool]:
         """One training step; returns the detached local losses and whether it was skipped."""
@@ -395,7 +382,9 @@ class Trainer:
         state.update(epoch=state["epoch"] + 1, step_in_epoch=0, epoch_time=0.0, skipped_in_epoch=0)
         state["loss_sums"] = torch.zeros(bench.num_tasks, dtype=torch.float64)
         state["data_order_at_epoch_start"] = self.data_order.get_state()
-        if self.progress:
+        if callable(self.progress):
+            self.progress(self._progress_line(entry))
+        elif self.progress:
             print(self._progress_line(entry), flush=True)
 
     def _score(self, values: dict[str, float]) -> float:

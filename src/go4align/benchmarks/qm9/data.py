@@ -610,7 +610,7 @@ class GraphBlock:
 
 @dataclass(frozen=True)
 class QM9Batch:
-    """A batch of molecules as a few `GraphBlock`s; models return rows in the original item order."""
+    """A batch of molecules as a few ``GraphBlock`` objects; models return rows in the original item order."""
 
     blocks: tuple[GraphBlock, ...]
     num_graphs: int
