@@ -218,7 +218,7 @@ def test_the_command_line_is_checked_before_any_data_loads(tmp_path, capsys, mon
     assert run("demo", "--seeds", "a", "--out", out) == 2
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 8 and all(e.startswith(("go4align bench: error: ", "go4align demo: error: ")) for e in errors)
-    assert "file' exists and is not a directory" in errors[6] and "is not a writable directory" in errors[5]
+    assert "file exists and is not a directory" in errors[6] and "is not a directory" in errors[5]
     assert loaded == [] and not out.exists()
 
 
