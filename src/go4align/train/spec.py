@@ -18,7 +18,7 @@ from torch import Tensor
 
 from go4align.weighting import LossWeighting, Weighting, available, get, make
 
-__all__ = ["MethodSpec", "parse_method_spec", "split_methods", "SingleTask", "single_task_weighting", "STL"]
+__all__ = ["MethodSpec", "recordable", "parse_method_spec", "split_methods", "SingleTask", "single_task_weighting", "STL"]
 
 STL = "stl"
 
@@ -33,13 +33,21 @@ class MethodSpec:
     def is_stl(self) -> bool:
         return self.name == STL
 
+    def merged_options(self, defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """The protocol's defaults for this method, overridden by the spec's own options. A
+        preset variant (``go4align-paper``) takes the defaults of the method it presets first
+        (a protocol's ``num_groups`` for GO4Align holds for both)."""
+        base = getattr(get(self.name), "option_defaults_from", None) if self.name in available() else None
+        return {**defaults.get(base, {}), **defaults.get(self.name, {}), **self.options}
+
     def effective_options(self, defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-        """The protocol's defaults for this method, overridden by the spec's own options."""
-        return {**defaults.get(self.name, {}), **self.options}
+        """:meth:`merged_options` as results record them, JSON-safe: a callable by its qualified name,
+        any other object that JSON cannot hold by its ``repr``."""
+        return {key: recordable(value) for key, value in self.merged_options(defaults).items()}
 
     def build(self, num_tasks: int, defaults: Mapping[str, Mapping[str, Any]] | None = None) -> Weighting:
         """The weighting, with a ``ValueError`` that names this spec when an option is wrong."""
-        options = self.effective_options(defaults or {})
+        options = self.merged_options(defaults or {})
         cls = get(self.name)
         accepted = [p for p in inspect.signature(cls).parameters if p != "num_tasks"]
         unknown = sorted(set(options) - set(accepted))
@@ -49,6 +57,25 @@ class MethodSpec:
             return make(self.name, num_tasks, **options)
         except (TypeError, ValueError) as error:
             raise ValueError(f"method {self.label!r} with {num_tasks} tasks: {error}") from error
+
+
+def recordable(value: Any) -> Any:
+    """``value`` in a form JSON holds and a reader can recognise: numbers, strings, booleans and
+    None as they are; lists, tuples and mappings element by element; tensors as lists; a
+    function or class as ``module.qualified_name``; anything else as its ``repr``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [recordable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): recordable(v) for k, v in value.items()}
+    if isinstance(value, Tensor):
+        return value.tolist()
+    if (inspect.isfunction(value) or inspect.isclass(value) or inspect.isbuiltin(value)) and hasattr(
+        value, "__qualname__"
+    ):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
 
 
 def _split_top_level(text: str, separator: str = ",") -> list[str]:

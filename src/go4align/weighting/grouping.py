@@ -26,9 +26,9 @@ from torch import Tensor, nn
 
 from .base import cast, check_choice
 
-__all__ = ["kmeans_1d", "lloyd_1d", "spectral_1d", "Grouping", "GroupAssignment", "CLUSTERINGS"]
+__all__ = ["kmeans_1d", "kmeans_random_1d", "lloyd_1d", "spectral_1d", "Grouping", "GroupAssignment", "CLUSTERINGS"]
 
-CLUSTERINGS = ("exact", "lloyd", "spectral", "random")
+CLUSTERINGS = ("exact", "kmeans-random", "lloyd", "spectral", "random")
 
 
 #: K = 2 takes the closed form through per-split averaging matrices up to this many tasks
@@ -443,6 +443,40 @@ def lloyd_1d(values: Tensor, num_groups: int, iterations: int = 30) -> Tensor:
     return _relabel_by_mean(x, labels, k)
 
 
+#: kmeans_pytorch's stopping rule: the squared sum of the centres' shifts below this.
+_RANDOM_INIT_TOLERANCE = 1e-4
+#: kmeans_pytorch has no cap (and loops for ever on some inputs); ours stops here.
+_RANDOM_INIT_ITERATIONS = 300
+
+
+def kmeans_random_1d(values: Tensor, num_groups: int, generator: torch.Generator) -> Tensor:
+    """Lloyd's K-means from random initial centres, as the authors' code runs it (the package
+    kmeans_pytorch): a local optimum that depends on the draw. Reimplemented from its behaviour:
+    the values in float32; initial centres are ``K`` distinct data points drawn uniformly (from
+    ``generator``, so a seed reproduces the run, rather than numpy's global generator); each
+    iteration assigns every value to its nearest centre (first on ties) and moves each centre to
+    its members' mean, a centre left without members to a random data point; it stops when the
+    squared sum of the centres' shifts is below ``1e-4`` (absolute, as there) or after
+    ``_RANDOM_INIT_ITERATIONS`` iterations. Labels of the last assignment, numbered by increasing
+    group mean; host synchronisation every iteration, so for ablations only."""
+    m = values.shape[0]
+    k = min(num_groups, m)
+    x = values.detach().to("cpu", torch.float32)
+    centres = x[torch.randperm(m, generator=generator)[:k]]
+    for _ in range(_RANDOM_INIT_ITERATIONS):
+        labels = (x[:, None] - centres[None, :]).square().argmin(1)
+        sums = torch.zeros(k).index_add_(0, labels, x)
+        counts = torch.zeros(k).index_add_(0, labels, torch.ones_like(x))
+        empty = counts == 0
+        refill = x[torch.randint(m, (k,), generator=generator)]  # drawn every iteration: one law
+        moved = torch.where(empty, refill, sums / counts.clamp_min(1))
+        shift = float((moved - centres).abs().sum()) ** 2
+        centres = moved
+        if shift < _RANDOM_INIT_TOLERANCE:
+            break
+    return _relabel_by_mean(values.to(torch.float64), labels.to(values.device), k)
+
+
 def spectral_1d(values: Tensor, num_groups: int, random_state: int = 0) -> Tensor:
     """scikit-learn's SpectralClustering with ``assign_labels='cluster_qr'`` (Table 5), on the CPU.
 
@@ -525,8 +559,10 @@ class Grouping(nn.Module):
 
     Args:
         num_groups: ``K``, the number of groups (at most; see the module docstring).
-        clustering: ``"exact"`` (global optimum of Eq. 3, default), ``"lloyd"`` (Lloyd's
-            algorithm, a local optimum), ``"spectral"`` (scikit-learn, Table 5), ``"random"``
+        clustering: ``"exact"`` (global optimum of Eq. 3, default), ``"kmeans-random"`` (the
+            authors' clustering: Lloyd from random distinct data points as initial centres, seeded
+            by ``seed``; a local optimum, see :func:`kmeans_random_1d`), ``"lloyd"`` (Lloyd's
+            algorithm from quantiles, a local optimum), ``"spectral"`` (scikit-learn, Table 5), ``"random"``
             (a uniformly random partition each step, Fig. 5), a fixed partition given as a
             sequence of ``M`` group ids in ``[0, K)``, or a callable ``(indicators, K) -> labels``.
         group_weights: ``None`` (group weight = mean indicator of the group, Eq. 3), a sequence
@@ -591,6 +627,8 @@ class Grouping(nn.Module):
         device = indicators.device
         if self.clustering == "exact":
             return kmeans_1d(indicators, self.num_groups)
+        if self.clustering == "kmeans-random":
+            return kmeans_random_1d(indicators, self.num_groups, self.generator)
         if self.clustering == "lloyd":
             return lloyd_1d(indicators, self.num_groups)
         if self.clustering == "spectral":
