@@ -56,20 +56,26 @@ def trace_points(num_tasks: int) -> int:
     return min(500, max(20, 250_000 // num_tasks))
 
 
-#: GO4Align's smooth-alignment Q and indicators gamma, kept at most this many times per run and
-#: to ``DETAIL_DIGITS`` significant digits, so that a run's trace grows by a few KB (M = 3, 50
-#: points: about 3 KB), enough to plot Q and gamma against the step.
+#: GO4Align's smooth-alignment Q and indicators gamma are kept at most this many times per run,
+#: so that they add a few KB to a run's trace (M = 3: about 3 KB), enough to plot them.
 DETAIL_POINTS = 50
-DETAIL_DIGITS = 4
+#: Significant digits of the floats of a trace: it is for plots and convergence curves, and full
+#: float repr took about 20 characters a number (a 20-task, 2,000-step run: 500 KB of trace).
+TRACE_DIGITS = 4
 
 
-def _rounded(values: list, digits: int) -> list:
-    return [float(f"{v:.{digits}g}") for v in values]
+def _values(tensor: torch.Tensor) -> list:
+    """A diagnostic as a list; floats to ``TRACE_DIGITS`` significant digits, integers as they are."""
+    values = tensor.detach().cpu().reshape(-1).tolist()
+    if not tensor.is_floating_point():
+        return values
+    return [float(f"{v:.{TRACE_DIGITS}g}") for v in values]
 
 
 class Trace:
     """The weighting's ``diagnostics`` every ``stride`` steps, at most ``trace_points`` points;
-    the ``DETAIL_KEYS`` (GO4Align's) every ``detail_stride`` steps, at most ``DETAIL_POINTS``."""
+    the ``DETAIL_KEYS`` (GO4Align's) every ``detail_stride`` steps, at most ``DETAIL_POINTS``;
+    floats to ``TRACE_DIGITS`` significant digits."""
 
     KEYS = ("losses", "weights", "groups", "group_weights")
     DETAIL_KEYS = ("smooth_alignment", "indicators")
@@ -87,13 +93,13 @@ class Trace:
         self.steps.append(step)
         for key in self.KEYS:
             if key in diagnostics:
-                self.series[key].append(diagnostics[key].detach().cpu().tolist())
+                self.series[key].append(_values(diagnostics[key]))
         if step % self.detail_stride or not any(key in diagnostics for key in self.DETAIL_KEYS):
             return
         self.detail_steps.append(step)
         for key in self.DETAIL_KEYS:
             if key in diagnostics:
-                self.series[key].append(_rounded(diagnostics[key].detach().cpu().tolist(), DETAIL_DIGITS))
+                self.series[key].append(_values(diagnostics[key]))
 
     def state_dict(self) -> dict:
         return {
