@@ -269,7 +269,7 @@ class GO4Align(LossWeighting):
             tasks = bounded.nonzero().flatten().tolist()
             warnings.warn(
                 f"GO4Align: at step {self.step} task(s) {tasks} have a loss below mean(L) / max_scale "
-                f"(max_scale={self.max_scale}), e.g. a solved task: their scale-balance p is held at "
+                f"(max_scale={self.max_scale}): a solved task, or losses orders of magnitude apart; their scale-balance p is held at "
                 f"max_scale; diagnostics['bounded'] says when (warned once)",
                 UserWarning,
             )
