@@ -8,10 +8,11 @@ the authors' random-init clustering; 5 seeds; STL (3 seeds) at every budget as t
 E3, choosing K: Delta-m against K on the long budget for designs A and C, with the exact
 clustering and with the authors' random-init one.
 
-One grid (a design at a budget) is one ``go4align.train.run_grid`` call into
-``OUT/<exp>/<design>/e<epochs>/`` with one intra-op thread; grids resume where they stopped (run
-the same command again), and ``--jobs 2`` runs two grids at once in separate processes. Then
-``OUT/<exp>/summary.md`` gets the tables: Delta-m (%) against the mean STL of the same budget,
+A grid (a design at a budget) lives in ``OUT/grids/<design>/e<epochs>/``, shared by E1 and E3 so
+that STL and the common arms run once; each is filled by ``go4align.train.run_grid`` calls with one
+intra-op thread, and resumes where it stopped (run the same command again); ``--jobs 2`` runs two
+grids at once in separate processes. Then ``OUT/<exp>/summary.md`` gets the tables of the
+experiment's methods: Delta-m (%) against the mean STL of the same budget,
 mean +- standard error over seeds, the paired difference (same seed) against LS, SI and FAMO
 with its standard error and the number of seeds where GO4Align is lower, and the spread over
 the 4 planted groups of log10(group test MSE / STL's), which says how evenly groups progressed.
@@ -20,7 +21,7 @@ Nothing here is selected on test metrics: the reported numbers follow the protoc
 mean of the last 5 epochs' test metrics); the options compared are fixed in advance.
 
     PYTHONPATH=src python experiments/evidence.py e1 --out results/evidence --jobs 2
-    PYTHONPATH=src python experiments/evidence.py e3 --out results/evidence
+    PYTHONPATH=src python experiments/evidence.py e3 --out results/evidence   # after e1: shares its grids
     PYTHONPATH=src python experiments/evidence.py summary --out results/evidence   # tables only
     # a quick check of the whole path (2 epochs, 1 seed):
     PYTHONPATH=src python experiments/evidence.py e1 --out /tmp/evidence --budgets 2 --seeds 0 --stl-seeds 0
@@ -115,18 +116,18 @@ def group_spread(result: dict, references: Sequence[dict], planted: Sequence[int
 # -- running ----------------------------------------------------------------------------------
 
 
-def _grid_dir(out: Path, experiment: str, design: str, epochs: int) -> Path:
-    return out / experiment / SLUGS[design] / f"e{epochs}"
+def _grid_dir(out: Path, design: str, epochs: int) -> Path:
+    return out / "grids" / SLUGS[design] / f"e{epochs}"
 
 
 def _run_one(job: tuple) -> str:
     """One grid: the methods with ``seeds``, then STL with ``stl_seeds``, one thread."""
-    out, experiment, design, epochs, methods, seeds, stl_seeds = job
+    out, design, epochs, methods, seeds, stl_seeds = job
     from go4align.train import run_grid
 
     torch.set_num_threads(1)
     benchmark = design_benchmark(design, epochs)
-    directory = _grid_dir(Path(out), experiment, design, epochs)
+    directory = _grid_dir(Path(out), design, epochs)
     run_grid(benchmark, ["stl"], list(stl_seeds), directory, progress=False)
     run_grid(benchmark, list(methods), list(seeds), directory, progress=False)
     return str(directory)
@@ -140,16 +141,14 @@ def e3_methods(num_tasks: int = BASE["num_tasks"]) -> list[str]:
     return methods
 
 
-def jobs_of(args: argparse.Namespace) -> list[tuple]:
-    seeds, stl_seeds = tuple(args.seeds), tuple(args.stl_seeds)
-    if args.experiment == "e1":
-        return [
-            (args.out, "E1", design, epochs, E1_METHODS, seeds, stl_seeds)
-            for design in args.designs
-            for epochs in args.budgets
-        ]
+def methods_of(experiment: str) -> list[str]:
+    return list(E1_METHODS) if experiment == "E1" else e3_methods()
+
+
+def jobs_of(args: argparse.Namespace, experiment: str) -> list[tuple]:
+    methods = tuple(methods_of(experiment))
     return [
-        (args.out, "E3", design, epochs, tuple(e3_methods()), seeds, stl_seeds)
+        (args.out, design, epochs, methods, tuple(args.seeds), tuple(args.stl_seeds))
         for design in args.designs
         for epochs in args.budgets
     ]
@@ -196,17 +195,22 @@ def _paired(ours: dict[int, float], theirs: dict[int, float]) -> str:
     return f"{_mean_se(differences)} ({lower}/{len(seeds)})"
 
 
-def grid_table(directory: Path, design: str) -> list[str]:
-    """The markdown rows of one grid: Delta-m and paired differences per method."""
+def _scores(directory: Path, design: str) -> tuple[dict, dict, list]:
+    """Delta-m by method and seed, the results, and the STL results of one grid."""
     results = _read_results(directory)
     stl = list(results.pop("stl", {}).values())
-    if not stl:
-        return [f"(no complete STL run in {directory})"]
-    planted = get_benchmark("synthetic", **BASE, **DESIGNS[design])
+    scores = {label: {s: split_delta_m(r, stl) for s, r in runs.items()} for label, runs in results.items()} if stl else {}
+    return scores, results, stl
+
+
+def grid_table(directory: Path, design: str, methods: Sequence[str]) -> list[str]:
+    """The markdown rows of one grid: Delta-m and paired differences per method of ``methods``."""
     from go4align.benchmarks.synthetic import planted_groups
 
-    groups = planted_groups(planted).tolist()
-    scores = {label: {s: split_delta_m(r, stl) for s, r in runs.items()} for label, runs in results.items()}
+    scores, results, stl = _scores(directory, design)
+    if not stl:
+        return [f"(no complete STL run in {directory})"]
+    groups = planted_groups(get_benchmark("synthetic", **BASE, **DESIGNS[design])).tolist()
     lines = [
         f"STL seeds {len(stl)}. Delta-m (%) vs mean STL, mean ± s.e. over seeds; paired = method − baseline "
         "on the same seed, ± s.e. (seeds where the method is lower / seeds).",
@@ -214,7 +218,11 @@ def grid_table(directory: Path, design: str) -> list[str]:
         "| method | seeds | Delta-m | − LS | − SI | − FAMO | group spread |",
         "|---|---|---|---|---|---|---|",
     ]
-    for label, by_seed in scores.items():
+    for label in methods:
+        if label not in scores:
+            lines.append(f"| `{label}` | 0 | - | - | - | - | - |")
+            continue
+        by_seed = scores[label]
         paired = [_paired(by_seed, scores[b]) if b in scores and b != label else "-" for b in BASELINES]
         spread = [group_spread(r, stl, groups) for r in results[label].values()]
         lines.append(
@@ -224,22 +232,56 @@ def grid_table(directory: Path, design: str) -> list[str]:
     return lines
 
 
-def write_summary(out: Path, experiment: str, command: str) -> Path:
-    root = out / experiment
+def k_table(directory: Path, design: str) -> list[str]:
+    """E3's rows: Delta-m against K, exact and the authors' random-init clustering, paired."""
+    scores, _, stl = _scores(directory, design)
+    if not stl:
+        return [f"(no complete STL run in {directory})"]
+    lines = [
+        f"STL seeds {len(stl)}. Delta-m (%) vs mean STL, mean ± s.e.; paired = authors' − exact, same seed.",
+        "",
+        "| K | exact | authors' random-init | authors' − exact |",
+        "|---|---|---|---|",
+    ]
+    for k in E3_GROUPS:
+        exact = scores.get(f"go4align:num_groups={k}", {})
+        authors = scores.get(f"go4align:num_groups={k},clustering=kmeans-random", {})
+        if exact or authors:
+            lines.append(
+                f"| {k} | {_mean_se(list(exact.values()))} | {_mean_se(list(authors.values()))} | {_paired(authors, exact)} |"
+            )
+    ls = scores.get("ls", {})
+    lines.append(f"| LS | {_mean_se(list(ls.values()))} | | |")
+    return lines
+
+
+def write_summary(out: Path, experiment: str) -> Path:
+    """``OUT/<experiment>/summary.md`` from every grid found for the experiment's methods, with
+    the commands that ran it (``OUT/<experiment>/commands.txt``)."""
+    commands = out / experiment / "commands.txt"
+    typed = commands.read_text().splitlines() if commands.exists() else []
     lines = [
         f"# {experiment}: GO4Align on the synthetic designs",
         "",
-        f"Command: `{command}`" if command else "",
+        "Commands (in order; each resumes the grids of the one before):",
+        "",
+        *[f"    {line}" for line in typed],
         "",
         "Reported metrics: the mean of the last 5 epochs' test MSEs (the protocol's rule; no selection).",
         "Group spread: max − min over the 4 planted groups of log10(group test MSE / STL's), lower = more even.",
         "",
     ]
     for design, slug in SLUGS.items():
-        for directory in sorted((root / slug).glob("e*"), key=lambda p: int(p.name[1:])):
-            lines += [f"## design {design}, {directory.name[1:]} epochs", ""]
-            lines += grid_table(directory, design) + [""]
-    path = root / "summary.md"
+        for directory in sorted((out / "grids" / slug).glob("e*"), key=lambda p: int(p.name[1:])):
+            if experiment == "E3":
+                if not any(k.startswith("go4align:num_groups=") for k in _read_results(directory)):
+                    continue
+                lines += [f"## design {design}, {directory.name[1:]} epochs: Delta-m against K", ""]
+                lines += k_table(directory, design) + [""]
+            else:
+                lines += [f"## design {design}, {directory.name[1:]} epochs", ""]
+                lines += grid_table(directory, design, methods_of(experiment)) + [""]
+    path = out / experiment / "summary.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     return path
@@ -278,17 +320,20 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
-    command = "python experiments/evidence.py " + shlex.join(argv)
+    command = "PYTHONPATH=src python experiments/evidence.py " + shlex.join(argv)
     if args.experiment == "summary":
         for experiment in ("E1", "E3"):
             if (args.out / experiment).exists():
-                print(write_summary(args.out, experiment, ""))
+                print(write_summary(args.out, experiment))
         return 0
-    e1 = args.experiment == "e1"
-    args.designs = args.designs or (list(DESIGNS) if e1 else list(E3_DESIGNS))
-    args.budgets = args.budgets or (list(BUDGETS) if e1 else [E3_BUDGET])
-    run_jobs(jobs_of(args), args.jobs)
-    print(write_summary(args.out, "E1" if e1 else "E3", command))
+    experiment = args.experiment.upper()
+    args.designs = args.designs or (list(DESIGNS) if experiment == "E1" else list(E3_DESIGNS))
+    args.budgets = args.budgets or (list(BUDGETS) if experiment == "E1" else [E3_BUDGET])
+    (args.out / experiment).mkdir(parents=True, exist_ok=True)
+    with open(args.out / experiment / "commands.txt", "a") as handle:
+        handle.write(command + "\n")
+    run_jobs(jobs_of(args, experiment), args.jobs)
+    print(write_summary(args.out, experiment))
     return 0
 
 
