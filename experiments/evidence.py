@@ -44,7 +44,7 @@ import torch
 
 from go4align.benchmarks import get_benchmark
 from go4align.benchmarks.api import Benchmark
-from go4align.metrics import delta_m
+from go4align.metrics import convergence_epoch, delta_m
 
 #: The planted problem shared by every design (evidence.md): 20 tasks in 4 groups of 5, conflict
 #: 0.5, and a shared layer as wide as the number of groups, so that methods can be told apart.
@@ -97,6 +97,15 @@ def split_delta_m(result: dict, reference: dict | Sequence[dict], split: str = "
     stl = [_last_mean(r, split) for r in references]
     base = {name: statistics.fmean(s[name] for s in stl) for name in stl[0]}
     return delta_m(_last_mean(result, split), base, result["directions"])
+
+
+def convergence_spread(result: dict) -> float:
+    """The convergence difference (the paper's Fig. 2): max - min over tasks of the epoch from
+    which each task's training loss stays within 5% of the way to its final value."""
+    names = list(result["epochs"][0]["train_losses"])
+    epochs = [e["epoch"] for e in result["epochs"]]
+    converged = [convergence_epoch([e["train_losses"][n] for e in result["epochs"]], epochs) for n in names]
+    return max(converged) - min(converged)
 
 
 def group_spread(result: dict, references: Sequence[dict], planted: Sequence[int]) -> float:
@@ -215,20 +224,39 @@ def grid_table(directory: Path, design: str, methods: Sequence[str]) -> list[str
         f"STL seeds {len(stl)}. Delta-m (%) vs mean STL, mean ± s.e. over seeds; paired = method − baseline "
         "on the same seed, ± s.e. (seeds where the method is lower / seeds).",
         "",
-        "| method | seeds | Delta-m | − LS | − SI | − FAMO | group spread |",
-        "|---|---|---|---|---|---|---|",
+        "| method | seeds | Delta-m | − LS | − SI | − FAMO | group spread | convergence spread |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label in methods:
         if label not in scores:
-            lines.append(f"| `{label}` | 0 | - | - | - | - | - |")
+            lines.append(f"| `{label}` | 0 | - | - | - | - | - | - |")
             continue
         by_seed = scores[label]
         paired = [_paired(by_seed, scores[b]) if b in scores and b != label else "-" for b in BASELINES]
         spread = [group_spread(r, stl, groups) for r in results[label].values()]
+        converged = [float(convergence_spread(r)) for r in results[label].values()]
         lines.append(
             f"| `{label}` | {len(by_seed)} | {_mean_se(list(by_seed.values()))} | {' | '.join(paired)} | "
-            f"{_mean_se(spread)} |"
+            f"{_mean_se(spread)} | {_mean_se(converged)} |"
         )
+    return lines
+
+
+def overview(out: Path) -> list[str]:
+    """E1 at a glance: mean Delta-m of the main arms per design and budget, the lowest in bold."""
+    arms = ["ls", "si", "famo", "go4align-paper", "go4align"]
+    lines = ["## Overview: mean Delta-m (%) per design and budget (lowest in bold)", ""]
+    lines += ["| design | epochs | " + " | ".join(f"`{a}`" for a in arms) + " |", "|---|---|" + "---|" * len(arms)]
+    for design, slug in SLUGS.items():
+        for directory in sorted((out / "grids" / slug).glob("e*"), key=lambda p: int(p.name[1:])):
+            scores, _, _ = _scores(directory, design)
+            means = {a: statistics.fmean(scores[a].values()) for a in arms if scores.get(a)}
+            best = min(means.values(), default=None)
+            cells = [
+                "-" if a not in means else (f"**{means[a]:.2f}**" if means[a] == best else f"{means[a]:.2f}")
+                for a in arms
+            ]
+            lines.append(f"| {design} | {directory.name[1:]} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -269,8 +297,11 @@ def write_summary(out: Path, experiment: str) -> Path:
         "",
         "Reported metrics: the mean of the last 5 epochs' test MSEs (the protocol's rule; no selection).",
         "Group spread: max − min over the 4 planted groups of log10(group test MSE / STL's), lower = more even.",
+        "Convergence spread: max − min over tasks of the epoch each task's training loss converges (Fig. 2).",
         "",
     ]
+    if experiment == "E1":
+        lines += overview(out) + [""]
     for design, slug in SLUGS.items():
         for directory in sorted((out / "grids" / slug).glob("e*"), key=lambda p: int(p.name[1:])):
             if experiment == "E3":

@@ -27,14 +27,14 @@ def test_e1_on_a_tiny_budget_writes_grids_and_a_summary(tmp_path, evidence, monk
     monkeypatch.setattr(evidence, "E1_METHODS", ("ls", "go4align-paper", "go4align:clustering=kmeans-random"))
     argv = ["e1", "--out", str(tmp_path), "--designs", "C", "--budgets", "2", "--seeds", "0,1", "--stl-seeds", "0"]
     assert evidence.main(argv) == 0
-    grid = tmp_path / "E1" / "C" / "e2"
+    grid = tmp_path / "grids" / "C" / "e2"
     options = json.loads((grid / "grid.json").read_text())["benchmark_options"]
     assert options["hidden_dim"] == 4 and options["scales"] == pytest.approx([1.0, 100 ** (1 / 3), 100 ** (2 / 3), 100.0])
     paper = json.loads((grid / "runs" / "go4align-paper" / "seed1" / "result.json").read_text())
     assert paper["method_options"] == {"num_groups": 4} and paper["complete"]
     assert len(paper["epochs"]) == 2
     summary = (tmp_path / "E1" / "summary.md").read_text()
-    assert "python experiments/evidence.py e1 --out" in summary and "## design C, 2 epochs" in summary
+    assert "PYTHONPATH=src python experiments/evidence.py e1 --out" in summary and "## design C, 2 epochs" in summary
     # the summary's Delta-m is the mean over seeds of Delta-m against the mean STL
     stl = json.loads((grid / "runs" / "stl" / "seed0" / "result.json").read_text())
     runs = [json.loads((grid / "runs" / "ls" / f"seed{s}" / "result.json").read_text()) for s in (0, 1)]
@@ -48,6 +48,24 @@ def test_e1_on_a_tiny_budget_writes_grids_and_a_summary(tmp_path, evidence, monk
     before = (grid / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns
     assert evidence.main(argv) == 0
     assert (grid / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns == before
+
+
+def test_e3_shares_the_grid_and_tables_delta_m_against_k(tmp_path, evidence, monkeypatch):
+    monkeypatch.setattr(evidence, "E3_GROUPS", (2, 20))
+    argv = ["e3", "--out", str(tmp_path), "--designs", "A", "--budgets", "2", "--seeds", "0", "--stl-seeds", "0"]
+    assert evidence.main(argv) == 0
+    runs = tmp_path / "grids" / "A" / "e2" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == [
+        "go4align:num_groups=2",
+        "go4align:num_groups=2,clustering=kmeans-random",
+        "go4align:num_groups=20",
+        "go4align:num_groups=20,clustering=kmeans-random",
+        "ls",
+        "stl",
+    ]
+    summary = (tmp_path / "E3" / "summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| 2 |") or line.startswith("| 20 |")]
+    assert len(rows) == 2 and "## design A, 2 epochs: Delta-m against K" in summary
 
 
 def test_every_method_of_the_plan_builds_on_every_design(evidence):
