@@ -43,6 +43,19 @@ def test_run_grid_records_callable_and_object_options_by_name(tmp_path):
     assert again == results
 
 
+def test_callables_are_named_without_memory_addresses():
+    from go4align.weighting import GO4Align
+
+    class Plain:
+        def __call__(self, indicators, num_groups):
+            return largest_apart(indicators, num_groups)
+
+    text = repr(GO4Align(3, 2, clustering=Plain()))
+    assert "0x" not in text and "Plain object" in text
+    assert "largest_apart" in repr(GO4Align(3, 2, clustering=largest_apart))
+    assert MethodSpec("go4align", {"clustering": Plain()}, "x").effective_options({})["clustering"].endswith("Plain object")
+
+
 def test_go4align_traces_keep_q_and_indicators_small(tmp_path):
     benchmark = make_tiny(epochs=3, method_options={"go4align": {"num_groups": 2}})
     results = run_grid(benchmark, ["go4align:num_groups=2", "go4align-paper", "ls"], [0], tmp_path, progress=False)

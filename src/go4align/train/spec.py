@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from go4align.weighting import LossWeighting, Weighting, available, get, make
+from go4align.weighting.grouping import callable_name
 
 __all__ = ["MethodSpec", "recordable", "parse_method_spec", "split_methods", "SingleTask", "single_task_weighting", "STL"]
 
@@ -62,7 +63,8 @@ class MethodSpec:
 def recordable(value: Any) -> Any:
     """``value`` in a form JSON holds and a reader can recognise: numbers, strings, booleans and
     None as they are; lists, tuples and mappings element by element; tensors as lists; a
-    function or class as ``module.qualified_name``; anything else as its ``repr``."""
+    function or class as ``module.qualified_name``; any other object by its ``repr``, or its class
+    name where that ``repr`` is the default one (a memory address, different in every process)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
@@ -71,11 +73,7 @@ def recordable(value: Any) -> Any:
         return {str(k): recordable(v) for k, v in value.items()}
     if isinstance(value, Tensor):
         return value.tolist()
-    if (inspect.isfunction(value) or inspect.isclass(value) or inspect.isbuiltin(value)) and hasattr(
-        value, "__qualname__"
-    ):
-        return f"{value.__module__}.{value.__qualname__}"
-    return repr(value)
+    return callable_name(value)
 
 
 def _split_top_level(text: str, separator: str = ",") -> list[str]:

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from .base import cast, check_choice
 
-__all__ = ["kmeans_1d", "kmeans_random_1d", "lloyd_1d", "spectral_1d", "Grouping", "GroupAssignment", "CLUSTERINGS"]
+__all__ = ["callable_name", "kmeans_1d", "kmeans_random_1d", "lloyd_1d", "spectral_1d", "Grouping", "GroupAssignment", "CLUSTERINGS"]
 
 CLUSTERINGS = ("exact", "kmeans-random", "lloyd", "spectral", "random")
 
@@ -771,4 +771,18 @@ class Grouping(nn.Module):
 
     def extra_repr(self) -> str:
         clustering = self.partition.tolist() if self.partition is not None else self.clustering
+        if callable(clustering):  # by name: the same in every process, so a resumed run matches
+            clustering = callable_name(clustering)
         return f"num_groups={self.num_groups}, clustering={clustering!r}, group_weights={self.group_weights!r}, seed={self.seed}"
+
+
+def callable_name(value: object) -> str:
+    """A name for a function, class or callable object that does not change between processes:
+    ``module.qualified_name``, an object's own ``repr``, or its class's name when its ``repr`` is
+    the default one (which holds a memory address)."""
+    if hasattr(value, "__qualname__"):
+        return f"{value.__module__}.{value.__qualname__}"
+    kind = type(value)
+    if kind.__repr__ is object.__repr__:
+        return f"{kind.__module__}.{kind.__qualname__} object"
+    return repr(value)
