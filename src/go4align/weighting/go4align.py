@@ -271,7 +271,7 @@ class GO4Align(LossWeighting):
                 f"GO4Align: loss < 0 at step {self.step} for task(s) {bad}: {losses[bad].tolist()}; the "
                 "scale-balance term needs non-negative risks (pass loss_floor=... to clamp them)"
             )
-        if not self._warned_bound and any_bounded:
+        if not self._warned_bound and any_bounded and self.scale_balance is not None:
             self._warned_bound = True
             tasks = bounded.nonzero().flatten().tolist()
             warnings.warn(
