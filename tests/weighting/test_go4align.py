@@ -34,7 +34,7 @@ def run(method, history, device=torch.device("cpu"), dtype=torch.float64):
 def test_equations_5_to_7_by_hand(scale, device, dtype):
     history = [[1.0, 2.0, 0.5], [0.9, 2.5, 0.4], [0.7, 3.0, 0.45]]
     p, q, gamma = hand_indicators(history, beta=0.3, scale=scale)
-    d = run(GO4Align(3, num_groups=3, beta=0.3, scale_balance=scale), history, device, dtype)
+    d = run(GO4Align.paper(3, num_groups=3, beta=0.3, scale_balance=scale), history, device, dtype)
     tol = 1e-12 if dtype == torch.float64 else 1e-6
     assert d["scale_balance"].tolist() == pytest.approx(p, rel=tol)
     assert d["smooth_alignment"].tolist() == pytest.approx(q, rel=tol)
@@ -45,7 +45,7 @@ def test_equations_5_to_7_by_hand(scale, device, dtype):
 def test_two_groups_by_hand():
     losses = [1.0, 2.0, 0.5]
     _, _, gamma = hand_indicators([losses], beta=1e-4)
-    d = run(GO4Align(3, num_groups=2), [losses])
+    d = run(GO4Align.paper(3, num_groups=2), [losses])
     # gamma is about [0.39, 0.19, 0.78]: the two small ones form a group
     low = (gamma[0] + gamma[1]) / 2
     assert d["groups"].tolist() == [0, 0, 1]
@@ -138,7 +138,14 @@ def test_properties_k_equal_m_and_k_one(losses, k):
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"clustering": "random", "group_weights": "random"}, {"clustering": "lloyd", "num_groups": 3}]
+    "options",
+    [
+        {},
+        {"preset": "paper"},
+        {"clustering": "random", "group_weights": "random"},
+        {"clustering": "lloyd", "num_groups": 3},
+        {"clustering": "kmeans-random", "num_groups": 3},
+    ],
 )
 def test_state_dict_resume_is_bit_identical(options):
     gen = torch.Generator().manual_seed(0)
@@ -160,7 +167,7 @@ def test_closed_form_of_smooth_alignment_matches_recursion():
     """Q_t = softmax(-beta * cumulative risk): the basis of the long-run test below."""
     gen = torch.Generator().manual_seed(1)
     history = torch.rand(10_000, 4, generator=gen, dtype=torch.float64) * 10
-    method = GO4Align(4, beta=1e-3)
+    method = GO4Align(4, beta=1e-3, smoothing="absolute")
     for losses in history:
         _, smooth, _ = method.indicators(losses)
     closed = torch.log_softmax(-1e-3 * history.sum(0), 0)
@@ -330,13 +337,19 @@ def test_registry():
         ([[1.0, 2.0, 3.0]], ValueError, r"got shape \(1, 3\)"),
         ([1.0, float("nan"), 3.0], NonFiniteLossError, r"non-finite loss at step 0 for task\(s\) \[1\]"),
         ([1.0, 2.0, float("inf")], NonFiniteLossError, r"task\(s\) \[2\]: \[inf\]"),
-        ([1.0, 0.0, 3.0], ValueError, r"loss <= 0 .* task\(s\) \[1\].*loss_floor"),
-        ([-1.0, 2.0, 3.0], ValueError, r"loss <= 0 .* task\(s\) \[0\]: \[-1.0\]"),
+        ([-1.0, 2.0, 3.0], ValueError, r"loss < 0 at step 0 for task\(s\) \[0\]: \[-1.0\].*loss_floor"),
     ],
 )
 def test_bad_losses(losses, error, match):
     with pytest.raises(error, match=match):
         GO4Align(3)(torch.tensor(losses))
+
+
+@pytest.mark.parametrize("make_strict", [lambda: GO4Align(3, strict=True), lambda: GO4Align.paper(3)])
+@pytest.mark.parametrize("losses, bad", [([1.0, 0.0, 3.0], r"\[1\]: \[0.0\]"), ([-1.0, 2.0, 3.0], r"\[0\]: \[-1.0\]")])
+def test_strict_mode_refuses_losses_at_or_below_zero(make_strict, losses, bad):
+    with pytest.raises(ValueError, match=r"loss <= 0 at step 0 for task\(s\) " + bad + ".*loss_floor"):
+        make_strict()(torch.tensor(losses))
 
 
 @pytest.mark.parametrize("num_tasks", [3, 64, 65, 1000])
@@ -347,7 +360,7 @@ def test_bad_values_are_found_by_either_check(num_tasks, bad, error):
     losses = torch.linspace(0.5, 2.0, num_tasks)
     losses[num_tasks // 2] = bad
     with pytest.raises(error, match=rf"task\(s\) \[{num_tasks // 2}\]"):
-        GO4Align(num_tasks)(losses)
+        GO4Align(num_tasks, strict=True)(losses)
     if error is NonFiniteLossError:
         with pytest.raises(NonFiniteLossError, match=rf"task\(s\) \[{num_tasks // 2}\]"):
             LS(num_tasks)(losses)
@@ -378,6 +391,12 @@ def test_bad_loss_types():
         ({"min_weight_ratio": 1.0}, "min_weight_ratio"),
         ({"validate": 1}, "validate must be a bool"),
         ({"clustering": "sdp"}, "clustering must be one of"),
+        ({"preset": "authors"}, "preset must be one of .* got 'authors'"),
+        ({"smoothing": "log"}, "smoothing must be one of .* got 'log'"),
+        ({"max_scale": 0.5}, r"max_scale must be a number >= 1 \(math.inf for no bound\), got 0.5"),
+        ({"max_scale": float("nan")}, "max_scale"),
+        ({"strict": "no"}, "strict must be a bool, got 'no'"),
+        ({"strict": False, "max_scale": math.inf}, "strict=False needs a finite max_scale or a loss_floor"),
     ],
 )
 def test_bad_arguments(kwargs, match):

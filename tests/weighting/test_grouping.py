@@ -236,3 +236,49 @@ def test_grouped_weights_are_the_group_means(m, k, distinct):
     single = Grouping(m, k)(values.float())
     assert single.weights.dtype == torch.float32
     assert torch.allclose(single.weights.double(), result.weights, rtol=1e-6)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 30), min_size=4, max_size=80).map(lambda v: [x / 7 for x in v]),
+    k=st.integers(3, 7),
+)
+def test_divide_and_conquer_dp_matches_the_whole_matrix_dp(values, k):
+    """The DP beyond _LARGE_TASKS (divide and conquer, no M^2 tables) is as good as the DP over
+    the whole gain matrix, ties (repeated values) included; with distinct random values, where
+    the optimum is unique, it is the same partition."""
+    import go4align.weighting.grouping as grouping
+
+    x = torch.tensor(values, dtype=torch.float64)
+    k = min(k, len(values) - 1)
+    expected = kmeans_1d(x, k)
+    saved = grouping._LARGE_TASKS
+    grouping._LARGE_TASKS = 1
+    try:
+        got = kmeans_1d(x, k)
+    finally:
+        grouping._LARGE_TASKS = saved
+    assert abs(sse(values, got.tolist()) - sse(values, expected.tolist())) <= 1e-12 * (1 + sse(values, [0] * len(values)))
+    # equally good partitions may differ in the last bits of their gains: compare labels on
+    # continuous values only
+    x = torch.rand(len(values), generator=torch.Generator().manual_seed(len(values)), dtype=torch.float64)
+    expected = kmeans_1d(x, k)
+    grouping._LARGE_TASKS = 1
+    try:
+        got = kmeans_1d(x, k)
+    finally:
+        grouping._LARGE_TASKS = saved
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("num_groups", [2, 5])
+def test_ten_thousand_tasks_group_without_quadratic_tables(num_groups):
+    """M = 10,000: the optimum of K = 2 from prefix sums and of K = 5 by divide and conquer; the
+    result is a valid optimum-shaped partition (contiguous in sorted order, means increasing)."""
+    x = torch.rand(10_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    labels = kmeans_1d(x, num_groups)
+    order = torch.argsort(x)
+    assert torch.all(torch.diff(labels[order]) >= 0) and labels.max().item() == num_groups - 1
+    # equal-width groups are optimal for uniform data up to noise: sizes near M / K
+    sizes = torch.bincount(labels).tolist()
+    assert all(abs(size - 10_000 / num_groups) < 400 for size in sizes)

@@ -59,15 +59,36 @@ def trace_points(num_tasks: int) -> int:
     return min(500, max(20, 250_000 // num_tasks))
 
 
+#: GO4Align's smooth-alignment Q and indicators gamma are kept at most this many times per run,
+#: so that they add a few KB to a run's trace (M = 3: about 3 KB), enough to plot them.
+DETAIL_POINTS = 50
+#: Significant digits of the floats of a trace: it is for plots and convergence curves, and full
+#: float repr took about 20 characters a number (a 20-task, 2,000-step run: 500 KB of trace).
+TRACE_DIGITS = 4
+
+
+def _values(tensor: torch.Tensor) -> list:
+    """A diagnostic as a list; floats to ``TRACE_DIGITS`` significant digits, integers as they are."""
+    values = tensor.detach().cpu().reshape(-1).tolist()
+    if not tensor.is_floating_point():
+        return values
+    return [float(f"{v:.{TRACE_DIGITS}g}") for v in values]
+
+
 class Trace:
-    """The weighting's ``diagnostics`` every ``stride`` steps, at most ``trace_points`` points."""
+    """The weighting's ``diagnostics`` every ``stride`` steps, at most ``trace_points`` points;
+    the ``DETAIL_KEYS`` (GO4Align's) every ``detail_stride`` steps, at most ``DETAIL_POINTS``;
+    floats to ``TRACE_DIGITS`` significant digits."""
 
     KEYS = ("losses", "weights", "groups", "group_weights")
+    DETAIL_KEYS = ("smooth_alignment", "indicators")
 
     def __init__(self, total_steps: int, num_tasks: int):
         self.stride = max(1, math.ceil(total_steps / trace_points(num_tasks)))
+        self.detail_stride = self.stride * max(1, math.ceil(total_steps / self.stride / DETAIL_POINTS))
         self.steps: list[int] = []
-        self.series: dict[str, list] = {key: [] for key in self.KEYS}
+        self.detail_steps: list[int] = []
+        self.series: dict[str, list] = {key: [] for key in (*self.KEYS, *self.DETAIL_KEYS)}
 
     def record(self, step: int, diagnostics: Mapping[str, torch.Tensor]) -> None:
         if step % self.stride:
@@ -75,19 +96,36 @@ class Trace:
         self.steps.append(step)
         for key in self.KEYS:
             if key in diagnostics:
-                self.series[key].append(diagnostics[key].detach().cpu().tolist())
+                self.series[key].append(_values(diagnostics[key]))
+        if step % self.detail_stride or not any(key in diagnostics for key in self.DETAIL_KEYS):
+            return
+        self.detail_steps.append(step)
+        for key in self.DETAIL_KEYS:
+            if key in diagnostics:
+                self.series[key].append(_values(diagnostics[key]))
 
     def state_dict(self) -> dict:
         return {
             "stride": self.stride,
+            "detail_stride": self.detail_stride,
             "steps": list(self.steps),
+            "detail_steps": list(self.detail_steps),
             "series": {k: list(v) for k, v in self.series.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.stride, self.steps = state["stride"], list(state["steps"])
-        self.series = {k: list(v) for k, v in state["series"].items()}
+        # checkpoints written before the detail series existed resume without one
+        self.detail_stride = state.get("detail_stride", self.detail_stride)
+        self.detail_steps = list(state.get("detail_steps", []))
+        self.series = {k: [] for k in (*self.KEYS, *self.DETAIL_KEYS)}
+        self.series.update({k: list(v) for k, v in state["series"].items()})
 
     def to_json(self) -> dict:
-        """``groups`` and ``group_weights`` are ``None`` for methods that do not group tasks."""
-        return {"steps": self.steps, **{k: (v if v else None) for k, v in self.series.items()}}
+        """``groups`` and ``group_weights`` are ``None`` for methods that do not group tasks;
+        ``detail`` (``steps``, ``smooth_alignment``, ``indicators``) is ``None`` for methods
+        without them."""
+        trace = {"steps": self.steps, **{k: (self.series[k] or None) for k in self.KEYS}}
+        detail = {k: self.series[k] for k in self.DETAIL_KEYS if self.series[k]}
+        trace["detail"] = {"steps": self.detail_steps, **detail} if detail else None
+        return trace

@@ -18,8 +18,9 @@ import torch
 from torch import Tensor
 
 from go4align.weighting import LossWeighting, Weighting, available, get, make
+from go4align.weighting.grouping import callable_name
 
-__all__ = ["MethodSpec", "parse_method_spec", "split_methods", "SingleTask", "single_task_weighting", "STL"]
+__all__ = ["MethodSpec", "recordable", "parse_method_spec", "split_methods", "SingleTask", "single_task_weighting", "STL"]
 
 STL = "stl"
 
@@ -34,13 +35,21 @@ class MethodSpec:
     def is_stl(self) -> bool:
         return self.name == STL
 
+    def merged_options(self, defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """The protocol's defaults for this method, overridden by the spec's own options. A
+        preset variant (``go4align-paper``) takes the defaults of the method it presets first
+        (a protocol's ``num_groups`` for GO4Align holds for both)."""
+        base = getattr(get(self.name), "option_defaults_from", None) if self.name in available() else None
+        return {**defaults.get(base, {}), **defaults.get(self.name, {}), **self.options}
+
     def effective_options(self, defaults: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-        """The protocol's defaults for this method, overridden by the spec's own options."""
-        return {**defaults.get(self.name, {}), **self.options}
+        """:meth:`merged_options` as results record them, JSON-safe: a callable by its qualified name,
+        any other object that JSON cannot hold by its ``repr``."""
+        return {key: recordable(value) for key, value in self.merged_options(defaults).items()}
 
     def build(self, num_tasks: int, defaults: Mapping[str, Mapping[str, Any]] | None = None) -> Weighting:
         """The weighting, with a ``ValueError`` that names this spec when an option is wrong."""
-        options = self.effective_options(defaults or {})
+        options = self.merged_options(defaults or {})
         cls = get(self.name)
         accepted = [p for p in inspect.signature(cls).parameters if p != "num_tasks"]
         unknown = sorted(set(options) - set(accepted))
@@ -50,6 +59,22 @@ class MethodSpec:
             return make(self.name, num_tasks, **options)
         except (TypeError, ValueError) as error:
             raise ValueError(f"method {self.label!r} with {num_tasks} tasks: {error}") from error
+
+
+def recordable(value: Any) -> Any:
+    """``value`` in a form JSON holds and a reader can recognise: numbers, strings, booleans and
+    None as they are; lists, tuples and mappings element by element; tensors as lists; a
+    function or class as ``module.qualified_name``; any other object by its ``repr``, or its class
+    name where that ``repr`` is the default one (a memory address, different in every process)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [recordable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): recordable(v) for k, v in value.items()}
+    if isinstance(value, Tensor):
+        return value.tolist()
+    return callable_name(value)
 
 
 def _split_top_level(text: str, separator: str = ",") -> list[str]:

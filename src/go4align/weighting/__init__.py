@@ -6,11 +6,11 @@ from .cagrad import CAGrad
 from .dwa import DWA
 from .famo import FAMO
 from .gls import GLS
-from .go4align import GO4Align
+from .go4align import GO4Align, GO4AlignPaper
 from .gradient import Aggregation, GradientWeighting
 from .graddrop import GradDrop
 from .grouped import Grouped
-from .grouping import Grouping, kmeans_1d, lloyd_1d, spectral_1d
+from .grouping import Grouping, kmeans_1d, kmeans_random_1d, lloyd_1d, spectral_1d
 from .imtl_g import IMTLG
 from .ls import LS
 from .mgda import MGDA, MGDAUB
@@ -25,6 +25,7 @@ from .uw import UW
 
 register("ls")(LS)
 register("go4align")(GO4Align)
+register("go4align-paper")(GO4AlignPaper)
 register("stl")(STL)
 register("si")(SI)
 register("gls")(GLS)
@@ -49,6 +50,7 @@ __all__ = [
     "Aggregation",
     "NonFiniteLossError",
     "GO4Align",
+    "GO4AlignPaper",
     "Grouped",
     "Grouping",
     "LS",
@@ -69,6 +71,7 @@ __all__ = [
     "AlignedMTL",
     "TorchJD",
     "kmeans_1d",
+    "kmeans_random_1d",
     "lloyd_1d",
     "spectral_1d",
     "available",

@@ -1,0 +1,87 @@
+"""The evidence runner end to end on a tiny budget: grids, resume, and the summary's numbers."""
+
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def evidence():
+    return load("evidence")
+
+
+def test_e1_on_a_tiny_budget_writes_grids_and_a_summary(tmp_path, evidence, monkeypatch):
+    # two of the methods keep this quick; the full list is checked to build below
+    monkeypatch.setattr(evidence, "E1_METHODS", ("ls", "go4align-paper", "go4align:clustering=kmeans-random"))
+    argv = ["e1", "--out", str(tmp_path), "--designs", "C", "--budgets", "2", "--seeds", "0,1", "--stl-seeds", "0"]
+    assert evidence.main(argv) == 0
+    grid = tmp_path / "grids" / "C" / "e2"
+    options = json.loads((grid / "grid.json").read_text())["benchmark_options"]
+    assert options["hidden_dim"] == 4 and options["scales"] == pytest.approx([1.0, 100 ** (1 / 3), 100 ** (2 / 3), 100.0])
+    paper = json.loads((grid / "runs" / "go4align-paper" / "seed1" / "result.json").read_text())
+    assert paper["method_options"] == {"num_groups": 4} and paper["complete"]
+    assert len(paper["epochs"]) == 2
+    summary = (tmp_path / "E1" / "summary.md").read_text()
+    assert "PYTHONPATH=src python experiments/evidence.py e1 --out" in summary and "## design C, 2 epochs" in summary
+    # the summary's Delta-m is the mean over seeds of Delta-m against the mean STL
+    stl = json.loads((grid / "runs" / "stl" / "seed0" / "result.json").read_text())
+    runs = [json.loads((grid / "runs" / "ls" / f"seed{s}" / "result.json").read_text()) for s in (0, 1)]
+    values = [evidence.split_delta_m(r, stl) for r in runs]
+    row = next(line for line in summary.splitlines() if line.startswith("| `ls`"))
+    assert f"{statistics.fmean(values):.2f} ± " in row
+    paired = next(line for line in summary.splitlines() if line.startswith("| `go4align-paper`"))
+    differences = [evidence.split_delta_m(json.loads((grid / "runs" / "go4align-paper" / f"seed{s}" / "result.json").read_text()), stl) - v for s, v in zip((0, 1), values)]
+    assert f"| {statistics.fmean(differences):.2f} ± " in paired
+    # a second call resumes: nothing is rerun, the summary is rewritten alike
+    before = (grid / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns
+    assert evidence.main(argv) == 0
+    assert (grid / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns == before
+
+
+def test_e3_shares_the_grid_and_tables_delta_m_against_k(tmp_path, evidence, monkeypatch):
+    monkeypatch.setattr(evidence, "E3_GROUPS", (2, 20))
+    argv = ["e3", "--out", str(tmp_path), "--designs", "A", "--budgets", "2", "--seeds", "0", "--stl-seeds", "0"]
+    assert evidence.main(argv) == 0
+    runs = tmp_path / "grids" / "A" / "e2" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == [
+        "go4align:num_groups=2",
+        "go4align:num_groups=2,clustering=kmeans-random",
+        "go4align:num_groups=20",
+        "go4align:num_groups=20,clustering=kmeans-random",
+        "ls",
+        "stl",
+    ]
+    summary = (tmp_path / "E3" / "summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| 2 |") or line.startswith("| 20 |")]
+    assert len(rows) == 2 and "## design A, 2 epochs: Delta-m against K" in summary
+
+
+def test_every_method_of_the_plan_builds_on_every_design(evidence):
+    from go4align.train import prepare_grid
+
+    for design in evidence.DESIGNS:
+        benchmark = evidence.design_benchmark(design, 2)
+        methods = list(dict.fromkeys([*evidence.E1_METHODS, *evidence.e3_methods(), "stl"]))
+        specs = prepare_grid(benchmark, methods, [0])
+        assert len(specs) == len(set(s.label for s in specs))
+
+
+def test_bad_arguments_name_the_value(evidence, capsys):
+    with pytest.raises(SystemExit):
+        evidence.main(["e1", "--designs", "B"])
+    assert "unknown design(s) ['B']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evidence.main(["e1", "--budgets", "two"])
+    assert "expected comma-separated ints, got 'two'" in capsys.readouterr().err
