@@ -9,10 +9,10 @@ Import it as ``from cases import METHODS`` (the tests' directory is on ``sys.pat
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
-from go4align.weighting import GradientWeighting, Grouped, available, get, make, FAMO, UW
+from go4align.weighting import FAMO, UW, GradientWeighting, Grouped, available, get, make
 
 __all__ = ["MethodInfo", "METHODS", "OPTION_SETS", "by_label"]
 
@@ -25,8 +25,8 @@ class MethodInfo:
     wrapper). ``option_sets``: keyword arguments, each a configuration the generic tests run
     (the first is the method's defaults). ``weightless``: ``backward`` may return ``None`` (its
     direction is not a combination of the task gradients). ``build``: ``(num_tasks, **options)``
-    to the method; ``make`` by default. ``signature``: the class whose constructor arguments are
-    fuzzed.
+    to the method; ``make`` by default. ``cls``: the class whose constructor arguments are
+    fuzzed; the registered class by default.
     """
 
     label: str
@@ -34,7 +34,6 @@ class MethodInfo:
     weightless: bool = False
     build: Callable | None = None
     cls: type | None = None
-    extra: dict = field(default_factory=dict)
 
     def make(self, num_tasks: int, **options):
         if self.build is not None:
@@ -64,7 +63,10 @@ def _grouped(inner: type) -> Callable:
     return build
 
 
-_GRADIENT_SHARED = ({"target": "representation"}, {"head_gradients": "unweighted"}, {"batched": True})
+# the options every gradient method shares (GradientWeighting's)
+REPRESENTATION = {"target": "representation"}
+UNWEIGHTED_HEADS = {"head_gradients": "unweighted"}
+BATCHED = {"batched": True}
 
 METHODS: tuple[MethodInfo, ...] = (
     MethodInfo("ls"),
@@ -85,21 +87,17 @@ METHODS: tuple[MethodInfo, ...] = (
             {"smooth_alignment": False, "group_weights": "random", "min_weight_ratio": 0.0},
         ),
     ),
-    MethodInfo("mgda", ({}, {"solver": "exact", "normalisation": "loss+"}, {"normalisation": "norm", **_GRADIENT_SHARED[0]})),
+    MethodInfo("mgda", ({}, {"solver": "exact", "normalisation": "loss+"}, {"normalisation": "norm", **REPRESENTATION})),
     MethodInfo("mgda-ub", ({}, {"normalisation": "loss"})),
-    MethodInfo("pcgrad", ({}, {"reduction": "mean", "seed": 5}, _GRADIENT_SHARED[2])),
+    MethodInfo("pcgrad", ({}, {"reduction": "mean", "seed": 5}, BATCHED)),
     MethodInfo("graddrop", ({}, {"leak": 0.5, "activation_sign": False}), weightless=True),
-    MethodInfo("cagrad", ({}, {"c": 0.0, "rescale": 2}, {"solver": "projected", **_GRADIENT_SHARED[1]})),
-    MethodInfo("imtl-g", ({}, _GRADIENT_SHARED[0], _GRADIENT_SHARED[2])),
+    MethodInfo("cagrad", ({}, {"c": 0.0, "rescale": 2}, {"solver": "projected", **UNWEIGHTED_HEADS})),
+    MethodInfo("imtl-g", ({}, REPRESENTATION, BATCHED)),
     MethodInfo("nash-mtl", ({}, {"max_norm": 0.0, "update_weights_every": 2}, {"optim_niter": 1})),
-    MethodInfo("aligned-mtl", ({}, {"scale_mode": "median"}, {"scale_mode": "rmse", **_GRADIENT_SHARED[0]})),
-    MethodInfo("torchjd", ({}, {"aggregator": "Mean"}, {"aggregator": "MGDA", **_GRADIENT_SHARED[1]}), weightless=True),
-    MethodInfo(
-        "grouped-uw", ({}, {"num_groups": 3}), build=_grouped(UW), cls=Grouped,
-    ),
-    MethodInfo(
-        "grouped-famo", ({}, {"clustering": "lloyd"}), build=_grouped(FAMO), cls=Grouped,
-    ),
+    MethodInfo("aligned-mtl", ({}, {"scale_mode": "median"}, {"scale_mode": "rmse", **REPRESENTATION})),
+    MethodInfo("torchjd", ({}, {"aggregator": "Mean"}, {"aggregator": "MGDA", **UNWEIGHTED_HEADS}), weightless=True),
+    MethodInfo("grouped-uw", ({}, {"num_groups": 3}), build=_grouped(UW), cls=Grouped),
+    MethodInfo("grouped-famo", ({}, {"clustering": "lloyd"}), build=_grouped(FAMO), cls=Grouped),
 )
 
 

@@ -12,7 +12,7 @@ Each input ends in one of four outcomes:
 * ``bare``: any other exception, or a named type whose message names nothing;
 * ``wrong``: the call returned a result that fails those checks.
 
-Run ``PYTHONPATH=src python tests/weighting/fuzzing.py`` for the counts (``--list`` prints every
+Run ``PYTHONPATH=src python tests/weighting/fuzzing.py`` (about a minute) for the counts (``--list`` prints every
 input that is not ``named`` or ``correct``); ``test_fuzz.py`` keeps ``bare`` and ``wrong`` at 0.
 """
 
@@ -33,7 +33,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # ``cases`` when run as a script
 
-from cases import METHODS, MethodInfo  # noqa: E402
+from cases import METHODS, MethodInfo, by_label  # noqa: E402
 
 NUM_TASKS = 3
 OUTCOMES = ("named", "correct", "bare", "wrong")
@@ -266,6 +266,36 @@ LOSS_VARIANTS: dict[str, Callable[[Model], Call]] = {
 }
 
 
+#: Inputs that still fail, in code owned by other changes (GO4Align's options and the Grouping
+#: it shares with Grouped; UW). Each runs in test_fuzz.py as a strict xfail: fixing one makes its test
+#: pass, which fails the suite until it is removed from this list.
+OWNED_ELSEWHERE = {
+    **{
+        f"{label}[]:{argument}={value}": "owned by go4align changes"
+        for label in ("go4align", "grouped-uw", "grouped-famo")
+        for argument in ("clustering", "group_weights")
+        for value in (
+            "negative", "negative-float", "zero", "nan", "inf", "-inf", "true", "false", "huge-int",
+            "huge-float", "tiny-float", "three", "two-point-five", "tensor", "numpy-int", "object",
+        )
+    },
+    **{f"{label}[]:clustering={value}": "owned by go4align changes"
+       for label in ("go4align", "grouped-uw", "grouped-famo") for value in ("none", "list", "list-3")},
+    **{f"{label}[]:seed=huge-int": "owned by go4align changes" for label in ("go4align", "grouped-uw", "grouped-famo")},
+    "go4align[]:loss_floor=huge-int": "owned by go4align changes",
+    # weights that fit float32 whose weighted gradients do not (GO4Align's overflow policy)
+    "go4align[]:near-float32-max": "owned by go4align changes",
+    "go4align[num_groups=3]:near-float32-max": "owned by go4align changes",
+    "go4align[beta=1.0,num_groups=1,scale_balance='sum']:near-float32-max": "owned by go4align changes",
+    "go4align[clustering='lloyd',loss_floor=1e-06]:span-1e-30-1e30": "owned by go4align changes",
+    "go4align[clustering='lloyd',loss_floor=1e-06]:span-1e-20-1e20": "owned by go4align changes",
+    "go4align[clustering='lloyd',loss_floor=1e-06]:near-float32-max": "owned by go4align changes",
+    "grouped-famo[]:negative-one": "owned by go4align changes",
+    "grouped-famo[clustering='lloyd']:negative-one": "owned by go4align changes",
+    "uw[]:init=huge-float": "owned by uw changes",
+}
+
+
 # -- running one input ----------------------------------------------------------------------------
 
 
@@ -292,10 +322,6 @@ class Outcome:
     detail: str = ""
 
 
-def _info(label: str) -> MethodInfo:
-    return next(info for info in METHODS if info.label == label)
-
-
 def cases() -> Iterator[Case]:
     """Every input: each constructor argument of each method with each hostile value, and each
     option set of each method with each loss variant."""
@@ -309,7 +335,7 @@ def cases() -> Iterator[Case]:
 
 
 def run(case: Case) -> Outcome:
-    info = _info(case.label)
+    info = by_label(case.label)
     options = dict(case.options)
     if case.argument is not None:
         value = dict(HOSTILE_VALUES)[case.value_label]
@@ -450,6 +476,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"correct results        {len(results['correct'])}")
     print(f"bare tracebacks        {len(results['bare'])}")
     print(f"silent wrong results   {len(results['wrong'])}")
+    elsewhere = [case for kind in ("bare", "wrong") for case, _ in results[kind] if case.id in OWNED_ELSEWHERE]
+    print(f"  of which in code owned by other changes (strict xfails in test_fuzz.py): {len(elsewhere)}")
     if args.list:
         for kind in ("bare", "wrong"):
             for case, outcome in results[kind]:

@@ -96,8 +96,10 @@ MAX_TASKS = 2**31 - 1
 
 
 def check_num_tasks(num_tasks: object) -> int:
-    if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or not 1 <= num_tasks <= MAX_TASKS:
-        raise ValueError(f"num_tasks must be a positive int (at most {MAX_TASKS}), got {num_tasks!r}")
+    if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
+        raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
+    if num_tasks > MAX_TASKS:
+        raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r} (more than {MAX_TASKS})")
     return num_tasks
 
 
