@@ -12,7 +12,7 @@ Each input ends in one of four outcomes:
 * ``bare``: any other exception, or a named type whose message names nothing;
 * ``wrong``: the call returned a result that fails those checks.
 
-Run ``PYTHONPATH=src python tests/weighting/fuzzing.py`` (about a minute) for the counts (``--list`` prints every
+Run ``PYTHONPATH=src python tests/weighting/fuzzing.py`` (about 20 s) for the counts (``--list`` prints every
 input that is not ``named`` or ``correct``); ``test_fuzz.py`` keeps ``bare`` and ``wrong`` at 0.
 """
 

@@ -48,7 +48,8 @@ class FAMO(LossWeighting):
         max_norm: if positive, clip the norm of the shared parameters' gradient after the
             backward (FAMO's standalone ``famo.py``, default 1.0 there). Default ``0``: the
             repositories' shared base class clips *before* the backward, a no-op, and that is
-            the code behind the published tables.
+            the code behind the published tables. A positive value is at least float32's
+            smallest normal number (~1.2e-38), below which clipping writes zeros.
         validate: check the loss values each step.
     """
 
