@@ -12,8 +12,8 @@ Each input ends in one of four outcomes:
 * ``bare``: any other exception, or a named type whose message names nothing;
 * ``wrong``: the call returned a result that fails those checks.
 
-Run ``PYTHONPATH=src python tests/weighting/fuzzing.py`` (about 20 s) for the counts (``--list`` prints every
-input that is not ``named`` or ``correct``); ``test_fuzz.py`` keeps ``bare`` and ``wrong`` at 0.
+Run ``PYTHONPATH=src python tests/weighting/fuzzing.py`` (about 20 s) for the counts
+(``--list`` prints every input that is not ``named`` or ``correct``); ``test_fuzz.py`` keeps ``bare`` and ``wrong`` at 0.
 """
 
 from __future__ import annotations
