@@ -62,6 +62,7 @@ def representable(problem) -> bool:
     return largest * 10 * problem["tasks"] < torch.finfo(problem["dtype"]).max
 
 
+@pytest.mark.filterwarnings("ignore:.*zero shared gradient:RuntimeWarning")
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=problems())
 @pytest.mark.parametrize("name", sorted(available()))

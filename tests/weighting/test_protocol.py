@@ -9,9 +9,38 @@ import torch
 
 from go4align.weighting import GradientWeighting, LossWeighting, available
 
+from cases import METHODS, OPTION_SETS, by_label
 from helpers import HardSharing, build, resumes_identically, train
 
 NAMES = available()
+
+
+def test_the_option_table_covers_every_registered_method():
+    assert set(NAMES) <= {info.label for info in METHODS}
+
+
+@pytest.mark.parametrize("label, options", OPTION_SETS, ids=[f"{l}-{o}" for l, o in OPTION_SETS])
+def test_every_option_set_trains_and_resumes_bit_identically(label, options):
+    """Each option set of the table: finite weights over three steps, and a state_dict taken
+    after two steps that continues exactly as the object it came from."""
+    info = by_label(label)
+
+    def fresh():
+        try:
+            return info.make(3, **options)
+        except ImportError as error:
+            pytest.skip(f"{label}: {error}")
+
+    model, method = HardSharing(3), fresh()
+    for weights in train(method, model, steps=2):
+        assert weights is None or torch.isfinite(weights).all()
+    state, model_copy = copy.deepcopy(method.state_dict()), copy.deepcopy(model)
+    train(method, model, steps=1)
+    resumed = fresh()
+    resumed.load_state_dict(state)
+    train(resumed, model_copy, steps=1)
+    for a, b in zip(model.parameters(), model_copy.parameters()):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("name", NAMES)

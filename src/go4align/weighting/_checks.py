@@ -12,15 +12,33 @@ def check_bool(name: str, value: object) -> bool:
     return value
 
 
-def check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+#: Counts (windows, iterations) beyond this are mistakes; refused before they allocate or loop.
+MAX_COUNT = 2**31 - 1
+
+
+def check_int(name: str, value: object, minimum: int, maximum: int = MAX_COUNT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be an int in [{minimum}, {maximum}], got {value!r}")
     return value
 
 
+#: float32's smallest normal number.
+TINY_NORM = 1.1754943508222875e-38
+
+
+def check_max_norm(value: object) -> float:
+    """A gradient clipping norm: 0 (off), or one that float32 gradients can be clipped to
+    without becoming zero."""
+    norm = check_number("max_norm", value, low=0.0)
+    if 0 < norm < TINY_NORM:
+        raise ValueError(f"max_norm must be 0 (no clipping) or >= {TINY_NORM:.3g}, got {value!r}")
+    return norm
+
+
 def check_seed(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"seed must be an int, got {value!r}")
+    """An int that ``torch.Generator.manual_seed`` accepts."""
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**64:
+        raise ValueError(f"seed must be an int in [-2**63, 2**64), got {value!r}")
     return value
 
 

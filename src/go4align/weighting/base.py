@@ -64,7 +64,7 @@ from torch import Tensor, nn
 
 from ._distributed import average, world_size
 
-__all__ = ["Weighting", "LossWeighting", "Diagnostics", "NonFiniteLossError", "check_num_tasks"]
+__all__ = ["Weighting", "LossWeighting", "Diagnostics", "NonFiniteLossError", "check_num_tasks", "check_parameters"]
 
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -90,10 +90,31 @@ class NonFiniteLossError(ValueError):
         self.step = step
 
 
+#: More tasks than this is a mistake (a count of samples or parameters passed as ``num_tasks``):
+#: refused at once rather than after minutes of allocating per-task state.
+MAX_TASKS = 2**31 - 1
+
+
 def check_num_tasks(num_tasks: object) -> int:
     if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
         raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r}")
+    if num_tasks > MAX_TASKS:
+        raise ValueError(f"num_tasks must be a positive int, got {num_tasks!r} (more than {MAX_TASKS})")
     return num_tasks
+
+
+def check_parameters(shared_parameters: object) -> list[Tensor]:
+    """``shared_parameters`` as a list of tensors: one tensor, or an iterable of them (a
+    generator such as ``model.parameters()`` is read once)."""
+    if isinstance(shared_parameters, Tensor):
+        return [shared_parameters]
+    try:
+        params = list(shared_parameters)
+    except TypeError:
+        params = None
+    if params is None or not all(isinstance(p, Tensor) for p in params):
+        raise TypeError(f"shared_parameters must be a tensor or an iterable of tensors, got {shared_parameters!r}")
+    return params
 
 
 def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
@@ -153,6 +174,10 @@ class Weighting(nn.Module):
     #: whether :meth:`backward` averages the gradients it writes over ranks itself (run it inside
     #: DDP's ``no_sync()``) rather than leaving that to DDP's hooks; see the module docstring.
     reduces_gradients: bool = False
+    #: whether the losses must be positive (methods that divide by them or take their logs).
+    positive_losses: bool = False
+    #: whether they must be positive or zero (FAMO's logs of ``L + eps``).
+    nonnegative_losses: bool = False
 
     def __init__(self, num_tasks: int, *, validate: bool = True):
         super().__init__()
@@ -227,11 +252,22 @@ class Weighting(nn.Module):
             )
         if not losses.is_floating_point():
             raise TypeError(f"losses must be a floating-point tensor, got dtype {losses.dtype}")
+        if losses.is_meta:  # checked before the state follows the losses there and loses its values
+            raise ValueError("losses are on the meta device, which holds no values: compute them on a real device")
         if self._buffers["_device_probe"].device != losses.device:  # _buffers: no nn.Module.__getattr__
             self.to(losses.device)
         return losses
 
-    def global_losses(self, losses: Tensor, *, positive: bool = False) -> Tensor:
+    def check_differentiable(self, losses: Tensor) -> None:
+        """A step back-propagates the losses: detached ones would write no model gradient (a
+        method with parameters of its own, UW, would still train those, silently)."""
+        if not losses.requires_grad:
+            raise ValueError(
+                f"{type(self).__name__}: losses must require grad (they are detached, or were computed "
+                f"under torch.no_grad()) at step {self.step}: backward() writes the model's gradients from them"
+            )
+
+    def global_losses(self, losses: Tensor, *, positive: bool = False, nonnegative: bool = False) -> Tensor:
         """The detached losses that weights are computed from: under ``torch.distributed`` the
         mean over all ranks, so that every rank computes identical weights and state; float32 at
         least (half-precision losses come from autocast, and weights must not be rounded to 3
@@ -243,13 +279,14 @@ class Weighting(nn.Module):
         if world_size() > 1:
             (losses,) = average([losses])
         if self.validate:
-            self._check_values(losses, positive)
+            self._check_values(losses, positive, nonnegative)
         return losses
 
-    def _check_values(self, losses: Tensor, positive: bool) -> None:
+    def _check_values(self, losses: Tensor, positive: bool, nonnegative: bool = False) -> None:
         # The one host synchronisation of a validated step. A few losses are read as they are
         # (one operation); many through their extremes (NaN propagates into min and max).
-        floor = 0.0 if positive else -math.inf
+        # ``nonnegative``: 0 allowed, the floor just below it.
+        floor = 0.0 if positive else -math.ulp(0.0) if nonnegative else -math.inf
         if losses.shape[0] <= _READ_WHOLE:
             values = losses.tolist()
             if all(floor < v < math.inf for v in values):  # False for NaN
@@ -268,12 +305,20 @@ class Weighting(nn.Module):
                 bad,
                 step,
             )
-        bad = [m for m, v in enumerate(values) if v <= 0]
+        bad = [m for m, v in enumerate(values) if not v > floor]
+        relation = "< 0" if nonnegative else "<= 0"
         raise ValueError(
-            f"{type(self).__name__}: loss <= 0 at step {step} for task(s) {bad}: "
-            f"{[values[m] for m in bad]}; the scale-balance term needs positive risks "
-            "(pass loss_floor=... for losses that can be zero or negative)"
+            f"{type(self).__name__}: loss {relation} at step {step} for task(s) {bad}: "
+            f"{[values[m] for m in bad]}; {self.loss_sign_reason}"
         )
+
+    @property
+    def loss_sign_reason(self) -> str:
+        """Why the method refuses losses of that sign, and what to do (the error's last words)."""
+        reason = "the method takes logs of the losses or divides by them"
+        if hasattr(self, "loss_floor"):  # GO4Align's option
+            reason += " (pass loss_floor=... for losses that can be zero or negative)"
+        return reason
 
     def record(self, **tensors: Tensor | Callable[[], Tensor]) -> None:
         """Keep the tensors of this step for ``diagnostics``; callers pass detached tensors, or
@@ -294,9 +339,6 @@ class LossWeighting(Weighting):
     a method such as UW they may carry a graph).
     """
 
-    #: whether the losses must be positive (scale-based methods).
-    positive_losses: bool = False
-
     def weigh(self, losses: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -308,10 +350,10 @@ class LossWeighting(Weighting):
         half = losses.dtype if losses.dtype in _HALF else None
         if half is not None:
             losses = losses.float()  # objectives such as log(L + 1e-8) need float32 at least
-        averaged = self.global_losses(losses, positive=self.positive_losses)
+        averaged = self.global_losses(losses, positive=self.positive_losses, nonnegative=self.nonnegative_losses)
         weights = self.weigh(averaged)
-        if half is not None and self.validate:
-            self._check_representable(weights, half)
+        if self.validate:
+            self._check_representable(weights, half or losses.dtype)
         self.count_step()
         if world_size() == 1:
             return self.objective(losses, weights)
@@ -325,13 +367,15 @@ class LossWeighting(Weighting):
         return self.objective(averaged, weights) + local
 
     def _check_representable(self, weights: Tensor, dtype: torch.dtype) -> None:
-        """The gradient reaching a half-precision loss is its weight in that dtype: a weight
-        beyond its range (SI's 1 / L for L < 1.5e-5 in float16) would silently become inf."""
+        """The gradient reaching a loss is its weight in the loss's dtype: a weight beyond its
+        range (SI's 1 / L for L < 1.5e-5 in float16, GO4Align's mean(L) / L for losses spanning
+        1e-30..1e30 in float32) would silently become inf, and the model's gradients with it."""
         largest = float(weights.detach().abs().max())
-        if largest > torch.finfo(dtype).max:
+        if not largest <= torch.finfo(dtype).max:
+            wider = "float32 (autocast does for its loss functions)" if dtype in _HALF else "float64"
             raise ValueError(
                 f"{type(self).__name__}: weight {largest:.3g} at step {self.step} does not fit the "
-                f"losses' dtype {dtype}; compute the losses in float32 (autocast does for its loss functions)"
+                f"losses' dtype {dtype}; compute the losses in {wider}, or bring them to similar scales"
             )
 
     def backward(
@@ -343,6 +387,7 @@ class LossWeighting(Weighting):
         retain_graph: bool = False,
         grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor:
+        self.check_differentiable(self.check_losses(losses))
         objective = self(losses)
         if grad_scaler is not None:
             objective = grad_scaler.scale(objective)

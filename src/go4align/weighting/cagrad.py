@@ -35,7 +35,9 @@ class CAGrad(GradientWeighting):
 
     Args:
         num_tasks: ``M``.
-        c: radius factor, ``>= 0`` (reference default 0.4; ``c = 0`` is plain averaging).
+        c: radius factor in ``[0, 1e6]`` (reference default 0.4; ``c = 0`` is plain averaging;
+            the paper tries ``c <= 0.9``, and far larger radii only rescale the direction by
+            ``1 / (1 + c^2)`` towards zero).
         rescale: ``0`` (``d``), ``1`` (``d / (1 + c^2)``, reference default) or ``2``
             (``d / (1 + c)``); the result is multiplied by ``M`` to match the summed loss.
         solver: ``"slsqp"`` (the reference: scipy's SLSQP at its default tolerance, found up to
@@ -63,7 +65,7 @@ class CAGrad(GradientWeighting):
         validate: bool = True,
     ):
         super().__init__(num_tasks, target=target, head_gradients=head_gradients, batched=batched, validate=validate)
-        self.c = check_number("c", c, low=0.0)
+        self.c = check_number("c", c, low=0.0, high=1e6)
         check_choice("rescale", rescale, (0, 1, 2))
         check_choice("solver", solver, SOLVERS)
         self.rescale, self.solver = rescale, solver

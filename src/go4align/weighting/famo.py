@@ -8,8 +8,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ._checks import check_number
-from .base import LossWeighting
+from ._checks import check_max_norm, check_number
+from .base import LossWeighting, check_parameters
 
 __all__ = ["FAMO"]
 
@@ -30,17 +30,26 @@ class FAMO(LossWeighting):
     The logits and Adam's moments are float64 buffers (the reference: float32).
     Paper: https://arxiv.org/abs/2306.03792.
 
+    Negative losses are refused (a ``ValueError`` naming the step and the tasks, before and after
+    the optimiser step): FAMO measures progress by :math:`\log(L - L^*)` with :math:`L^* = 0` as
+    each loss's lower bound, and a loss below it would give the log of a negative number and a
+    negative weight, a step that *increases* the healthy tasks' losses. Shift such losses by
+    their known minimum first. A zero loss is accepted when ``eps > 0``.
+
     Args:
         num_tasks: ``M``.
         gamma: weight decay of the logits. Default ``1e-3``: the FAMO repository's NYUv2, QM9 and
             CelebA scripts (and LibMTL, TorchJD). The FAMO/GO4Align class default is ``1e-5``;
             the CityScapes script uses ``1e-2``.
         lr: Adam learning rate of the logits (reference 0.025).
-        eps: :math:`\epsilon` (reference 1e-8).
+        eps: :math:`\epsilon \in [0, 1]` (reference 1e-8), which keeps the log finite at a zero
+            loss; larger values would drown the losses' own scale (and overflow the objective's
+            coefficients ``z / c``).
         max_norm: if positive, clip the norm of the shared parameters' gradient after the
             backward (FAMO's standalone ``famo.py``, default 1.0 there). Default ``0``: the
             repositories' shared base class clips *before* the backward, a no-op, and that is
-            the code behind the published tables.
+            the code behind the published tables. A positive value is at least float32's
+            smallest normal number (~1.2e-38), below which clipping writes zeros.
         validate: check the loss values each step.
     """
 
@@ -57,8 +66,10 @@ class FAMO(LossWeighting):
         super().__init__(num_tasks, validate=validate)
         self.gamma = check_number("gamma", gamma, low=0.0)
         self.lr = check_number("lr", lr, low=0.0, low_open=True)
-        self.eps = check_number("eps", eps, low=0.0)
-        self.max_norm = check_number("max_norm", max_norm, low=0.0)
+        self.eps = check_number("eps", eps, low=0.0, high=1.0)
+        # log(L + eps) must be finite: L >= 0, and L > 0 without eps
+        self.positive_losses, self.nonnegative_losses = self.eps == 0, self.eps > 0
+        self.max_norm = check_max_norm(max_norm)
         m = self.num_tasks
         for name in ("logits", "exp_avg", "exp_avg_sq", "previous"):
             self.register_buffer(name, torch.zeros(m, dtype=torch.float64))
@@ -90,8 +101,10 @@ class FAMO(LossWeighting):
         retain_graph: bool = False,
         grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor:
-        if self.max_norm > 0 and shared_parameters is None:
-            raise ValueError("FAMO with max_norm > 0 needs shared_parameters=... (the clipped gradients)")
+        if self.max_norm > 0:
+            if shared_parameters is None:
+                raise ValueError("FAMO with max_norm > 0 needs shared_parameters=... (the clipped gradients)")
+            shared_parameters = check_parameters(shared_parameters)
         weights = super().backward(losses, retain_graph=retain_graph, grad_scaler=grad_scaler)
         if self.max_norm > 0:
             # the gradients are scaled by the scaler's factor: so is the norm they are clipped to
@@ -107,7 +120,9 @@ class FAMO(LossWeighting):
             raise ValueError("FAMO.after_step must follow a backward() (no losses recorded)")
         with torch.no_grad():
             new = closure()
-        new = self.global_losses(self.check_losses(new)).to(torch.float64)
+        new = self.global_losses(
+            self.check_losses(new), positive=self.positive_losses, nonnegative=self.nonnegative_losses
+        ).to(torch.float64)
         self.update(torch.log(self.previous) - torch.log(new + self.eps))
         self.pending.fill_(False)
 

@@ -25,8 +25,9 @@ class GLS(LossWeighting):
     positive_losses = True
 
     def weigh(self, losses: Tensor) -> Tensor:
-        mean = torch.log(losses).mean().exp()
-        weights = mean / (self.num_tasks * losses)
+        risk = losses.to(torch.float64)  # float32's range is too narrow for losses far apart
+        mean = torch.log(risk).mean().exp()
+        weights = mean / (self.num_tasks * risk)
         self.record(losses=losses, weights=weights)
         return weights
 

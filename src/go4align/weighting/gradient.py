@@ -82,9 +82,9 @@ from torch.autograd.graph import GradientEdge
 
 from ._checks import check_bool
 from ._distributed import average, gather_batches, world_size
-from .base import Weighting, check_choice
+from .base import Weighting, check_choice, check_parameters
 
-__all__ = ["GradientWeighting", "Aggregation", "TARGETS", "HEAD_GRADIENTS"]
+__all__ = ["GradientWeighting", "Aggregation", "TARGETS", "HEAD_GRADIENTS", "gramian", "combination"]
 
 TARGETS = ("parameters", "representation")
 HEAD_GRADIENTS = ("weighted", "unweighted")
@@ -106,14 +106,25 @@ class Aggregation(NamedTuple):
 def gramian(jacobian: Tensor) -> Tensor:
     """``J J^T`` as float64 (the inner products of the task gradients).
 
-    Below float64 the product is taken of ``J / max|J|`` and rescaled in float64: squares of
-    gradients above ~1e19 overflow float32 (and bfloat16), which gave infinite Gramians and NaN
-    weights although every gradient was finite."""
+    Below float64 each row is divided by its largest entry before the product, and the result
+    rescaled in float64: squares of gradients above ~1e19 overflow float32 (which gave infinite
+    Gramians and NaN weights although every gradient was finite), and a row far smaller than the
+    largest one (losses spanning 1e-30..1e30) would otherwise underflow to a zero gradient."""
     if jacobian.dtype == torch.float64:
         return jacobian @ jacobian.T
-    peak = jacobian.abs().max().clamp_min(torch.finfo(jacobian.dtype).tiny)
-    normed = jacobian / peak
-    return (normed @ normed.T).to(torch.float64) * peak.to(torch.float64) ** 2
+    peaks = jacobian.abs().amax(1).clamp_min(torch.finfo(jacobian.dtype).tiny)
+    normed = jacobian / peaks[:, None]
+    peaks = peaks.to(torch.float64)
+    return (normed @ normed.T).to(torch.float64) * peaks[:, None] * peaks[None, :]
+
+
+def combination(weights: Tensor, jacobian: Tensor) -> Tensor:
+    """``w @ J`` in the Jacobian's dtype. Weights beyond that dtype's range (PCGrad's
+    projections between gradients 1e30 apart in size) multiply in float64, where the
+    products, of the size of the gradients themselves, stay finite."""
+    if jacobian.dtype != torch.float64 and not bool(weights.abs().max() <= torch.finfo(jacobian.dtype).max):
+        return (weights.to(torch.float64) @ jacobian.to(torch.float64)).to(jacobian.dtype)
+    return weights.to(jacobian.dtype) @ jacobian
 
 
 class GradientWeighting(Weighting):
@@ -175,7 +186,8 @@ class GradientWeighting(Weighting):
         grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor | None:
         losses = self.check_losses(losses)
-        detached = self.global_losses(losses)  # checked values (and the mean over ranks)
+        self.check_differentiable(losses)
+        detached = self.global_losses(losses, positive=self.positive_losses)  # checked values (and the mean over ranks)
         targets = self.targets(shared_parameters, shared_representation)
         scale = scaler_factor(grad_scaler, losses.device)
         aggregation = self.reuse()
@@ -207,7 +219,7 @@ class GradientWeighting(Weighting):
                 jacobian, _, span = self.global_jacobian(local, targets)
                 if not self.finite(jacobian, scale):
                     return self.overflow(leaves, detached)
-            direction = weights.to(jacobian.dtype) @ jacobian
+            direction = combination(weights, jacobian)
         if direction is not None and scale != 1.0:
             direction = direction * scale  # the other gradients come scaled from their backward
         if direct:
@@ -264,9 +276,7 @@ class GradientWeighting(Weighting):
             return [shared_representation]
         if shared_parameters is None:
             raise ValueError(f"{type(self).__name__} with target='parameters' needs shared_parameters=...")
-        if isinstance(shared_parameters, Tensor):
-            shared_parameters = [shared_parameters]
-        params = [p for p in shared_parameters if p.requires_grad]
+        params = [p for p in check_parameters(shared_parameters) if p.requires_grad]
         if not params:
             raise ValueError("shared_parameters holds no tensor that requires grad")
         return params
@@ -312,6 +322,8 @@ class GradientWeighting(Weighting):
             except (RuntimeError, NotImplementedError):
                 self._vmap_failed = True  # an operation vmap cannot batch: loop from now on
             else:
+                if all(g is None for g in grads[: len(targets)]):
+                    self.unreached()
                 rows = [
                     (torch.zeros((m, t.numel()), dtype=t.dtype, device=t.device) if g is None else g.reshape(m, -1))
                     for g, t in zip(grads, targets)
@@ -322,14 +334,26 @@ class GradientWeighting(Weighting):
         jacobian = torch.empty(m, size, dtype=targets[0].dtype, device=targets[0].device)
         tail = [[] for _ in others]
         one = torch.full((), scale, dtype=losses.dtype, device=losses.device)
+        reached = False
         for task, (row, output) in enumerate(zip(jacobian, task_outputs(losses))):
             keep = retain_graph or task < m - 1
             grads = torch.autograd.grad(output, inputs, one, retain_graph=keep, allow_unused=True)
+            reached = reached or any(g is not None for g in grads[: len(targets)])
             # rows written in place: peak memory J plus one gradient
             torch.cat([torch.zeros_like(t).reshape(-1) if g is None else g.reshape(-1) for g, t in zip(grads, targets)], out=row)
             for collected, g in zip(tail, grads[len(targets) :]):
                 collected.append(g)
+        if not reached:
+            self.unreached()
         return jacobian, tail
+
+    def unreached(self) -> None:
+        """No task loss depends on the targets: every task gradient would be zero, silently."""
+        name = "shared_representation" if self.target == "representation" else "shared_parameters"
+        raise ValueError(
+            f"{type(self).__name__}: no task loss depends on {name} at step {self.step}: pass the "
+            f"{'tensor the task heads read' if self.target == 'representation' else 'parameters the losses go through'}"
+        )
 
     @staticmethod
     def backpropagate(

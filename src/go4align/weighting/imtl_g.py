@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -23,8 +24,16 @@ class IMTLG(GradientWeighting):
     The weighted loss :math:`\sum_m \alpha_m L_m` reaches the heads too (reference).
     Paper: https://openreview.net/forum?id=IMPnRXEWpvr.
 
-    As the reference, a singular :math:`D U^\top` is regularised with ``1e-8 I``; a zero task
-    gradient, which makes the reference divide by zero, gets unit norm instead, so its ``u`` is zero.
+    A singular :math:`D U^\top` (linearly dependent gradients) gets the least-norm solution.
+
+    Degenerate shared gradients: a task whose shared gradient is zero (its loss does not depend on
+    the shared parameters, or is exactly solved) has no direction to project on. The reference
+    divides by its zero norm; with its ``u = 0`` the conditions above force :math:`g = 0`
+    (that task weighted 1, the others 0): a silent zero gradient for every shared parameter.
+    Here such tasks are left out of the system, which is solved for the others (their weights
+    sum to one), and each gets the weight ``1 / M``, which reaches only its own parameters;
+    a ``RuntimeWarning`` says so and ``diagnostics["degenerate"]`` flags those tasks (1.0). When
+    every task is degenerate, all weights are ``1 / M`` and the shared gradient is zero.
 
     Args:
         num_tasks: ``M``.
@@ -37,10 +46,32 @@ class IMTLG(GradientWeighting):
     def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
         gram = gramian(jacobian)
         norms = gram.diagonal().clamp_min(0).sqrt()
-        if self.num_tasks == 1:
-            return Aggregation(torch.ones_like(norms), None, {"gradient_norms": norms})
+        degenerate = norms == 0
+        if bool(degenerate.any()):
+            return self._without_degenerate(gram, norms, degenerate)
+        return Aggregation(self.solve(gram, norms), None, {"gradient_norms": norms, "degenerate": degenerate.double()})
+
+    def _without_degenerate(self, gram: Tensor, norms: Tensor, degenerate: Tensor) -> Aggregation:
+        tasks = degenerate.nonzero().flatten().tolist()
+        warnings.warn(
+            f"IMTLG: task(s) {tasks} have a zero shared gradient at step {self.step}; they are left "
+            f"out of IMTL-G's projections and weighted 1/M on their own parameters",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        weights = torch.full_like(norms, 1 / self.num_tasks)
+        rest = ~degenerate
+        if bool(rest.any()):
+            weights[rest] = self.solve(gram[rest][:, rest], norms[rest])
+        return Aggregation(weights, None, {"gradient_norms": norms, "degenerate": degenerate.double()})
+
+    @staticmethod
+    def solve(gram: Tensor, norms: Tensor) -> Tensor:
+        """IMTL-G's weights for the Gramian of gradients with positive ``norms``."""
+        if gram.shape[0] == 1:
+            return torch.ones_like(norms)
         # k[a, b] = g_a . u_b
-        k = gram / torch.where(norms > 0, norms, torch.ones_like(norms))[None, :]
+        k = gram / norms[None, :]
         first = k[0, 0] - k[0, 1:]
         system = k[0, 0] - k[0, 1:][None, :] - k[1:, 0][:, None] + k[1:, 1:]
         try:
@@ -52,5 +83,4 @@ class IMTLG(GradientWeighting):
             # least-norm solution. An absolute ridge (1e-8 * I) vanished next to the entries of
             # large gradients and failed again, or divided by ~0 into inf and NaN weights.
             rest = torch.linalg.pinv(system.T, rtol=1e-8) @ first
-        weights = torch.cat([(1 - rest.sum()).reshape(1), rest])
-        return Aggregation(weights, None, {"gradient_norms": norms})
+        return torch.cat([(1 - rest.sum()).reshape(1), rest])

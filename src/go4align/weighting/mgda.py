@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -34,6 +35,12 @@ class MGDA(GradientWeighting):
     iteration cap never fires (the counter does not increment) and fires here; its weights are
     reported as float32 and are float64 here. As in the reference, the weights found on the
     normalised gradients are applied to the unnormalised losses.
+
+    The normalisations ``"loss"`` and ``"loss+"`` divide by the losses, which must then be positive
+    (a ``ValueError`` names the step and the tasks otherwise). When the minimum-norm point is zero
+    (a task's shared gradient is zero, or the gradients are Pareto-stationary), the shared
+    parameters receive no gradient, as in the reference: a ``RuntimeWarning`` says so, and
+    ``diagnostics["min_norm"]`` is 0.
 
     Args:
         num_tasks: ``M``.
@@ -71,6 +78,7 @@ class MGDA(GradientWeighting):
         check_choice("normalisation", normalisation, NORMALISATIONS)
         check_choice("solver", solver, SOLVERS)
         self.normalisation = normalisation
+        self.positive_losses = normalisation in ("loss", "loss+")
         self.solver = solver
         self.max_iter = check_int("max_iter", max_iter, 1)
 
@@ -91,8 +99,15 @@ class MGDA(GradientWeighting):
         else:
             simplex = min_norm_weights(normalised, max_iter=max(self.max_iter, 5000))
         weights = torch.as_tensor(simplex * self.num_tasks, dtype=torch.float64, device=losses.device)
-        min_norm = weights @ gram @ weights / self.num_tasks**2
-        return Aggregation(weights, None, {"gradient_norms": norms, "min_norm": min_norm.sqrt()})
+        min_norm = (weights @ gram @ weights).clamp_min(0).sqrt() / self.num_tasks
+        if bool(min_norm == 0) and bool(norms.max() > 0):
+            warnings.warn(
+                f"{type(self).__name__}: the minimum-norm point is zero at step {self.step} (a zero task "
+                "gradient, or Pareto-stationary gradients): the shared parameters receive no gradient",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return Aggregation(weights, None, {"gradient_norms": norms, "min_norm": min_norm})
 
     def extra_repr(self) -> str:
         return (

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_int, check_number
+from ._checks import check_int, check_max_norm
+from .base import check_parameters
 from .gradient import Aggregation, GradientWeighting, gramian
 
 __all__ = ["NashMTL"]
@@ -48,7 +50,8 @@ class NashMTL(GradientWeighting):
 
     Args:
         num_tasks: ``M``.
-        max_norm: clip norm of the shared gradient (``0`` disables; reference 1.0). Needs
+        max_norm: clip norm of the shared gradient (``0`` disables; reference 1.0; else at least
+            float32's smallest normal number, ~1.2e-38, below which clipping writes zeros). Needs
             ``shared_parameters`` when positive, whatever the target.
         update_weights_every: recompute the weights every ``k`` steps, reusing them (and skipping
             the Jacobian) in between (reference 1).
@@ -74,7 +77,7 @@ class NashMTL(GradientWeighting):
         validate: bool = True,
     ):
         super().__init__(num_tasks, target=target, head_gradients=head_gradients, batched=batched, validate=validate)
-        self.max_norm = check_number("max_norm", max_norm, low=0.0)
+        self.max_norm = check_max_norm(max_norm)
         self.update_weights_every = check_int("update_weights_every", update_weights_every, 1)
         self.optim_niter = check_int("optim_niter", optim_niter, 1)
         try:
@@ -124,12 +127,24 @@ class NashMTL(GradientWeighting):
         alpha = self.alpha.cpu().numpy()
         if not np.isfinite(norm) or norm == 0:  # no gradient to bargain over: keep the weights
             return alpha, True
+        zero = np.nonzero(np.diagonal(gram) == 0)[0].tolist()
+        if zero:  # G^T G alpha = 1 / alpha has no solution: keep the weights, and say so
+            warnings.warn(
+                f"NashMTL: task(s) {zero} have a zero shared gradient at step {self.step}, so no "
+                "bargaining solution exists; the previous weights are kept (diagnostics['solver_failed'])",
+                RuntimeWarning,
+                stacklevel=5,
+            )
+            return alpha, True
         k = gram / norm
         self._gram.value = k
         self._floor.value = np.full(self.num_tasks, -np.log(norm))
         failed = False
         for _ in range(self.optim_niter):
-            self._linear.value = (1 / alpha + (1 / (k @ alpha)) @ k) / norm
+            linear = (1 / alpha + (1 / (k @ alpha)) @ k) / norm
+            if not np.isfinite(linear).all():  # gradients too far apart in size for float64
+                return alpha, True
+            self._linear.value = linear
             self._alpha.value = alpha
             try:
                 self._problem.solve(solver=self.solver, warm_start=True)
@@ -178,7 +193,7 @@ class NashMTL(GradientWeighting):
             )
         if shared_parameters is None:
             raise ValueError("NashMTL with max_norm > 0 needs shared_parameters=... (the clipped gradients)")
-        params = [shared_parameters] if isinstance(shared_parameters, Tensor) else list(shared_parameters)
+        params = check_parameters(shared_parameters)
         before = [None if p.grad is None else p.grad.clone() for p in params]
         weights = super().backward(
             losses, shared_parameters=params, shared_representation=shared_representation,
@@ -190,10 +205,13 @@ class NashMTL(GradientWeighting):
         ]
         if not added:
             return weights
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(a) for a, _ in added]))
+        # in float64: squares of float32 gradients above ~1e19 overflow, and an infinite norm
+        # would clip the gradient to zero
+        norms = [torch.linalg.vector_norm(a, dtype=torch.float64) for a, _ in added]
+        norm = torch.linalg.vector_norm(torch.stack(norms))
         # scaled gradients (grad_scaler) are clipped to the scaled norm
         scale = grad_scaler.get_scale() if grad_scaler is not None and grad_scaler.is_enabled() else 1.0
-        factor = (self.max_norm * scale / (norm + 1e-6 * scale)).clamp(max=1.0)
+        factor = (self.max_norm * scale / (norm + 1e-6 * scale)).clamp(max=1.0).to(added[0][0].dtype)
         for p, (a, prior) in zip([p for p in params if p.grad is not None], added):
             if prior is None:
                 p.grad.mul_(factor)

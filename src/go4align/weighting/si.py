@@ -19,7 +19,10 @@ class SI(LossWeighting):
     Args:
         num_tasks: ``M``.
         variant: ``"log"`` (the reference code, losses must be positive) or ``"log1p"``
-            (SamsungLabs' code: :math:`\sum_m \log(1 + L_m)`, weights :math:`1 / (1 + L_m)`).
+            (SamsungLabs' code: :math:`\sum_m \log(1 + L_m)`, weights :math:`1 / (1 + L_m)`,
+            losses must be nonnegative). Other losses raise a ``ValueError`` naming the step
+            and the tasks, as does a weight beyond the losses' dtype (``1 / L`` of a float32
+            loss below ~3e-39).
         validate: check the loss values each step.
     """
 
@@ -27,10 +30,14 @@ class SI(LossWeighting):
         super().__init__(num_tasks, validate=validate)
         check_choice("variant", variant, ("log", "log1p"))
         self.variant = variant
+        # log L needs L > 0; log(1 + L) is refused below 0 too: at L = -1 it is -inf, and a
+        # weight 1 / (1 + L) that grows as the loss falls below 0 would chase it there
         self.positive_losses = variant == "log"
+        self.nonnegative_losses = variant == "log1p"
 
     def weigh(self, losses: Tensor) -> Tensor:
-        weights = 1 / losses if self.variant == "log" else 1 / (1 + losses)
+        risk = losses.to(torch.float64)  # 1 / L of a tiny float32 loss fits float64
+        weights = 1 / risk if self.variant == "log" else 1 / (1 + risk)
         self.record(losses=losses, weights=weights)
         return weights
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from .gradient import Aggregation, GradientWeighting
+from .gradient import Aggregation, GradientWeighting, combination
 
 __all__ = ["TorchJD"]
 
@@ -20,7 +21,10 @@ class TorchJD(GradientWeighting):
     sum of the task gradients), its weighting gives the task weights, which are returned, may be
     post-processed and, with ``head_gradients="weighted"``, reach the heads; otherwise (ConFIG,
     GradDrop, Krum, TrimmedMean) its output is the shared direction, no weights are returned and
-    the heads get the plain summed gradient. TorchJD's own randomness (its PCGrad, Random) uses
+    the heads get the plain summed gradient. An aggregator that fails in the Jacobian's dtype
+    (non-finite, or a zero direction from gradients that are not zero, as float32 gives for
+    gradients 1e30 apart in size) runs once more on the float64 Jacobian; a non-finite result
+    then raises a ``ValueError`` naming the step, and a zero direction warns. TorchJD's own randomness (its PCGrad, Random) uses
     torch's global generator. TorchJD (https://github.com/SimplexLab/TorchJD, MIT) is a
     fast-moving 0.x library; the extra pins the tested range.
 
@@ -68,7 +72,40 @@ class TorchJD(GradientWeighting):
         self._weighted = isinstance(aggregator, aggregation.WeightedAggregator)
 
     def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
+        aggregation = self._run(jacobian)
+        if not self._usable(aggregation, jacobian) and jacobian.dtype != torch.float64:
+            # gradients far apart in size (losses spanning 1e-30..1e30) underflow or overflow
+            # inside the aggregator in float32: once more in float64
+            weights, direction, _ = self._run(jacobian.to(torch.float64))
+            aggregation = Aggregation(weights, direction.to(jacobian.dtype))
+        result = aggregation.weights if aggregation.weights is not None else aggregation.direction
+        if not bool(torch.isfinite(result).all()):
+            raise ValueError(
+                f"TorchJD: {type(self.aggregator).__name__} gave non-finite "
+                f"{'weights' if aggregation.weights is not None else 'direction'} at step {self.step}"
+            )
+        if not self._usable(aggregation, jacobian):
+            warnings.warn(
+                f"TorchJD: {type(self.aggregator).__name__} gave a zero direction at step {self.step} although "
+                "the task gradients are not zero: the shared parameters receive no gradient",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return aggregation
+
+    def _run(self, jacobian: Tensor) -> Aggregation:
+        """The weights (with their direction ``w @ J``, formed here to be checked, not again
+        later), or the direction alone."""
         with torch.no_grad():
             if self._weighted:
-                return Aggregation(self.aggregator.weighting(jacobian).to(torch.float64))
+                weights = self.aggregator.weighting(jacobian).to(torch.float64)
+                return Aggregation(weights, combination(weights, jacobian))
             return Aggregation(None, self.aggregator(jacobian))
+
+    @staticmethod
+    def _usable(aggregation: Aggregation, jacobian: Tensor) -> bool:
+        """A finite result, and a nonzero direction when some task gradient is nonzero."""
+        direction = aggregation.direction
+        if not bool(torch.isfinite(direction).all()):
+            return False
+        return bool((direction != 0).any()) or not bool((jacobian != 0).any())

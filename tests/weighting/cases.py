@@ -1,0 +1,119 @@
+"""One table of option sets per method, for the generic and the fuzz tests (the pattern of
+torch's ``OptimizerInfo``): every registered method, each with the option sets worth running
+through the same protocol tests, and what the fuzz suite may expect from it.
+
+Import it as ``from cases import METHODS`` (the tests' directory is on ``sys.path``, as for
+``helpers``); nothing here is a fixture.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+from go4align.weighting import FAMO, UW, GradientWeighting, Grouped, available, get, make
+
+__all__ = ["MethodInfo", "METHODS", "OPTION_SETS", "by_label"]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A method of the table.
+
+    ``label``: the registry name, or a label for a method that is not registered (the Grouped
+    wrapper). ``option_sets``: keyword arguments, each a configuration the generic tests run
+    (the first is the method's defaults). ``weightless``: ``backward`` may return ``None`` (its
+    direction is not a combination of the task gradients). ``build``: ``(num_tasks, **options)``
+    to the method; ``make`` by default. ``cls``: the class whose constructor arguments are
+    fuzzed; the registered class by default.
+    """
+
+    label: str
+    option_sets: tuple[dict, ...] = ({},)
+    weightless: bool = False
+    build: Callable | None = None
+    cls: type | None = None
+
+    def make(self, num_tasks: int, **options):
+        if self.build is not None:
+            return self.build(num_tasks, **options)
+        return make(self.label, num_tasks, **options)
+
+    @property
+    def method_class(self) -> type:
+        return self.cls if self.cls is not None else get(self.label)
+
+    @property
+    def gradient_oriented(self) -> bool:
+        return issubclass(self.method_class, GradientWeighting)
+
+    def parameters(self) -> list[str]:
+        """The constructor's arguments (``num_tasks`` included), in signature order."""
+        names = list(inspect.signature(self.method_class.__init__).parameters)[1:]
+        return [n for n in names if n not in ("method",)]
+
+
+def _grouped(inner: type) -> Callable:
+    """Grouped over a fresh ``inner(num_tasks)``; the fuzzed options are the wrapper's."""
+
+    def build(num_tasks: int, **options):
+        return Grouped(inner(num_tasks), **options)
+
+    return build
+
+
+# the options every gradient method shares (GradientWeighting's)
+REPRESENTATION = {"target": "representation"}
+UNWEIGHTED_HEADS = {"head_gradients": "unweighted"}
+BATCHED = {"batched": True}
+
+METHODS: tuple[MethodInfo, ...] = (
+    MethodInfo("ls"),
+    MethodInfo("stl", ({"task": 0}, {"task": 2})),
+    MethodInfo("si", ({}, {"variant": "log1p"})),
+    MethodInfo("gls"),
+    MethodInfo("rlw", ({}, {"seed": 3})),
+    MethodInfo("dwa", ({}, {"mode": "epoch"}, {"window": 1, "reduction": "sum", "temperature": 0.5})),
+    MethodInfo("uw", ({}, {"init": -0.5})),
+    MethodInfo("famo", ({}, {"max_norm": 1.0}, {"gamma": 0.0, "lr": 0.1, "eps": 1e-3})),
+    MethodInfo(
+        "go4align",
+        (
+            {},
+            {"num_groups": 3},
+            {"num_groups": 1, "beta": 1.0, "scale_balance": "sum"},
+            {"loss_floor": 1e-6, "clustering": "lloyd"},
+            {"smooth_alignment": False, "group_weights": "random", "min_weight_ratio": 0.0},
+        ),
+    ),
+    MethodInfo("mgda", ({}, {"solver": "exact", "normalisation": "loss+"}, {"normalisation": "norm", **REPRESENTATION})),
+    MethodInfo("mgda-ub", ({}, {"normalisation": "loss"})),
+    MethodInfo("pcgrad", ({}, {"reduction": "mean", "seed": 5}, BATCHED)),
+    MethodInfo("graddrop", ({}, {"leak": 0.5, "activation_sign": False}), weightless=True),
+    MethodInfo("cagrad", ({}, {"c": 0.0, "rescale": 2}, {"solver": "projected", **UNWEIGHTED_HEADS})),
+    MethodInfo("imtl-g", ({}, REPRESENTATION, BATCHED)),
+    MethodInfo("nash-mtl", ({}, {"max_norm": 0.0, "update_weights_every": 2}, {"optim_niter": 1})),
+    MethodInfo("aligned-mtl", ({}, {"scale_mode": "median"}, {"scale_mode": "rmse", **REPRESENTATION})),
+    MethodInfo("torchjd", ({}, {"aggregator": "Mean"}, {"aggregator": "MGDA", **UNWEIGHTED_HEADS}), weightless=True),
+    MethodInfo("grouped-uw", ({}, {"num_groups": 3}), build=_grouped(UW), cls=Grouped),
+    MethodInfo("grouped-famo", ({}, {"clustering": "lloyd"}), build=_grouped(FAMO), cls=Grouped),
+)
+
+
+def by_label(label: str) -> MethodInfo:
+    return next(info for info in METHODS if info.label == label)
+
+
+#: ``(label, options)`` for every option set of every method, for ``pytest.mark.parametrize``.
+OPTION_SETS = [(info.label, options) for info in METHODS for options in info.option_sets]
+
+
+def _check_table() -> None:
+    """Every registered method has a row (a new method must say which options to test)."""
+    missing = set(available()) - {info.label for info in METHODS}
+    if missing:
+        raise AssertionError(f"methods without a row in tests/weighting/cases.py: {sorted(missing)}")
+
+
+_check_table()
