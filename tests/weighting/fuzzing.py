@@ -284,12 +284,7 @@ OWNED_ELSEWHERE = {
     **{f"{label}[]:seed=huge-int": "owned by go4align changes" for label in ("go4align", "grouped-uw", "grouped-famo")},
     "go4align[]:loss_floor=huge-int": "owned by go4align changes",
     # weights that fit float32 whose weighted gradients do not (GO4Align's overflow policy)
-    "go4align[]:near-float32-max": "owned by go4align changes",
-    "go4align[num_groups=3]:near-float32-max": "owned by go4align changes",
     "go4align[beta=1.0,num_groups=1,scale_balance='sum']:near-float32-max": "owned by go4align changes",
-    "go4align[clustering='lloyd',loss_floor=1e-06]:span-1e-30-1e30": "owned by go4align changes",
-    "go4align[clustering='lloyd',loss_floor=1e-06]:span-1e-20-1e20": "owned by go4align changes",
-    "go4align[clustering='lloyd',loss_floor=1e-06]:near-float32-max": "owned by go4align changes",
     "grouped-famo[]:negative-one": "owned by go4align changes",
     "grouped-famo[clustering='lloyd']:negative-one": "owned by go4align changes",
     "uw[]:init=huge-float": "owned by uw changes",

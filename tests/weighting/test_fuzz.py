@@ -138,12 +138,20 @@ def test_pcgrad_is_finite_across_30_orders_of_magnitude(variant):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("name, variant", [("si", "subnormal"), ("go4align", "span-1e-30-1e30")])
-def test_weights_beyond_the_losses_dtype_are_named_with_the_step(name, variant):
-    """SI's 1 / 1e-40 and GO4Align's mean(L) / 1e-30 exceed float32: before, the gradients
-    silently became inf."""
+def test_weights_beyond_the_losses_dtype_are_named_with_the_step():
+    """SI's 1 / 1e-40 exceeds float32: before, the gradients silently became inf."""
     with pytest.raises(ValueError, match=r"weight .* at step 0 does not fit the losses' dtype torch.float32"):
-        make(name, 3).backward(losses_of(Model(), variant))
+        make("si", 3).backward(losses_of(Model(), "subnormal"))
+
+
+@pytest.mark.parametrize("preset", ["default", "paper"])
+def test_go4align_weights_losses_twenty_orders_apart_finitely(preset):
+    """GO4Align's mean(L) / 1e-30 exceeds float32: it bounds p (default) or rescales every
+    weight by one factor (paper), so the weights and gradients stay finite."""
+    model = Model()
+    weights = make("go4align", 3, preset=preset).backward(losses_of(model, "span-1e-30-1e30"))
+    assert torch.isfinite(weights).all() and (weights > 0).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 def test_gradient_methods_refuse_a_representation_the_losses_do_not_reach():

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ._checks import check_bool, check_number, check_seed
+from ._checks import check_bool, check_max_norm, check_number, check_seed
 from .gradient import Aggregation, GradientWeighting
 
 __all__ = ["GradDrop"]
@@ -99,7 +99,7 @@ class GradDrop(GradientWeighting):
     def _max_norm(self, value: float | None) -> float:
         if value is None:
             return DEFAULT_MAX_NORM[self.target]
-        value = check_number("max_norm", value, low=0.0)
+        value = check_max_norm(value)
         if value > 0 and self.target == "representation":
             raise ValueError(
                 f"max_norm={value} clips the shared parameters' gradient, which target='representation' "
@@ -147,7 +147,9 @@ class GradDrop(GradientWeighting):
 
 def clip_norm(direction: Tensor, max_norm: float) -> tuple[Tensor, Tensor]:
     """``direction`` scaled to norm ``max_norm`` when longer, as ``clip_grad_norm_`` does (the
-    same ``1e-6`` in the factor), and its norm before clipping (float64)."""
-    norm = torch.linalg.vector_norm(direction)
+    same ``1e-6`` in the factor), and its norm before clipping. The norm is taken in float64:
+    squares of float32 gradients above ~1e19 overflow, and an infinite norm would clip the
+    gradient to zero."""
+    norm = torch.linalg.vector_norm(direction, dtype=torch.float64)
     factor = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    return direction * factor, norm.detach().to(torch.float64)
+    return direction * factor.to(direction.dtype), norm.detach()
