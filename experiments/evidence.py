@@ -1,4 +1,4 @@
-"""Evidence runner for GO4Align on the synthetic benchmark (shared/spec/evidence.md, E1 and E3).
+"""Evidence runner for GO4Align on the synthetic benchmark (E1 and E3 of docs/results.md).
 
 E1, budget sweep: designs A, A' and C (20 tasks in 4 planted groups, hidden_dim 4), budgets
 20, 50, 100 and 300 epochs; methods LS, SI, FAMO, GO4Align as printed (``go4align-paper``, K = 4,
@@ -46,7 +46,7 @@ from go4align.benchmarks import get_benchmark
 from go4align.benchmarks.api import Benchmark
 from go4align.metrics import convergence_epoch, delta_m
 
-#: The planted problem shared by every design (evidence.md): 20 tasks in 4 groups of 5, conflict
+#: The planted problem shared by every design (docs/results.md): 20 tasks in 4 groups of 5, conflict
 #: 0.5, and a shared layer as wide as the number of groups, so that methods can be told apart.
 BASE = {"num_tasks": 20, "num_groups": 4, "input_dim": 16, "hidden_dim": 4, "conflict": 0.5, "noise": 0.1}
 #: A: group target scales 1..10 (losses 1..100x); A': A with another data seed; C: scales

@@ -1,5 +1,5 @@
 """Pilot behind GO4Align's default options (max_scale, smoothing, beta): design A of
-shared/spec/evidence.md (synthetic, 20 tasks in 4 groups, hidden_dim 4), 100 epochs, 3 seeds,
+design A of experiments/evidence.py (synthetic, 20 tasks in 4 groups, hidden_dim 4), 100 epochs, 3 seeds,
 each arm against STL (seed 0) at the same budget. Selection reads the VALIDATION split only: Delta-m of
 the mean of the last 5 epochs' validation MSEs against STL's; the test Delta-m is printed beside
 it for the record, never used to choose.

@@ -2,7 +2,7 @@ import pytest
 
 from go4align.report.published import PUBLISHED, TABLE9_SECONDS_PER_EPOCH, lookup_delta_m, lookup_time_ratio
 
-# The ratios to LS that Table 9 prints beside the seconds (method.md).
+# The ratios to LS that Table 9 prints beside the seconds (the GO4Align paper, Table 9).
 PRINTED_RATIOS = {
     "nyuv2": {"GO4Align": 1.02, "FAMO": 1.19, "Nash-MTL": 2.33, "MGDA": 2.32, "PCGrad": 2.23, "CAGrad": 2.09,
               "IMTL-G": 2.10},

@@ -23,7 +23,7 @@ indicator is about ``mean(L) / L_m``), so it recovers planted groups when their 
 apart, e.g. at the noise floor with enough capacity (``tests/benchmarks/test_synthetic.py``); with
 conflict and too little capacity the levels cross during training and recovery drops (with
 ``hidden_dim = 2`` and 4 groups, an adjusted Rand index of about 0.1 to 0.5 after a few epochs; in
-evidence.md's 100-epoch pilot with ``hidden_dim = 4``, 0.49 to 0.59).
+a 100-epoch pilot with ``hidden_dim = 4``, 0.49 to 0.59).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Published numbers of the GO4Align paper family, so that reports can print them beside ours.
 
-Plain dicts, transcribed from the papers (via the project's spec/benchmarks.md and method.md), each
-with its provenance. Method names are the papers' spellings; :func:`lookup_delta_m` and
+Plain dicts, transcribed from the papers (the GO4Align paper, arXiv 2404.06486, and each
+baseline's paper), each with its provenance. Method names are the papers' spellings; :func:`lookup_delta_m` and
 :func:`lookup_time_ratio` match them to our method names ignoring case, "-" and "_".
 Delta-m values are in percent (lower is better); MR is the paper's, over the paper's full set of
 methods, so it is not comparable with an MR over a different set of methods.

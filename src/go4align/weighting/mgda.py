@@ -49,7 +49,7 @@ class MGDA(GradientWeighting):
         solver: ``"reference"`` reproduces Sener's solver (best pair, then projected gradient
             steps with exact line search; its line search clamps the step to ``[0.001, 0.999]``,
             so for two tasks whose minimum-norm point is a vertex it returns 0.999/0.001, and it
-            can stop well above the true minimum: 2% (baselines.md) to 26% in squared norm
+            can stop well above the true minimum: 2% (measured against the reference) to 26% in squared norm
             (this project's tests, ``M = 5``)); ``"exact"`` solves the quadratic programme to
             optimality (accelerated projected gradient, then the optimality system solved
             exactly on the support found).

@@ -8,7 +8,7 @@ training protocol (:data:`TRAINING_PROTOCOLS`):
   of batch 120, Adam 1e-3 (the best of the paper's grid {1e-3, 5e-4, 1e-4}), ReduceLROnPlateau
   (factor 0.7, patience 5, min_lr 1e-5, as the reference trainer) on the validation Delta-m, test
   metrics at the epoch with the best validation Delta-m; GO4Align with K = 5.
-- ``"reduced"``: the CPU-sized protocol of spec/benchmarks.md: the first 10,000 / 2,000 / 10,000
+- ``"reduced"``: the CPU-sized protocol of the evidence runs (docs/benchmarks.md): the first 10,000 / 2,000 / 10,000
   molecules of the full splits, 6 epochs, no scheduler, otherwise as ``"full"``.
 - ``"tiny"``: 200 / 100 / 100 molecules and 2 epochs of batch 50 with the full protocol's
   scheduler, so that tests run every part of the full protocol in seconds.
