@@ -150,6 +150,16 @@ def test_losses_from_1e_minus_30_to_1e30_give_finite_float32_weights(make_method
         assert rescale == 1
 
 
+def test_loss_floor_is_a_float_and_refuses_ints_beyond_float():
+    method = GO4Align(3, loss_floor=10**30)  # clamp_min refused the int (beyond int64)
+    assert method.loss_floor == 1e30 and isinstance(method.loss_floor, float)
+    theta = torch.ones(3, requires_grad=True)
+    weights = method.backward(torch.tensor([1.0, 2.0, 3.0]) * theta)
+    assert weights.tolist() == pytest.approx([1 / 3] * 3)  # every loss at the floor: equal weights
+    with pytest.raises(ValueError, match=r"loss_floor must be a finite number >= 0, got 1000000000"):
+        GO4Align(3, loss_floor=10**400)
+
+
 def test_kmeans_random_reproduces_per_seed_and_reaches_a_local_optimum():
     gen = torch.Generator().manual_seed(0)
     values = torch.rand(11, generator=gen, dtype=torch.float64)

@@ -156,8 +156,11 @@ class GO4Align(LossWeighting):
         if not isinstance(smooth_alignment, bool):
             raise ValueError(f"smooth_alignment must be a bool, got {smooth_alignment!r}")
         self.smooth_alignment = smooth_alignment
-        if loss_floor is not None and check_nonnegative("loss_floor", loss_floor) == 0:
-            raise ValueError(f"loss_floor must be > 0, got {loss_floor!r}")
+        if loss_floor is not None:
+            floor = check_nonnegative("loss_floor", loss_floor)  # a float: clamp_min refuses ints beyond int64
+            if floor == 0:
+                raise ValueError(f"loss_floor must be > 0, got {loss_floor!r}")
+            loss_floor = floor
         self.loss_floor = loss_floor
         # the base class refuses losses <= 0 only in strict mode without a floor; zero losses
         # are otherwise bounded by max_scale and negative ones refused in weigh()
