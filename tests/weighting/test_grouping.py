@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from go4align.weighting import Grouping, kmeans_1d, lloyd_1d, spectral_1d
+from go4align.weighting import FAMO, UW, Grouped, Grouping, kmeans_1d, lloyd_1d, spectral_1d
 
 from helpers import sse
 
@@ -182,6 +182,21 @@ def test_a_fixed_partition_and_group_weights_may_be_tensors_arrays_or_numpy_numb
         weights = grouping(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).weights
         assert weights.tolist() == [0.75, 0.25, 0.75]
     assert Grouping(3, 2, group_weights=torch.tensor([0.0, 2.0])).group_weights == [0.0, 2.0]
+
+
+def test_grouped_refuses_the_losses_its_method_refuses_before_either_changes_state():
+    """FAMO's weights for [-0.5, 4, 9] are negative (the log of a negative distance): Grouped
+    passed them on as group indicators, and the model got negative weights."""
+    method = Grouped(FAMO(3))
+    losses = torch.tensor([-0.5, 4.0, 9.0], requires_grad=True)
+    with pytest.raises(ValueError, match=r"Grouped: loss < 0 at step 0 for task\(s\) \[0\].*FAMO"):
+        method.backward(losses)
+    assert losses.grad is None and method.step == 0 and not bool(method.method.pending)
+    weights = method.backward(torch.tensor([0.0, 4.0, 9.0], requires_grad=True))  # FAMO's eps takes a zero
+    assert torch.isfinite(weights).all() and (weights >= 0).all()
+    with pytest.raises(ValueError, match=r"loss <= 0 at step 0 for task\(s\) \[0\]"):
+        Grouped(FAMO(3, eps=0.0)).backward(torch.tensor([0.0, 4.0, 9.0], requires_grad=True))
+    Grouped(UW(3)).backward(torch.tensor([-0.5, 4.0, 9.0], requires_grad=True))  # UW takes any sign
 
 
 def reference_cost(values, k):
