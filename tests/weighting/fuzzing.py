@@ -266,29 +266,11 @@ LOSS_VARIANTS: dict[str, Callable[[Model], Call]] = {
 }
 
 
-#: Inputs that still fail, in code owned by other changes (GO4Align's options and the Grouping
-#: it shares with Grouped; UW). Each runs in test_fuzz.py as a strict xfail: fixing one makes its test
-#: pass, which fails the suite until it is removed from this list.
-OWNED_ELSEWHERE = {
-    **{
-        f"{label}[]:{argument}={value}": "owned by go4align changes"
-        for label in ("go4align", "grouped-uw", "grouped-famo")
-        for argument in ("clustering", "group_weights")
-        for value in (
-            "negative", "negative-float", "zero", "nan", "inf", "-inf", "true", "false", "huge-int",
-            "huge-float", "tiny-float", "three", "two-point-five", "tensor", "numpy-int", "object",
-        )
-    },
-    **{f"{label}[]:clustering={value}": "owned by go4align changes"
-       for label in ("go4align", "grouped-uw", "grouped-famo") for value in ("none", "list", "list-3")},
-    **{f"{label}[]:seed=huge-int": "owned by go4align changes" for label in ("go4align", "grouped-uw", "grouped-famo")},
-    "go4align[]:loss_floor=huge-int": "owned by go4align changes",
-    # weights that fit float32 whose weighted gradients do not (GO4Align's overflow policy)
-    "go4align[beta=1.0,num_groups=1,scale_balance='sum']:near-float32-max": "owned by go4align changes",
-    "grouped-famo[]:negative-one": "owned by go4align changes",
-    "grouped-famo[clustering='lloyd']:negative-one": "owned by go4align changes",
-    "uw[]:init=huge-float": "owned by uw changes",
-}
+#: Inputs that still fail, in code owned by other changes, by id (``Case.id``) with the reason.
+#: Each runs in test_fuzz.py as a strict xfail: fixing one makes its test pass, which fails the
+#: suite until it is removed from this list. Empty: every input ends in a named error or a correct
+#: result.
+OWNED_ELSEWHERE: dict[str, str] = {}
 
 
 # -- running one input ----------------------------------------------------------------------------

@@ -144,10 +144,42 @@ def test_losses_from_1e_minus_30_to_1e30_give_finite_float32_weights(make_method
     assert torch.isfinite(weights.float()).all() and (weights >= 0).all()
     assert torch.isfinite(losses.grad).all()
     rescale = method.diagnostics["weight_rescale"].item()
-    if method.preset == "paper":  # p of the 1e-30 task is ~2e59: all weights divided alike
-        assert rescale > 1 and weights.max().item() == pytest.approx(torch.finfo(torch.float32).max, rel=1e-6)
+    limit = torch.finfo(torch.float32).max
+    objective = (weights * losses.detach().double()).sum().item()
+    assert objective <= limit / 2 * (1 + 1e-9)
+    if method.preset == "paper":  # p of the 1e-30 task is ~2e59: all weights divided alike until
+        # the largest weight fits float32 and the objective half of it
+        assert rescale > 1
+        assert weights.max().item() == pytest.approx(limit, rel=1e-6) or objective == pytest.approx(limit / 2, rel=1e-6)
     else:  # bounded p: nothing to rescale
         assert rescale == 1
+
+
+def test_weights_whose_weighted_losses_overflow_float32_are_rescaled_so_the_gradients_stay_finite():
+    """Losses near float32's maximum with weights ~34 (one group, scale_balance="sum"): each
+    weight fits, but w_m grad L_m did not (the gradients became inf)."""
+    theta = torch.ones(3, requires_grad=True)
+    scales = torch.tensor([1.0, 1e38, 3e38])
+    method = GO4Align(3, 1, beta=1.0, scale_balance="sum")
+    with pytest.warns(UserWarning, match="max_scale"):
+        weights = method.backward(scales * theta)  # dL_m / dtheta_m = scales_m
+    rescale = method.diagnostics["weight_rescale"].item()
+    unscaled = weights * rescale
+    assert unscaled.min().item() > 30 and rescale > 60  # without it, 34 * 3e38 = inf
+    assert torch.isfinite(theta.grad).all()
+    torch.testing.assert_close(theta.grad, (weights * scales.double()).float())
+    assert (weights * scales.double()).sum().item() == pytest.approx(torch.finfo(torch.float32).max / 2, rel=1e-6)
+    assert torch.equal(weights, weights[:1].expand(3))  # one group: one weight, divided alike
+
+
+def test_loss_floor_is_a_float_and_refuses_ints_beyond_float():
+    method = GO4Align(3, loss_floor=10**30)  # clamp_min refused the int (beyond int64)
+    assert method.loss_floor == 1e30 and isinstance(method.loss_floor, float)
+    theta = torch.ones(3, requires_grad=True)
+    weights = method.backward(torch.tensor([1.0, 2.0, 3.0]) * theta)
+    assert weights.tolist() == pytest.approx([1 / 3] * 3)  # every loss at the floor: equal weights
+    with pytest.raises(ValueError, match=r"loss_floor must be a finite number >= 0, got 1000000000"):
+        GO4Align(3, loss_floor=10**400)
 
 
 def test_kmeans_random_reproduces_per_seed_and_reaches_a_local_optimum():

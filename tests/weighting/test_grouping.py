@@ -1,11 +1,14 @@
 import itertools
+import math
+import re
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from go4align.weighting import Grouping, kmeans_1d, lloyd_1d, spectral_1d
+from go4align.weighting import FAMO, UW, Grouped, Grouping, kmeans_1d, lloyd_1d, spectral_1d
 
 from helpers import sse
 
@@ -137,6 +140,63 @@ def test_custom_clustering_callable():
 def test_grouping_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Grouping(3, **kwargs)
+
+
+BAD_CLUSTERINGS = [3, 0, -1, 2.5, math.nan, math.inf, True, None, 10**30, torch.tensor(0.5), np.int64(2), object(),
+                   [1, 2], [0.5, 0.3, 0.2], [0, 1, 2], [0, 1, True], "fixed", torch.tensor([0.0, 1.0, 1.0])]
+
+
+@pytest.mark.parametrize("clustering", BAD_CLUSTERINGS, ids=repr)
+def test_a_bad_clustering_is_named_with_its_value(clustering):
+    with pytest.raises(ValueError, match=r"clustering must be one of .*got " + re.escape(repr(clustering))):
+        Grouping(3, 2, clustering=clustering)
+
+
+BAD_GROUP_WEIGHTS = [3, 0, 2.5, math.nan, math.inf, True, 10**30, torch.tensor(0.5), np.int64(2), object(), "x",
+                     [1.0, math.nan], [1.0, math.inf], [1.0, True], [1.0, "2"], [1.0, 10**400], [0.5, 0.3, 0.2]]
+
+
+@pytest.mark.parametrize("group_weights", BAD_GROUP_WEIGHTS, ids=repr)
+def test_bad_group_weights_are_named_with_their_value(group_weights):
+    with pytest.raises(ValueError, match="group_weights .*got " + re.escape(repr(group_weights))):
+        Grouping(3, 2, group_weights=group_weights)
+
+
+@pytest.mark.parametrize("seed", [10**30, -(2**63) - 1, 2**64, 1.0, True, None])
+def test_a_seed_the_generator_cannot_take_is_named(seed):
+    with pytest.raises(ValueError, match="seed must be an int .*got " + re.escape(repr(seed))):
+        Grouping(3, 2, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_spectral_needs_a_seed_scikit_learn_takes(seed):
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*32\) with clustering='spectral'"):
+        Grouping(3, 2, clustering="spectral", seed=seed)
+    Grouping(3, 2, clustering="exact", seed=seed)  # any int torch's generator takes
+
+
+def test_a_fixed_partition_and_group_weights_may_be_tensors_arrays_or_numpy_numbers():
+    partitions = [[1, 0, 1], (1, 0, 1), torch.tensor([1, 0, 1]), np.array([1, 0, 1]), [np.int64(1), 0, np.int32(1)]]
+    for partition in partitions:
+        grouping = Grouping(3, 2, clustering=partition, group_weights=np.array([0.25, 0.75]))
+        weights = grouping(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).weights
+        assert weights.tolist() == [0.75, 0.25, 0.75]
+    assert Grouping(3, 2, group_weights=torch.tensor([0.0, 2.0])).group_weights == [0.0, 2.0]
+
+
+def test_grouped_refuses_the_losses_its_method_refuses_before_either_changes_state():
+    """FAMO's weights for [-0.5, 4, 9] are negative (the log of a negative distance): Grouped
+    passed them on as group indicators, and the model got negative weights."""
+    method = Grouped(FAMO(3))
+    losses = torch.tensor([-0.5, 4.0, 9.0], requires_grad=True)
+    with pytest.raises(ValueError, match=r"Grouped: loss < 0 at step 0 for task\(s\) \[0\].*FAMO"):
+        method.backward(losses)
+    assert losses.grad is None and method.step == 0 and not bool(method.method.pending)
+    weights = method.backward(torch.tensor([0.0, 4.0, 9.0], requires_grad=True))  # FAMO's eps takes a zero
+    assert torch.isfinite(weights).all() and (weights >= 0).all()
+    with pytest.raises(ValueError, match=r"loss <= 0 at step 0 for task\(s\) \[0\]"):
+        Grouped(FAMO(3, eps=0.0)).backward(torch.tensor([0.0, 4.0, 9.0], requires_grad=True))
+    Grouped(UW(3)).backward(torch.tensor([-0.5, 4.0, 9.0], requires_grad=True))  # UW takes any sign
 
 
 def reference_cost(values, k):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -38,6 +40,22 @@ def test_log_variances_are_trainable_parameters():
 def test_bad_options_are_named(option, value):
     with pytest.raises(ValueError, match=option):
         UW(3, **{option: value})
+
+
+@pytest.mark.parametrize("init", [1e300, -1e300, 10**30, 10**400, 81.0, -81.0, float("nan"), True, "0", None])
+def test_an_init_whose_weights_float32_cannot_hold_is_named(init):
+    """1e300 ended in torch's "value cannot be converted to type float"; 10**30 gave weights of
+    exactly 0 (e^-1e30), so a model without gradients, silently."""
+    with pytest.raises(ValueError, match=r"init must be a finite number in \[-80.0, 80.0\], got " + re.escape(repr(init))):
+        UW(3, init=init)
+
+
+@pytest.mark.parametrize("init", [-80, 80.0])
+def test_the_extreme_inits_give_finite_positive_weights(init):
+    losses = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    weights = UW(3, init=init).backward(losses)
+    assert torch.isfinite(weights).all() and (weights > 0).all()
+    assert torch.isfinite(losses.grad).all() and (losses.grad > 0).all()
 
 
 def test_the_learning_rate_is_the_reference_default_and_an_option():

@@ -46,10 +46,18 @@ def check_number(
     name: str, value: object, *, low: float = -math.inf, high: float = math.inf, low_open: bool = False
 ) -> float:
     """A finite real number in ``[low, high]`` (``(low, high]`` when ``low_open``)."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and finite(value)
     if ok:
         ok = (value > low if low_open else value >= low) and value <= high
     if not ok:
         bracket = "(" if low_open else "["
         raise ValueError(f"{name} must be a finite number in {bracket}{low}, {high}], got {value!r}")
     return float(value)
+
+
+def finite(value: int | float) -> bool:
+    """``math.isfinite``, false (rather than ``OverflowError``) for an int beyond float's range."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -62,6 +62,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from ._checks import finite
 from ._distributed import average, world_size
 
 __all__ = ["Weighting", "LossWeighting", "Diagnostics", "NonFiniteLossError", "check_num_tasks", "check_parameters"]
@@ -124,7 +125,7 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
 
 
 def check_nonnegative(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not finite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 

@@ -101,9 +101,11 @@ class GO4Align(LossWeighting):
         seed: seed of the random options (random clustering, ``"kmeans-random"``'s centres).
         validate: check loss values each step (the only host synchronisation on CUDA).
 
-    Weights never overflow the losses' dtype: when the largest would (unbounded ``p`` with
-    losses 60 orders of magnitude apart), all are divided by the same factor so that it fits,
-    and ``diagnostics["weight_rescale"]`` records the factor (1 otherwise).
+    Weights never overflow the losses' dtype, nor does the objective: when the largest weight
+    would (unbounded ``p`` with losses 60 orders of magnitude apart), or ``sum_m w_m |L_m|``
+    would exceed half the dtype's largest number (losses near float32's maximum with weights
+    above 1, whose weighted gradients overflowed), all are divided by the same factor so that
+    they fit, and ``diagnostics["weight_rescale"]`` records the factor (1 otherwise).
     """
 
     positive_losses = True
@@ -156,8 +158,11 @@ class GO4Align(LossWeighting):
         if not isinstance(smooth_alignment, bool):
             raise ValueError(f"smooth_alignment must be a bool, got {smooth_alignment!r}")
         self.smooth_alignment = smooth_alignment
-        if loss_floor is not None and check_nonnegative("loss_floor", loss_floor) == 0:
-            raise ValueError(f"loss_floor must be > 0, got {loss_floor!r}")
+        if loss_floor is not None:
+            floor = check_nonnegative("loss_floor", loss_floor)  # a float: clamp_min refuses ints beyond int64
+            if floor == 0:
+                raise ValueError(f"loss_floor must be > 0, got {loss_floor!r}")
+            loss_floor = floor
         self.loss_floor = loss_floor
         # the base class refuses losses <= 0 only in strict mode without a floor; zero losses
         # are otherwise bounded by max_scale and negative ones refused in weigh()
@@ -237,8 +242,13 @@ class GO4Align(LossWeighting):
         weights = assignment.weights
         if self.min_weight_ratio > 0:
             weights = weights.clamp_min(weights.max().mul_(self.min_weight_ratio))
-        # the largest weight must fit the losses' dtype: all divided alike (no host round trip)
-        rescale = torch.clamp_min(weights.max() / torch.finfo(losses.dtype).max, 1.0)
+        # the largest weight must fit the losses' dtype, and the objective sum_m w_m |L_m| half of
+        # it (room for rounding): beyond, losses near the range's edge times weights > 1 give
+        # infinite gradients. All weights divided alike, no host round trip; |L| scaled first so
+        # that float64 losses near their own maximum do not overflow the product.
+        limit = torch.finfo(losses.dtype).max
+        objective = torch.dot(weights, cast(losses, torch.float64).abs() / (limit / 2))
+        rescale = torch.clamp_min(torch.maximum(weights.max() / limit, objective), 1.0)
         weights = weights / rescale
         self.record(
             losses=losses,

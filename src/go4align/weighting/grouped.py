@@ -42,7 +42,10 @@ class Grouped(LossWeighting):
             )
         super().__init__(method.num_tasks, validate=method.validate)
         self.method = method
+        # the inner method's loss policy, checked before its weigh() sees the losses (FAMO's
+        # refusal of negative ones: its weights for [-0.5, 4, 9] are negative)
         self.positive_losses = method.positive_losses
+        self.nonnegative_losses = method.nonnegative_losses
         self.grouping = Grouping(method.num_tasks, num_groups, clustering, group_weights, seed)
 
     def weigh(self, losses: Tensor) -> Tensor:
@@ -68,6 +71,10 @@ class Grouped(LossWeighting):
         if inner is None:
             raise RuntimeError("Grouped.objective needs this step's weigh() first: call the weighting on the losses")
         return super().objective(losses, weights) + self.method.objective(*inner)
+
+    @property
+    def loss_sign_reason(self) -> str:
+        return f"{type(self.method).__name__}, whose weights are the group indicators: {self.method.loss_sign_reason}"
 
     def after_step(self, closure=None) -> None:
         self.method.after_step(closure)

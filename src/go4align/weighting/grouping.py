@@ -30,12 +30,14 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import numbers
 import threading
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_seed
 from .base import cast, check_choice
 
 __all__ = ["callable_name", "kmeans_1d", "kmeans_random_1d", "lloyd_1d", "spectral_1d", "Grouping", "GroupAssignment", "CLUSTERINGS"]
@@ -664,11 +666,17 @@ class Grouping(nn.Module):
             by ``seed``; a local optimum, see :func:`kmeans_random_1d`), ``"lloyd"`` (Lloyd's
             algorithm from quantiles, a local optimum), ``"spectral"`` (scikit-learn, Table 5), ``"random"``
             (a uniformly random partition each step, Fig. 5), a fixed partition given as a
-            sequence of ``M`` group ids in ``[0, K)``, or a callable ``(indicators, K) -> labels``.
+            sequence (or 1-D tensor or array) of ``M`` int group ids in ``[0, K)``, or a callable
+            ``(indicators, K) -> labels``.
         group_weights: ``None`` (group weight = mean indicator of the group, Eq. 3), a sequence
-            of ``K`` fixed weights indexed by group id (Fig. 5), or ``"random"``: softmax of ``K``
-            standard-normal draws each step (the paper does not state its law; this is RLW's).
-        seed: seed of the generator behind the random options (saved in ``state_dict``).
+            of ``K`` fixed finite weights ``>= 0``, not all 0, indexed by group id (Fig. 5), or
+            ``"random"``: softmax of ``K`` standard-normal draws each step (the paper does not
+            state its law; this is RLW's).
+        seed: seed of the generator behind the random options (saved in ``state_dict``): an
+            int that ``torch.Generator`` takes, in ``[0, 2**32)`` for ``"spectral"``
+            (scikit-learn's ``random_state``).
+
+    Any other value raises a ``ValueError`` naming the argument and the value.
     """
 
     def __init__(
@@ -687,31 +695,17 @@ class Grouping(nn.Module):
         if isinstance(clustering, str):
             check_choice("clustering", clustering, CLUSTERINGS)
         elif not callable(clustering):
-            partition = list(clustering)
-            if len(partition) != num_tasks or not all(
-                isinstance(g, int) and not isinstance(g, bool) and 0 <= g < num_groups for g in partition
-            ):
-                raise ValueError(
-                    f"a fixed partition must list num_tasks={num_tasks} group ids in [0, {num_groups}), "
-                    f"got {clustering!r}"
-                )
-            self.partition = torch.tensor(partition, dtype=torch.int64)
+            self.partition = _check_partition(clustering, num_tasks, num_groups)
             clustering = "fixed"
         self.clustering = clustering
         if isinstance(group_weights, str):
             check_choice("group_weights", group_weights, ("random",))
         elif group_weights is not None:
-            fixed = [float(w) for w in group_weights]
-            if len(fixed) != num_groups or not all(w >= 0 and w < float("inf") for w in fixed) or not any(fixed):
-                raise ValueError(
-                    f"fixed group_weights must be {num_groups} finite non-negative numbers, not all 0, "
-                    f"got {group_weights!r}"
-                )
-            group_weights = fixed
+            group_weights = _check_group_weights(group_weights, num_groups)
         self.group_weights = group_weights
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"seed must be an int, got {seed!r}")
-        self.seed = seed
+        self.seed = check_seed(seed)
+        if clustering == "spectral" and not 0 <= seed < 2**32:  # scikit-learn's random_state
+            raise ValueError(f"seed must be an int in [0, 2**32) with clustering='spectral', got {seed!r}")
         self.generator = torch.Generator().manual_seed(seed)
         self._ids = torch.arange(num_groups)[:, None]
         # the exact optimum with group means as weights: computed from the sorted indicators
@@ -774,6 +768,54 @@ class Grouping(nn.Module):
         if callable(clustering):  # by name: the same in every process, so a resumed run matches
             clustering = callable_name(clustering)
         return f"num_groups={self.num_groups}, clustering={clustering!r}, group_weights={self.group_weights!r}, seed={self.seed}"
+
+
+def _entries(value: object) -> list | None:
+    """The entries of a 1-D sequence, tensor or array; ``None`` for anything else (a number, a
+    string, a 0-d tensor or numpy scalar, an object that is not iterable)."""
+    if isinstance(value, (str, bytes)) or getattr(value, "ndim", 1) != 1:
+        return None
+    try:
+        return value.tolist() if hasattr(value, "tolist") else list(value)
+    except TypeError:
+        return None
+
+
+def _check_partition(clustering: object, num_tasks: int, num_groups: int) -> Tensor:
+    """A fixed partition: ``num_tasks`` integer group ids in ``[0, num_groups)``."""
+    ids = _entries(clustering)
+    if ids is None or len(ids) != num_tasks or not all(
+        isinstance(g, numbers.Integral) and not isinstance(g, bool) and 0 <= g < num_groups for g in ids
+    ):
+        raise ValueError(
+            f"clustering must be one of {CLUSTERINGS}, a callable (indicators, K) -> labels, or a fixed "
+            f"partition of num_tasks={num_tasks} int group ids in [0, {num_groups}), got {clustering!r}"
+        )
+    return torch.tensor([int(g) for g in ids], dtype=torch.int64)
+
+
+def _nonnegative_float(value: object) -> float | None:
+    """``value`` as a finite float >= 0, or ``None`` (a bool, a non-number, NaN, inf, an int
+    beyond float's range)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if 0 <= number < math.inf else None
+
+
+def _check_group_weights(group_weights: object, num_groups: int) -> list[float]:
+    """Fixed group weights: ``num_groups`` finite numbers >= 0, not all 0."""
+    entries = _entries(group_weights)
+    fixed = None if entries is None else [_nonnegative_float(w) for w in entries]
+    if fixed is None or len(fixed) != num_groups or None in fixed or not any(fixed):
+        raise ValueError(
+            f"group_weights must be None, 'random' or num_groups={num_groups} finite numbers >= 0, not all 0, "
+            f"got {group_weights!r}"
+        )
+    return fixed
 
 
 def callable_name(value: object) -> str:

@@ -10,6 +10,11 @@ from .base import LossWeighting
 
 __all__ = ["UW"]
 
+#: The largest ``|init|``: the weights ``0.5 e^{-s}`` are normal float32 numbers for ``|s| < 86``
+#: (beyond, they overflow, or become subnormal and then exactly 0: a model without gradients);
+#: 80 leaves room for ``s`` to move.
+MAX_INIT = 80.0
+
 
 class UW(LossWeighting):
     r"""Homoscedastic-uncertainty weighting with trainable log-variances :math:`s`:
@@ -29,8 +34,8 @@ class UW(LossWeighting):
 
     Args:
         num_tasks: ``M``.
-        init: initial :math:`s`. ``0`` (the reference, Nash-MTL/FAMO code) or ``-0.5`` (LibMTL,
-            whose :math:`L / (2 e^s) + s / 2` is the same objective).
+        init: initial :math:`s`, in ``[-80, 80]``. ``0`` (the reference, Nash-MTL/FAMO code) or
+            ``-0.5`` (LibMTL, whose :math:`L / (2 e^s) + s / 2` is the same objective).
         lr: learning rate of :math:`s` (the reference's 0.025), used by the trainer's parameter
             group for it; a training loop of one's own should do the same.
         validate: check the loss values each step.
@@ -38,7 +43,7 @@ class UW(LossWeighting):
 
     def __init__(self, num_tasks: int, *, init: float = 0.0, lr: float = 0.025, validate: bool = True):
         super().__init__(num_tasks, validate=validate)
-        self.init = check_number("init", init)
+        self.init = check_number("init", init, low=-MAX_INIT, high=MAX_INIT)
         self.lr = check_number("lr", lr, low=0.0, low_open=True)
         self.log_variance = nn.Parameter(torch.full((self.num_tasks,), self.init))
 
