@@ -39,7 +39,10 @@ __all__ = ["StoredGrid", "grid_table", "load_stored_grid", "main", "render_docum
 
 COMMAND = "python -m go4align.report.tables"
 DEFAULT_DOCUMENTS = ("docs/results.md",)
-REGION = re.compile(r"(?P<open><!-- table: (?P<grid>[^\s>]+) -->\n)(?P<body>.*?)(?P<close><!-- end table -->)", re.S)
+# A marker counts only at the start of a line, so prose can quote one inline.
+OPEN = re.compile(r"^<!-- table:", re.M)
+REGION = re.compile(r"^(?P<open><!-- table: (?P<grid>[^\s>]+) -->\n)(?P<body>.*?)^(?P<close><!-- end table -->)",
+                    re.S | re.M)
 # Beyond this many metrics (QM9 has 11) a docs table would not fit a page: it links report.md.
 MAX_METRIC_COLUMNS = 4
 # The papers' symbols for method options, so a row reads "go4align (K = 2)".
@@ -220,10 +223,10 @@ def render_document(text: str, root: str | Path, document_dir: str | Path) -> st
     """``text`` with every marked region regenerated; grid folders are relative to ``root``, links
     relative to ``document_dir`` (where the document lives)."""
     root, document_dir = Path(root), Path(document_dir)
-    opened = text.count("<!-- table:")
-    if opened != len(REGION.findall(text)):
-        raise ValueError(f"{opened} '<!-- table: ... -->' marker(s) but only {len(REGION.findall(text))} "
-                         "closed by '<!-- end table -->'")
+    opened, closed = len(OPEN.findall(text)), len(REGION.findall(text))
+    if opened != closed:
+        raise ValueError(f"{opened} '<!-- table: FOLDER -->' line(s), but {closed} region(s) closed by an "
+                         "'<!-- end table -->' line")
 
     def regenerate(match: re.Match) -> str:
         folder = root / match["grid"]
@@ -244,8 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for name in args.documents:
         path = Path(args.root) / name
-        text = path.read_text(encoding="utf-8")
-        fresh = render_document(text, args.root, path.parent)
+        try:
+            text = path.read_text(encoding="utf-8")
+            fresh = render_document(text, args.root, path.parent)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"{COMMAND}: error: {name}: {error}", file=sys.stderr)
+            return 2
         if fresh != text:
             stale.append(name)
             if not args.check:
