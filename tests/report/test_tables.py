@@ -183,3 +183,24 @@ def test_prose_claims_hold_for_the_stored_results():
     # The README's Results section states no number of its own.
     section = readme.split("## Results", 1)[1].split("## Speed", 1)[0]
     assert not re.search(r"\d+\.\d", section), section
+
+
+def test_results_readme_states_the_tables_seed_spread():
+    """results/README.md's measure of the seed spread, against the stored results."""
+    text = " ".join((ROOT / "results" / "README.md").read_text(encoding="utf-8").split())
+    fashion, qm9 = _delta_m("results/fashion-cpu"), _delta_m("results/qm9-cpu")
+    with (ROOT / "results/qm9-cpu/results.csv").open(newline="") as handle:
+        runs = {int(row["seed"]): float(row["delta_m"]) for row in csv.DictReader(handle)
+                if row["kind"] == "run" and row["method"] == "go4align"}
+    seeds = sorted(runs.values())
+    mean = sum(seeds) / len(seeds)
+    deviation = (sum((value - mean) ** 2 for value in seeds) / (len(seeds) - 1)) ** 0.5
+    shown = ", ".join(round_once(value, 2) for value in seeds[:-1]) + f" and {round_once(seeds[-1], 2)}"
+    assert (f"GO4Align's three seeds give {shown} (standard deviation {round_once(deviation, 2)}, standard "
+            f"error of the mean {round_once(qm9['go4align'][1], 2)})") in text
+    assert f"seed 0 went from {round_once(runs[0], 2)} to 18.14" in text  # the rerun is not stored
+    span = {name: [round_once(f(se for _, se in grid.values()), 2) for f in (min, max)]
+            for name, grid in (("qm9", qm9), ("fashion", fashion))}
+    assert (f"{span['qm9'][0]}-{span['qm9'][1]} on QM9 (LS {round_once(qm9['ls'][1], 2)}) and "
+            f"{span['fashion'][0]}-{span['fashion'][1]} on Multi-Fashion (LS {round_once(fashion['ls'][1], 2)}, "
+            f"GO4Align {round_once(fashion['go4align'][1], 2)})") in text
