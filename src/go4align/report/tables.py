@@ -28,7 +28,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Callable
 
@@ -55,8 +55,10 @@ _FIRST_AFTER_METRICS = "delta_m"
 def round_once(value: str | float, decimals: int) -> str:
     """``value`` (the text results.csv stores, or a float) rounded half away from zero to
     ``decimals`` places; non-finite values print as Python prints them, zero without a sign."""
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
-        raise ValueError(f"decimals must be a non-negative int, got {decimals!r}")
+    if isinstance(decimals, bool) or not isinstance(decimals, int):
+        raise TypeError(f"decimals must be an int, got {decimals!r}")
+    if decimals < 0:
+        raise ValueError(f"decimals must be >= 0, got {decimals}")
     if isinstance(value, bool) or not isinstance(value, (str, float, int)):
         raise TypeError(f"value must be a number or its text, got {value!r}")
     try:
@@ -65,7 +67,9 @@ def round_once(value: str | float, decimals: int) -> str:
         raise ValueError(f"value {value!r} is not a number") from None
     if not exact.is_finite():
         return str(float(exact))
-    rounded = exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    with localcontext() as context:
+        context.prec = max(context.prec, exact.adjusted() + decimals + 2)  # every digit kept: 1e30 too
+        rounded = exact.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
     return str(abs(rounded) if rounded == 0 else rounded)
 
 
