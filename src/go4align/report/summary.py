@@ -23,6 +23,7 @@ __all__ = [
     "GridSummary",
     "MethodSummary",
     "Reference",
+    "printed_decimals",
     "run_delta_m",
     "summarise",
     "task_curves",
@@ -276,19 +277,25 @@ def _add_convergence(summary: MethodSummary, done: list[Run]) -> None:
 
 
 def _decimals(metric_names: list[str], methods: list[MethodSummary], reference: Reference) -> dict[str, int]:
-    """Printed decimals per metric: four significant digits of the metric's smallest non-zero value.
+    """Printed decimals per metric (:func:`printed_decimals` over the methods and the reference).
 
     A metric can span orders of magnitude across methods (a neglected task's error), and the best
     value is the one that must not lose digits. MR ranks these printed values, as the papers do, so
     two methods that print alike tie."""
     decimals = {}
     for name in metric_names:
-        values = [abs(m.metrics[name]) for m in methods if math.isfinite(m.metrics[name])]
+        values = [m.metrics[name] for m in methods]
         if reference.values and name in reference.values:
-            values.append(abs(reference.values[name]))
-        smallest = min((v for v in values if v > 0.0), default=None)
-        decimals[name] = 4 if smallest is None else int(min(6, max(0, 3 - math.floor(math.log10(smallest)))))
+            values.append(reference.values[name])
+        decimals[name] = printed_decimals(values)
     return decimals
+
+
+def printed_decimals(values: list[float]) -> int:
+    """Decimals that show four significant digits of the smallest non-zero finite ``|value|``
+    (between 0 and 6; 4 when there is none)."""
+    smallest = min((abs(v) for v in values if math.isfinite(v) and v != 0.0), default=None)
+    return 4 if smallest is None else int(min(6, max(0, 3 - math.floor(math.log10(smallest)))))
 
 
 def _time_baseline(methods: list[MethodSummary]) -> MethodSummary | None:
