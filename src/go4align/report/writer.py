@@ -25,7 +25,7 @@ def write_report(run_dir: str | Path, *, figures: bool = True) -> list[Path]:
     """Write the report of every grid under ``run_dir`` and return the paths written.
 
     ``run_dir`` is one grid (it holds grid.json) or a folder of grids; each grid gets report.md,
-    a self-contained report.html, results.csv and figures/*.png in its own folder, and a folder of
+    a self-contained report.html, results.csv and ``figures/*.png`` in its own folder, and a folder of
     grids also gets index.md and index.html linking them. With ``figures=False`` nothing is drawn
     and nothing links a figure (for a report stored without its figures/ folder); matplotlib is
     then not needed. Raises ``ReportError`` naming the file for a missing grid.json or a malformed
