@@ -85,3 +85,25 @@ def test_bad_arguments_name_the_value(evidence, capsys):
     with pytest.raises(SystemExit):
         evidence.main(["e1", "--budgets", "two"])
     assert "expected comma-separated ints, got 'two'" in capsys.readouterr().err
+
+
+def test_stored_evidence_keeps_metrics_and_go4aligns_detail_but_not_the_history(tmp_path):
+    store_evidence = load("store_evidence")
+    grid = tmp_path / "runs" / "grids" / "A" / "e2"
+    run = grid / "runs" / "go4align" / "seed0"
+    run.mkdir(parents=True)
+    (grid / "grid.json").write_text(json.dumps({"invocations": [{"command": "go4align bench"}]}))
+    detail = {"steps": [0], "smooth_alignment": [[0.5, 0.5]], "indicators": [[1.0, 1.0]]}
+    result = {"metrics": {"t0_mse": 1.5}, "epochs": [{"big": 1}], "trace": {"losses": [[1, 2]], "detail": detail}}
+    (run / "result.json").write_text(json.dumps(result))
+    (grid / "runs" / "ls" / "seed0").mkdir(parents=True)
+    (grid / "runs" / "ls" / "seed0" / "result.json").write_text(json.dumps({"metrics": {}, "trace": {"losses": []}}))
+    (tmp_path / "runs" / "E1").mkdir()
+    (tmp_path / "runs" / "E1" / "summary.md").write_text("# E1\n")
+
+    assert store_evidence.store(tmp_path / "runs", tmp_path / "out") == 2
+    stored = tmp_path / "out" / "grids" / "A" / "e2"
+    record = json.loads((stored / "runs" / "go4align" / "seed0.json").read_text())
+    assert record == {"metrics": {"t0_mse": 1.5}, "trace_detail": detail}
+    assert json.loads((stored / "runs" / "ls" / "seed0.json").read_text()) == {"metrics": {}}
+    assert (stored / "grid.json").is_file() and (tmp_path / "out" / "E1" / "summary.md").read_text() == "# E1\n"
