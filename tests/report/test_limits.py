@@ -195,3 +195,19 @@ def test_a_busy_machine_is_named_when_wall_time_parts_from_cpu_time(tmp_path, no
     markdown = report_of(write_grid(tmp_path, runs=runs))
     assert "The machine was busy: the wall-clock step times of famo exceed the CPU time" in markdown
     assert "machine was busy" not in report_of(write_grid(tmp_path / "quiet"))
+
+
+def test_skipped_methods_read_as_not_run_and_not_as_missing(tmp_path, no_figures):
+    grid = write_grid(tmp_path)
+    edit_grid(grid, methods=json.loads((grid / "grid.json").read_text())["methods"] + ["nash-mtl"])
+    (grid / "skipped.json").write_text(json.dumps({"nash-mtl": "needs cvxpy: pip install 'go4align[nashmtl]'"}))
+    markdown = report_of(grid)
+    assert "Not run: nash-mtl: needs cvxpy: pip install 'go4align[nashmtl]'." in markdown
+    assert "no results yet" not in markdown
+
+
+def test_a_damaged_skipped_json_is_named(tmp_path):
+    grid = write_grid(tmp_path)
+    (grid / "skipped.json").write_text('{"nash-mtl": ')
+    with pytest.raises(ValueError, match=r"skipped\.json: not valid JSON"):
+        load_grid(grid)

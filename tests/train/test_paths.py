@@ -163,3 +163,11 @@ def test_a_grid_removes_the_temporaries_of_killed_writers(grid):
         leftover.write_text("{")
     run_grid(make_tiny(epochs=1), ["ls", "stl"], [0], grid, progress=False)
     assert not any(leftover.exists() for leftover in leftovers)
+
+
+def test_a_damaged_skipped_json_is_named_with_what_to_do(tmp_path):
+    from go4align.train import grid
+
+    (tmp_path / grid.SKIPPED).write_text('{"nash-mtl": ')
+    with pytest.raises(ValueError, match=r"skipped\.json is not valid JSON .*; delete it: the grid writes it again"):
+        grid._write_skipped(tmp_path, {"famo": "needs x"}, set())

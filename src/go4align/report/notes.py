@@ -6,7 +6,6 @@ missing, what a large number comes from, or that the runs disagree about where t
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from . import published
@@ -48,28 +47,15 @@ def _unavailable_delta_m(summary: GridSummary) -> str | None:
     return "Delta-m is n/a where it cannot be computed honestly: " + "; ".join(unavailable) + "."
 
 
-def _skipped_runs(summary: GridSummary) -> dict[str, str]:
-    """``{label: why}`` of the methods the grid skipped (``skipped.json``, written by run_grid)."""
-    path = summary.grid.path / "skipped.json"
-    if not path.is_file():
-        return {}
-    try:
-        skipped = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return {"?": f"{path} is unreadable ({error})"}
-    return skipped if isinstance(skipped, dict) else {"?": f"{path} does not hold a mapping"}
-
-
 def _missing(summary: GridSummary) -> str | None:
-    missing = [label for label in summary.missing if label not in _skipped_runs(summary)]
+    missing = [label for label in summary.missing if label not in summary.grid.skipped]
     return "Methods of grid.json with no results yet: " + ", ".join(missing) + "." if missing else None
 
 
 def _skipped(summary: GridSummary) -> str | None:
-    skipped = _skipped_runs(summary)
-    if not skipped:
+    if not summary.grid.skipped:
         return None
-    text = "; ".join(f"{label}: {why}" for label, why in skipped.items())
+    text = "; ".join(f"{label}: {why}" for label, why in summary.grid.skipped.items())
     return f"Not run: {text}" + ("" if text.endswith(".") else ".")
 
 

@@ -96,6 +96,7 @@ class Grid:
     benchmark_options: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     paths_left_out: bool = False  # an old grid.json's absolute paths were dropped from its command
+    skipped: dict[str, str] = field(default_factory=dict)  # skipped.json: methods not run, and why
 
 
 def find_grids(run_dir: str | Path) -> list[Path]:
@@ -112,7 +113,8 @@ def find_grids(run_dir: str | Path) -> list[Path]:
     return grids
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; a ``ReportError`` naming the file when it is not one."""
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:  # truncated, or not text at all
@@ -177,7 +179,7 @@ def _check_epochs(epochs: list[Any], path: Path) -> None:
 
 def load_run(path: Path) -> Run:
     """Read and check one result.json."""
-    data = _read_json(path)
+    data = read_json(path)
     metrics = _numbers(_require(data, "metrics", dict, path), "metrics", path)
     directions = _require(data, "directions", dict, path)
     undirected = [name for name in metrics if directions.get(name) not in _DIRECTIONS]
@@ -235,12 +237,14 @@ def load_grid(grid_dir: str | Path) -> Grid:
     grid_file = root / "grid.json"
     if not grid_file.is_file():
         raise ReportError(f"{root}: no grid.json; a grid folder holds grid.json and runs/")
-    spec = _read_json(grid_file)
+    spec = read_json(grid_file)
     benchmark = _require(spec, "benchmark", str, grid_file)
     methods = [str(m) for m in _require(spec, "methods", list, grid_file)]
     seeds = _optional(spec, "seeds", list, grid_file) or []
 
     invocations, paths_left_out = _invocations(spec, grid_file)
+    skipped_file = root / "skipped.json"  # written by run_grid
+    skipped = {str(k): str(v) for k, v in read_json(skipped_file).items()} if skipped_file.is_file() else {}
     provenance = _optional(spec, "provenance", dict, grid_file) or {}
     runs: dict[str, list[Run]] = {}
     stl: list[Run] = []
@@ -272,6 +276,7 @@ def load_grid(grid_dir: str | Path) -> Grid:
         benchmark_options=_optional(spec, "benchmark_options", dict, grid_file) or {},
         provenance=provenance,
         paths_left_out=paths_left_out,
+        skipped=skipped,
     )
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import published
+from .results import read_json
 from .summary import printed_decimals
 
 __all__ = ["StoredGrid", "grid_table", "load_stored_grid", "main", "render_document", "round_once"]
@@ -92,7 +92,7 @@ def load_stored_grid(folder: str | Path) -> StoredGrid:
     for path in (grid_file, csv_file):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; a stored grid holds grid.json and results.csv")
-    grid = json.loads(grid_file.read_text(encoding="utf-8"))
+    grid = read_json(grid_file)
     with csv_file.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         columns = list(reader.fieldnames or [])

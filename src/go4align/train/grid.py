@@ -308,7 +308,7 @@ def _write_skipped(out_dir: Path, skipped: dict[str, str], ran: set[str]) -> Non
     """Keep ``skipped.json`` (label -> why it did not run) for the report: add this call's skips,
     forget methods that have run since."""
     path = out_dir / SKIPPED
-    old = json.loads(path.read_text()) if path.exists() else {}
+    old = _read_json(path, "delete it: the grid writes it again") if path.exists() else {}
     merged = {label: why for label, why in {**old, **skipped}.items() if label not in ran}
     if merged != old and is_main_process():
         if merged:
