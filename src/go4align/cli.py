@@ -144,11 +144,6 @@ def _device(text: str) -> None:
         raise UsageError(f"--device {text!r}: torch.cuda.is_available() is False on this machine")
 
 
-def _output_dir(text: str) -> None:
-    """An output folder that can be created or is one; nothing is created here."""
-    check_output_dir(text)  # an OSError naming the path
-
-
 def _threads(threads: int) -> None:
     """The thread policy of bench and demo: ``threads`` intra-op threads (default 1)."""
     _positive(threads, "--threads")
@@ -196,7 +191,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not 0 < args.ddp_timeout < float("inf"):
         raise UsageError(f"--ddp-timeout must be a positive number of seconds, got {args.ddp_timeout}")
     _device(args.device)
-    _output_dir(args.out)
+    check_output_dir(args.out)  # an OSError naming the path; creates nothing
     _threads(args.threads)
     config = load_config(args.config) if args.config else None
     benchmark = build_benchmark(args.benchmark, config, args.data_dir, args.epochs)  # data loads here
@@ -265,7 +260,7 @@ The full demo takes about 5 minutes on 2 CPU cores."""
 def cmd_demo(args: argparse.Namespace) -> int:
     seeds = _seeds(args.seeds or ("0" if args.quick else "0,1,2"))
     _device(args.device)
-    _output_dir(args.out)
+    check_output_dir(args.out)  # an OSError naming the path; creates nothing
     _threads(args.threads)
     suite = QUICK_SUITE if args.quick else DEMO_SUITE
     methods = list(DEMO_METHODS)
