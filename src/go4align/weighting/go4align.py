@@ -272,16 +272,18 @@ class GO4Align(LossWeighting):
     def _check_bound(self, losses: Tensor) -> None:
         """Refuse negative losses (without ``loss_floor``); warn the first time ``max_scale``
         binds. One host read, which validation makes anyway."""
-        bounded = self._bounded(losses)
         negative = losses < 0
-        any_negative, any_bounded = torch.stack([negative.any(), bounded.any()]).tolist()
+        # once warned (or without a scale-balance term to bound) only the sign needs checking
+        watch = not self._warned_bound and self.scale_balance is not None
+        bounded = self._bounded(losses) if watch else None
+        any_negative, *any_bounded = torch.stack([negative.any()] + ([bounded.any()] if watch else [])).tolist()
         if self.loss_floor is None and any_negative:
             bad = negative.nonzero().flatten().tolist()
             raise ValueError(
                 f"GO4Align: loss < 0 at step {self.step} for task(s) {bad}: {losses[bad].tolist()}; the "
                 "scale-balance term needs non-negative risks (pass loss_floor=... to clamp them)"
             )
-        if not self._warned_bound and any_bounded and self.scale_balance is not None:
+        if watch and any_bounded[0]:
             self._warned_bound = True
             tasks = bounded.nonzero().flatten().tolist()
             warnings.warn(
