@@ -36,8 +36,8 @@ import math
 import shlex
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -208,7 +208,9 @@ def _scores(directory: Path, design: str) -> tuple[dict, dict, list]:
     """Delta-m by method and seed, the results, and the STL results of one grid."""
     results = _read_results(directory)
     stl = list(results.pop("stl", {}).values())
-    scores = {label: {s: split_delta_m(r, stl) for s, r in runs.items()} for label, runs in results.items()} if stl else {}
+    scores = (
+        {label: {s: split_delta_m(r, stl) for s, r in runs.items()} for label, runs in results.items()} if stl else {}
+    )
     return scores, results, stl
 
 

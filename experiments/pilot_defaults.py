@@ -52,7 +52,9 @@ def main(argv=None) -> int:
         val = [split_delta_m(results[arm, s], stl, "val") for s in seeds]
         test = [split_delta_m(results[arm, s], stl, "test") for s in seeds]
         rows[arm] = {"val": val, "test": test}
-        print(f"{arm:45s} val {sum(val) / len(val):9.2f} {['%.2f' % v for v in val]}  test {sum(test) / len(test):9.2f}")
+        print(
+            f"{arm:45s} val {sum(val) / len(val):9.2f} {[f'{v:.2f}' for v in val]}  test {sum(test) / len(test):9.2f}"
+        )
     (out / "pilot.json").write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 

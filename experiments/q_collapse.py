@@ -67,7 +67,14 @@ def measure(steps: int, tasks: int, trials: int, betas: list[float], seed: int) 
                 counts[form, beta][1] += int((q.min(axis=1) < np.log(1e-8)).sum())
     total = steps * trials
     for (form, beta), (dominated, floored) in counts.items():
-        rows.append({"form": form, "beta": beta, "one_task_over_99pct": dominated / total, "some_task_below_1e-8": floored / total})
+        rows.append(
+            {
+                "form": form,
+                "beta": beta,
+                "one_task_over_99pct": dominated / total,
+                "some_task_below_1e-8": floored / total,
+            }
+        )
     return rows
 
 
@@ -88,7 +95,9 @@ def main(argv=None) -> int:
     print("| Eq. 6 on | beta | steps with one task > 99% of Q | steps with some Q < 1e-8 |")
     print("|---|---|---|---|")
     for row in rows:
-        print(f"| {row['form']} | {row['beta']:g} | {row['one_task_over_99pct']:.1%} | {row['some_task_below_1e-8']:.1%} |")
+        print(
+            f"| {row['form']} | {row['beta']:g} | {row['one_task_over_99pct']:.1%} | {row['some_task_below_1e-8']:.1%} |"
+        )
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"arguments": vars(args), "rows": rows}, handle, indent=1)

@@ -69,9 +69,7 @@ def step_time(model: torch.nn.Module, batch, method: str, steps: int = 20, warmu
         optimizer.zero_grad(set_to_none=True)
         predictions, representation = model(images, return_representation=True)
         losses = nyuv2.losses(predictions, targets)
-        weighting.backward(
-            losses, shared_parameters=model.shared_parameters(), shared_representation=representation
-        )
+        weighting.backward(losses, shared_parameters=model.shared_parameters(), shared_representation=representation)
         optimizer.step()
         weighting.after_step(closure)
         if cuda:
@@ -112,9 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     width, size = (4, (64, 96)) if args.tiny else (64, nyuv2.IMAGE_SIZE)
     batch_size = nyuv2.PROTOCOL.batch_size
     batch = random_batch(batch_size, size, device)
-    print(f"# NYUv2 SegNet-MTAN step time: {name}, torch {torch.__version__}, width {width}, "
-          f"batch {batch_size}x3x{size[0]}x{size[1]}, {args.steps} steps after {args.warmup} warm-up, "
-          f"cudnn.benchmark={args.cudnn_benchmark if device.type == 'cuda' else 'n/a'}")
+    print(
+        f"# NYUv2 SegNet-MTAN step time: {name}, torch {torch.__version__}, width {width}, "
+        f"batch {batch_size}x3x{size[0]}x{size[1]}, {args.steps} steps after {args.warmup} warm-up, "
+        f"cudnn.benchmark={args.cudnn_benchmark if device.type == 'cuda' else 'n/a'}"
+    )
     print(f"{'method':<12} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'x LS':>6} {'peak MiB':>9} {'s/epoch':>8}")
     baseline = None
     for method in ["ls", *[m for m in args.methods if m != "ls"]]:
@@ -126,8 +126,10 @@ def main(argv: list[str] | None = None) -> None:
         median = statistics.median(times)
         baseline = baseline or median
         peak = f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f}" if device.type == "cuda" else "n/a"
-        print(f"{method:<12} {1e3 * median:>10.2f} {1e3 * min(times):>8.2f} {1e3 * max(times):>8.2f} "
-              f"{median / baseline:>6.2f} {peak:>9} {STEPS_PER_EPOCH * median:>8.1f}")
+        print(
+            f"{method:<12} {1e3 * median:>10.2f} {1e3 * min(times):>8.2f} {1e3 * max(times):>8.2f} "
+            f"{median / baseline:>6.2f} {peak:>9} {STEPS_PER_EPOCH * median:>8.1f}"
+        )
         del model
 
 

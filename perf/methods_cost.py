@@ -147,11 +147,15 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=None, help="registry names (default: all)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
-        "--statistic", choices=["median", "min"], default="median",
+        "--statistic",
+        choices=["median", "min"],
+        default="median",
         help="summary of the repeats; 'min' resists other processes' load best",
     )
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch.set_num_threads; 1 by default: on a shared 2-core machine two threads mostly "
         "measured OpenMP waits (LS took 11 to 126 ms a step from one M to the next)",
     )

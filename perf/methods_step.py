@@ -30,7 +30,6 @@ from torch.utils.data import default_collate
 from go4align.benchmarks import get_benchmark
 from go4align.weighting import available, make
 
-
 #: benchmark -> (factory options besides the split sizes, default batch, model)
 BENCHMARKS = {
     "qm9": ({"protocol": "reduced"}, 120, "QM9 MPNN"),

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from go4align.benchmarks.qm9 import NaiveQM9MPNN, QM9MPNN, TASK_NAMES, collate, load_qm9, losses
+from go4align.benchmarks.qm9 import QM9MPNN, TASK_NAMES, NaiveQM9MPNN, collate, load_qm9, losses
 
 
 def step_seconds(model: torch.nn.Module, batch, targets) -> float:
@@ -43,8 +43,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice, one per core)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice, one per core)"
+    )
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -54,7 +55,7 @@ def main() -> None:
     print(f"load_qm9('reduced'): {time.perf_counter() - start:.1f} s (includes featurising if not cached)")
 
     generator = torch.Generator().manual_seed(args.seed)
-    items = [train[int(i)] for i in torch.randperm(len(train), generator=generator)[:args.batch_size]]
+    items = [train[int(i)] for i in torch.randperm(len(train), generator=generator)[: args.batch_size]]
     collate_times = []
     for _ in range(args.runs):
         start = time.perf_counter()
@@ -63,8 +64,10 @@ def main() -> None:
     atoms = sum(int(block.node_mask.sum()) for block in batch.blocks)
     padded = sum(block.node_mask.numel() for block in batch.blocks)
     edges = sum(int(m.sum()) * (int(m.sum()) - 1) for block in batch.blocks for m in block.node_mask)
-    print(f"batch: {len(batch)} molecules, {atoms} atoms ({padded} padded), {edges} directed edges, "
-          f"{len(batch.blocks)} blocks; collate {statistics.median(collate_times) * 1000:.1f} ms")
+    print(
+        f"batch: {len(batch)} molecules, {atoms} atoms ({padded} padded), {edges} directed edges, "
+        f"{len(batch.blocks)} blocks; collate {statistics.median(collate_times) * 1000:.1f} ms"
+    )
 
     torch.manual_seed(args.seed)
     fast = QM9MPNN()

@@ -190,7 +190,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=methods_step.positive, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer calls per block, for a smoke run")
-    parser.add_argument("--threads", type=methods_step.positive, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=methods_step.positive, default=None, help="torch threads (default: torch's choice)"
+    )
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)

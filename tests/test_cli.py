@@ -13,7 +13,6 @@ from go4align.weighting import available
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-
 def run(*argv):
     return main([str(a) for a in argv])
 
@@ -42,7 +41,10 @@ def test_bench_runs_a_grid_and_resumes(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--benchmark", "digits", "--methods", "lsq"], r"unknown method 'lsq'; did you mean 'ls'\? methods: .*go4align.*ls"),
+        (
+            ["--benchmark", "digits", "--methods", "lsq"],
+            r"unknown method 'lsq'; did you mean 'ls'\? methods: .*go4align.*ls",
+        ),
         (["--benchmark", "nyu", "--methods", "ls"], r"unknown benchmark 'nyu'; installed: .*digits.*toy"),
         (
             ["--benchmark", "toy", "--methods", "go4align:num_groups=3"],
@@ -65,9 +67,15 @@ def test_bench_runs_a_grid_and_resumes(tmp_path, capsys):
         (["--benchmark", "toy", "--methods", "ls", "--seeds", "0,x"], "--seeds must be comma-separated ints"),
         (["--benchmark", "toy", "--methods", "ls", "--seeds", "1,1"], "distinct"),
         (["--benchmark", "toy", "--methods", "ls", "--epochs", "0"], "--epochs must be >= 1, got 0"),
-        (["--benchmark", "toy", "--methods", "ls", "--seeds", "-1"], r"--seeds must be comma-separated ints >= 0, got '-1'"),
+        (
+            ["--benchmark", "toy", "--methods", "ls", "--seeds", "-1"],
+            r"--seeds must be comma-separated ints >= 0, got '-1'",
+        ),
         (["--benchmark", "toy", "--methods", "ls,go4align,ls"], r"method\(s\) \['ls'\] given more than once"),
-        (["--benchmark", "toy", "--methods", "ls", "--checkpoint-every", "0"], "--checkpoint-every must be >= 1, got 0"),
+        (
+            ["--benchmark", "toy", "--methods", "ls", "--checkpoint-every", "0"],
+            "--checkpoint-every must be >= 1, got 0",
+        ),
         (["--benchmark", "toy", "--methods", "ls,stl:task=0"], "stl takes no options"),
         (["--benchmark", "toy", "--methods", "ls", "--threads", "0"], "--threads must be >= 1"),
         (["--methods", "ls"], r"give --benchmark NAME \(installed: .*\) or --config FILE"),
@@ -102,7 +110,9 @@ def test_qm9_without_its_data_says_what_to_install(tmp_path, capsys, monkeypatch
     cache = tmp_path / "cache"
     config.write_text(f'benchmark = "qm9"\n[benchmark_options]\nprotocol = "tiny"\ncache_dir = "{cache}"\n')
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "qm9pack" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "qm9pack" else find_spec(name, *a)
+    )
     assert run("bench", "--config", config, "--methods", "ls", "--out", tmp_path / "out") == 2
     error = capsys.readouterr().err
     assert error.startswith("go4align bench: error: qm9pack is not installed.")
@@ -222,8 +232,9 @@ def test_the_command_line_is_checked_before_any_data_loads(tmp_path, capsys, mon
     assert loaded == [] and not out.exists()
 
 
-@pytest.mark.parametrize("argv", [["bench", "--benchmark", "toy"], ["bench", "--frobnicate"], ["demo", "--seeds"],
-                                  ["report"], ["nonsense"]])
+@pytest.mark.parametrize(
+    "argv", [["bench", "--benchmark", "toy"], ["bench", "--frobnicate"], ["demo", "--seeds"], ["report"], ["nonsense"]]
+)
 def test_argparse_mistakes_are_one_line(capsys, argv):
     with pytest.raises(SystemExit) as exit:
         run(*argv)

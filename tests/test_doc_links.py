@@ -23,8 +23,11 @@ def _anchors(path: Path) -> set[str]:
 
 
 def _links(path: Path) -> list[str]:
-    return [target for target in LINK.findall(CODE.sub("", path.read_text(encoding="utf-8")))
-            if not re.match(r"[a-z][a-z0-9+.-]*:", target)]  # http:, mailto: ... are not files here
+    return [
+        target
+        for target in LINK.findall(CODE.sub("", path.read_text(encoding="utf-8")))
+        if not re.match(r"[a-z][a-z0-9+.-]*:", target)
+    ]  # http:, mailto: ... are not files here
 
 
 def test_the_documents_are_found():

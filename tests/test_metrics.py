@@ -24,8 +24,7 @@ def delta_m_bounds(row, table):
         # Delta-m rises with a lower-is-better metric and falls with a higher-is-better one.
         up = half if table["directions"][name] == "lower" else -half
         low[name], high[name] = value - up, value + up
-    return (delta_m(low, table["stl"], table["directions"]),
-            delta_m(high, table["stl"], table["directions"]))
+    return (delta_m(low, table["stl"], table["directions"]), delta_m(high, table["stl"], table["directions"]))
 
 
 @pytest.mark.parametrize("method", ["LS", "FAMO", "Nash-MTL", "GO4Align"])
@@ -42,8 +41,7 @@ def test_nyuv2_published_delta_m_is_recomputed(method):
 
 def test_nyuv2_delta_m_pinned_values():
     got = {m: delta_m(row, NYUV2["stl"], NYUV2["directions"]) for m, row in NYUV2["rows"].items()}
-    assert got == pytest.approx({"LS": 5.58933, "FAMO": -4.09959, "Nash-MTL": -4.04680,
-                                 "GO4Align": -6.07748}, abs=1e-5)
+    assert got == pytest.approx({"LS": 5.58933, "FAMO": -4.09959, "Nash-MTL": -4.04680, "GO4Align": -6.07748}, abs=1e-5)
 
 
 @pytest.mark.parametrize("table", [QM9, CITYSCAPES], ids=["qm9", "cityscapes"])
@@ -58,8 +56,9 @@ def test_go4align_published_delta_m_within_rounding_of_printed_row(table):
 
 def test_qm9_and_cityscapes_recomputed_values():
     assert delta_m(QM9["rows"]["GO4Align"], QM9["stl"], QM9["directions"]) == pytest.approx(52.9698, abs=1e-4)
-    assert delta_m(CITYSCAPES["rows"]["GO4Align"], CITYSCAPES["stl"],
-                   CITYSCAPES["directions"]) == pytest.approx(8.1300, abs=1e-4)
+    assert delta_m(CITYSCAPES["rows"]["GO4Align"], CITYSCAPES["stl"], CITYSCAPES["directions"]) == pytest.approx(
+        8.1300, abs=1e-4
+    )
 
 
 def test_mean_rank_of_nyuv2_sub_table_by_hand():
@@ -86,9 +85,10 @@ def test_mean_rank_puts_non_finite_values_last():
 
 
 def test_delta_p_averages_per_task_and_flips_sign():
-    per_task = [-delta_m({n: NYUV2["rows"]["LS"][n] for n in names},
-                         {n: NYUV2["stl"][n] for n in names}, NYUV2["directions"])
-                for names in NYUV2["tasks"].values()]
+    per_task = [
+        -delta_m({n: NYUV2["rows"]["LS"][n] for n in names}, {n: NYUV2["stl"][n] for n in names}, NYUV2["directions"])
+        for names in NYUV2["tasks"].values()
+    ]
     got = delta_p(NYUV2["rows"]["LS"], NYUV2["stl"], NYUV2["directions"], NYUV2["tasks"])
     assert got == pytest.approx(np.mean(per_task))
     # By hand: segmentation (+0.99/38.30 + 1.57/63.76)/2 = +0.02524, depth (0.1261/0.6754 +
@@ -152,8 +152,12 @@ def test_convergence_epoch_bad_inputs():
 
 
 positive = st.floats(min_value=1e-3, max_value=1e3, allow_nan=False)
-metric_tables = st.dictionaries(st.text("abcdef", min_size=1, max_size=3), st.tuples(positive, positive,
-                                st.sampled_from(["higher", "lower"])), min_size=1, max_size=6)
+metric_tables = st.dictionaries(
+    st.text("abcdef", min_size=1, max_size=3),
+    st.tuples(positive, positive, st.sampled_from(["higher", "lower"])),
+    min_size=1,
+    max_size=6,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -171,8 +175,7 @@ def test_delta_m_sign_flips_with_direction(table):
     reference = {name: b for name, (_, b, _) in table.items()}
     directions = {name: d for name, (_, _, d) in table.items()}
     flipped = {name: "lower" if d == "higher" else "higher" for name, d in directions.items()}
-    assert delta_m(metrics, reference, flipped) == pytest.approx(-delta_m(metrics, reference, directions),
-                                                                  abs=1e-9)
+    assert delta_m(metrics, reference, flipped) == pytest.approx(-delta_m(metrics, reference, directions), abs=1e-9)
 
 
 @settings(max_examples=60, deadline=None)

@@ -23,8 +23,9 @@ import sys
 import textwrap
 import time
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import torch
 
@@ -248,8 +249,8 @@ DEMO_EPILOG = f"""what it runs (each benchmark: every method x every seed, then 
 {_suite_text(DEMO_SUITE)}
 with --quick (a smoke test of the same methods, about 2 minutes on 2 cores):
 {_suite_text(QUICK_SUITE)}
-methods: {', '.join(DEMO_METHODS)}
-  (all but {', '.join(DEMO_EXCLUDED)}: it needs the torchjd extra). A method whose optional
+methods: {", ".join(DEMO_METHODS)}
+  (all but {", ".join(DEMO_EXCLUDED)}: it needs the torchjd extra). A method whose optional
   dependency is missing is skipped with a note, and so is one that does not apply to a
   benchmark (the toy problem has no shared representation); the report lists them.
 output: OUT/<benchmark>/ holds grid.json, runs/, report.md, report.html, results.csv and the
@@ -340,10 +341,12 @@ def parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench",
         help="train a grid of methods x seeds on a benchmark (resumes)",
-        description=_wrap("Train every method with every seed on one benchmark into --out; re-running the "
-        "same command resumes an interrupted grid. One progress display shows run k of N, the method, "
-        "the seed, elapsed and remaining time. A method whose optional dependency is missing, or that "
-        "does not apply to the benchmark, is skipped with a note (the report lists it)."),
+        description=_wrap(
+            "Train every method with every seed on one benchmark into --out; re-running the "
+            "same command resumes an interrupted grid. One progress display shows run k of N, the method, "
+            "the seed, elapsed and remaining time. A method whose optional dependency is missing, or that "
+            "does not apply to the benchmark, is skipped with a note (the report lists it)."
+        ),
         formatter_class=plain,
     )
     bench.add_argument("--benchmark", metavar="NAME", help=f"one of: {', '.join(installed_benchmarks())}")
@@ -383,18 +386,24 @@ def parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="tables and plots of a run directory (or a folder of them)",
-        description=_wrap("Write report.md, report.html, results.csv and the figures of a grid folder "
-        "(one that holds grid.json), or of every grid below a folder."),
+        description=_wrap(
+            "Write report.md, report.html, results.csv and the figures of a grid folder "
+            "(one that holds grid.json), or of every grid below a folder."
+        ),
         formatter_class=plain,
     )
-    report.add_argument("run_dir", metavar="RUN_DIR", help="a grid folder (holds grid.json) or a folder of grid folders")
+    report.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a grid folder (holds grid.json) or a folder of grid folders"
+    )
     report.set_defaults(run=cmd_report)
 
     demo = commands.add_parser(
         "demo",
         help="the default suite on embedded data (digits, synthetic, toy), then its reports",
-        description=_wrap("Run the demo suite on data that ships with the package (no download), then write "
-        "each benchmark's report. Re-running the same command resumes it."),
+        description=_wrap(
+            "Run the demo suite on data that ships with the package (no download), then write "
+            "each benchmark's report. Re-running the same command resumes it."
+        ),
         epilog=DEMO_EPILOG,
         formatter_class=plain,
     )

@@ -58,9 +58,7 @@ def _relative_changes(
     return changes
 
 
-def delta_m(
-    metrics: Mapping[str, float], reference: Mapping[str, float], directions: Mapping[str, str]
-) -> float:
+def delta_m(metrics: Mapping[str, float], reference: Mapping[str, float], directions: Mapping[str, str]) -> float:
     """Delta-m%: mean relative loss of performance against a (single-task) reference, in percent.
 
     Delta-m% = 100 / S * sum_s (-1)^{d_s} (M_s - B_s) / B_s over the S metrics of ``reference``,
@@ -97,8 +95,10 @@ def delta_p(
     """
     grouped = [name for names in tasks.values() for name in names]
     if sorted(grouped) != sorted(reference):
-        raise ValueError(f"tasks must group every reference metric exactly once; got {dict(tasks)}, "
-                         f"reference metrics {sorted(reference)}")
+        raise ValueError(
+            f"tasks must group every reference metric exactly once; got {dict(tasks)}, "
+            f"reference metrics {sorted(reference)}"
+        )
     empty = [task for task, names in tasks.items() if not names]
     if empty:
         raise ValueError(f"tasks {empty} have no metrics")
@@ -161,8 +161,7 @@ def mean_and_standard_error(values: Sequence[float]) -> tuple[float, float]:
     return float(np.mean(values)), se
 
 
-def convergence_epoch(losses: Sequence[float], epochs: Sequence[int] | None = None,
-                      tolerance: float = 0.05) -> int:
+def convergence_epoch(losses: Sequence[float], epochs: Sequence[int] | None = None, tolerance: float = 0.05) -> int:
     """The epoch from which a loss curve stays within ``tolerance`` of the way to its final value.
 
     The band is ``|loss - final| <= tolerance * |first - final|``, where first and final are the losses of

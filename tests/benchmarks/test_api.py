@@ -21,7 +21,6 @@ from go4align.benchmarks import (
 )
 
 
-
 def tiny_benchmark(**changes):
     x = torch.randn(20, 3)
     data = TensorTaskDataset(x, {"a": x.sum(1), "b": (x[:, 0] > 0).long()})

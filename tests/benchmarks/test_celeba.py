@@ -84,7 +84,12 @@ def rewrite_line(path, number, change):
         (FLAT[1], 2, lambda line: line.replace("Smiling", "Smile"), "line 2 must list the 40 CelebA attributes"),
         (FLAT[1], 1, lambda line: "7", "line 1 announces 7 images, found 6 rows"),
         (FLAT[1], 1, lambda line: "six", "expected an image count on line 1"),
-        (FLAT[1], 5, lambda line: line[:-2] + " 0", r"line 5: expected a file name and 40 values of -1 or 1, got '000003.jpg"),
+        (
+            FLAT[1],
+            5,
+            lambda line: line[:-2] + " 0",
+            r"line 5: expected a file name and 40 values of -1 or 1, got '000003.jpg",
+        ),
         (FLAT[1], 6, lambda line: line + " 1", "line 6: expected a file name and 40 values"),
         (FLAT[1], 7, lambda line: line.replace("-1", "é", 1), "line 7: expected a file name and 40 values"),
         (FLAT[2], 2, lambda line: "000002.jpg 3", r"line 2: expected '<file name> <0, 1 or 2>', got '000002.jpg 3'"),
@@ -107,7 +112,9 @@ def test_losses_are_per_attribute_binary_cross_entropy():
     with pytest.raises(KeyError, match="predictions lack task '5_o_Clock_Shadow'"):
         celeba.losses({}, targets)
     with pytest.raises(ValueError, match=r"each prediction and target must be \(B,\), got stacked \(2, 2, 1\)"):
-        celeba.losses({t: p[:, None] for t, p in predictions.items()}, {t: y[:, None] for t, y in targets.items()}, tasks)
+        celeba.losses(
+            {t: p[:, None] for t, p in predictions.items()}, {t: y[:, None] for t, y in targets.items()}, tasks
+        )
 
 
 def test_f1_matches_hand_computation_with_a_zero_denominator():
@@ -115,10 +122,17 @@ def test_f1_matches_hand_computation_with_a_zero_denominator():
     f1 = celeba.F1Scores(tasks)
     # a: TP 2, FP 1, FN 1 -> 4 / 6. b: no positive prediction or label -> 0. c: TP 0, FN 2 -> 0.
     f1.update(
-        {"a": torch.tensor([0.9, 0.6, 0.7, 0.1]), "b": torch.tensor([0.1, 0.5, 0.2, 0.0]), "c": torch.tensor([0.4, 0.3, 0.2, 0.1])},
+        {
+            "a": torch.tensor([0.9, 0.6, 0.7, 0.1]),
+            "b": torch.tensor([0.1, 0.5, 0.2, 0.0]),
+            "c": torch.tensor([0.4, 0.3, 0.2, 0.1]),
+        },
         {"a": torch.tensor([1.0, 1.0, 0.0, 1.0]), "b": torch.zeros(4), "c": torch.tensor([1.0, 1.0, 0.0, 0.0])},
     )
-    f1.update({"a": torch.tensor([0.8]), "b": torch.tensor([0.3]), "c": torch.tensor([0.2])}, {t: torch.zeros(1) for t in tasks})
+    f1.update(
+        {"a": torch.tensor([0.8]), "b": torch.tensor([0.3]), "c": torch.tensor([0.2])},
+        {t: torch.zeros(1) for t in tasks},
+    )
     # a gains one false positive in the second batch: TP 2, FP 2, FN 1 -> 4 / 7.
     assert f1.compute() == pytest.approx({"f1_a": 100 * 4 / 7, "f1_b": 0.0, "f1_c": 0.0})
     assert f1.higher_is_better == {"f1_a": True, "f1_b": True, "f1_c": True}

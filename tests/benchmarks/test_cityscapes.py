@@ -35,7 +35,9 @@ def test_real_size_items_from_both_splits(tmp_path):
 
 def test_reads_the_7_class_labels(tmp_path):
     write_cityscapes(tmp_path, label_folder="label_19")
-    with pytest.raises(FileNotFoundError, match=f"expected CityScapes .npy layout at {tmp_path}: missing .*train/label_7"):
+    with pytest.raises(
+        FileNotFoundError, match=f"expected CityScapes .npy layout at {tmp_path}: missing .*train/label_7"
+    ):
         cityscapes.CityScapes(tmp_path, image_size=SIZE)
 
 

@@ -151,7 +151,11 @@ def test_dense_metrics_combine_tasks_in_order():
 
 @pytest.mark.parametrize(
     ("tasks", "message"),
-    [((), "at least one task"), (("depth", "edges"), r"unknown dense task\(s\) \['edges'\]"), (("depth", "depth"), "distinct")],
+    [
+        ((), "at least one task"),
+        (("depth", "edges"), r"unknown dense task\(s\) \['edges'\]"),
+        (("depth", "depth"), "distinct"),
+    ],
 )
 def test_check_tasks_rejects_bad_task_lists(tasks, message):
     with pytest.raises(ValueError, match=message):

@@ -7,7 +7,6 @@ from go4align.benchmarks.digits import PROTOCOL, load_digits_images
 from go4align.train import parse_method_spec, train_run
 
 
-
 @pytest.fixture(scope="module")
 def digits():
     return get_benchmark("digits")

@@ -17,7 +17,6 @@ from go4align.benchmarks.fashion import (
 from go4align.train import parse_method_spec, train_run
 
 
-
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     data = header + array.astype(np.uint8).tobytes()

@@ -73,7 +73,9 @@ def test_missing_folder_names_the_path(tmp_path):
     for path in (tmp_path / "train" / "depth").iterdir():
         path.unlink()
     (tmp_path / "train" / "depth").rmdir()
-    with pytest.raises(FileNotFoundError, match=f"expected NYUv2 .npy layout at {tmp_path}: missing {tmp_path}/train/depth"):
+    with pytest.raises(
+        FileNotFoundError, match=f"expected NYUv2 .npy layout at {tmp_path}: missing {tmp_path}/train/depth"
+    ):
         nyuv2.NYUv2(tmp_path, image_size=SIZE)
 
 

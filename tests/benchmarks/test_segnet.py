@@ -55,7 +55,9 @@ def test_task_parameters_get_gradient_only_from_their_task_and_shared_from_all(m
     model.zero_grad()
 
 
-@pytest.mark.parametrize("split, task_prefixes", [("strict", ("encoder_att.", "decoder_att.", "heads.")), ("reference", ("heads.",))])
+@pytest.mark.parametrize(
+    "split, task_prefixes", [("strict", ("encoder_att.", "decoder_att.", "heads.")), ("reference", ("heads.",))]
+)
 def test_mtan_parameter_split(split, task_prefixes):
     model = SegNetMTAN(TASKS, num_classes=5, width=WIDTH, parameter_split=split)
     task = {id(p) for p in model.task_parameters()}

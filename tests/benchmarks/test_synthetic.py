@@ -8,7 +8,6 @@ from go4align.benchmarks.synthetic import adjusted_rand_index, grouping_recovery
 from go4align.train import parse_method_spec, train_run
 
 
-
 def test_problem_is_seeded_and_planted_as_documented():
     problem = make_problem(num_tasks=10, num_groups=4, input_dim=8, conflict=0.6, spread=0.0, data_seed=3)
     again = make_problem(num_tasks=10, num_groups=4, input_dim=8, conflict=0.6, spread=0.0, data_seed=3)

@@ -18,7 +18,6 @@ from go4align.train import parse_method_spec, train_run
 from go4align.weighting import make
 
 
-
 def reference_losses(x1: float, x2: float, scale: float = 0.1) -> tuple[float, float]:
     """The Nash-MTL repository's Toy.forward, restated with the math module."""
     c1 = max(math.tanh(x2 * 0.5), 0.0)

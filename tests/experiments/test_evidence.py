@@ -29,7 +29,9 @@ def test_e1_on_a_tiny_budget_writes_grids_and_a_summary(tmp_path, evidence, monk
     assert evidence.main(argv) == 0
     grid = tmp_path / "grids" / "C" / "e2"
     options = json.loads((grid / "grid.json").read_text())["benchmark_options"]
-    assert options["hidden_dim"] == 4 and options["scales"] == pytest.approx([1.0, 100 ** (1 / 3), 100 ** (2 / 3), 100.0])
+    assert options["hidden_dim"] == 4 and options["scales"] == pytest.approx(
+        [1.0, 100 ** (1 / 3), 100 ** (2 / 3), 100.0]
+    )
     paper = json.loads((grid / "runs" / "go4align-paper" / "seed1" / "result.json").read_text())
     assert paper["method_options"] == {"num_groups": 4} and paper["complete"]
     assert len(paper["epochs"]) == 2
@@ -42,7 +44,13 @@ def test_e1_on_a_tiny_budget_writes_grids_and_a_summary(tmp_path, evidence, monk
     row = next(line for line in summary.splitlines() if line.startswith("| `ls`"))
     assert f"{statistics.fmean(values):.2f} ± " in row
     paired = next(line for line in summary.splitlines() if line.startswith("| `go4align-paper`"))
-    differences = [evidence.split_delta_m(json.loads((grid / "runs" / "go4align-paper" / f"seed{s}" / "result.json").read_text()), stl) - v for s, v in zip((0, 1), values)]
+    differences = [
+        evidence.split_delta_m(
+            json.loads((grid / "runs" / "go4align-paper" / f"seed{s}" / "result.json").read_text()), stl
+        )
+        - v
+        for s, v in zip((0, 1), values)
+    ]
     assert f"| {statistics.fmean(differences):.2f} ± " in paired
     # a second call resumes: nothing is rerun, the summary is rewritten alike
     before = (grid / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns

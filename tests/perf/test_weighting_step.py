@@ -27,4 +27,3 @@ def test_without_a_spectral_step_nothing_is_scaled(script):
     results = [(3, 2, {"go4align": 2e-4, "ls": 2e-5}), (11, 5, {"go4align": 3e-4, "ls": 2e-5})]
     rows = script.format_weighting_table(results)
     assert [row.split("|")[7].strip() for row in rows[2:]] == ["n/a", "n/a"]
-

@@ -29,24 +29,62 @@ GROUP_TRACE = {
 
 
 def step_time(median_ms, iqr_ms=2.0):
-    return {"median": median_ms, "p25": median_ms - iqr_ms / 2, "p75": median_ms + iqr_ms / 2,
-            "p10": median_ms - iqr_ms, "p90": median_ms + iqr_ms, "samples": 40, "first_sampled_step": 10,
-            "stride": 1, "clock": "perf_counter"}
-
-
-def result(method, label, seed, metrics, *, options=None, complete=True, time_s=10.0, memory=100.0,
-           stl_reference=PUBLISHED_STL, curves=EVEN_CURVES, trace=None):
-    """A result.json whose median step time in ms equals its epoch time in s (so ratios match)."""
-    epochs = [{"epoch": e + 1, "time_s": time_s, "train_losses": {t: curves[t][e] for t in TASKS},
-               "val": None, "test": metrics} for e in range(5)]
     return {
-        "benchmark": BENCHMARK, "method": method, "method_label": label, "method_options": options or {},
-        "seed": seed, "tasks": TASKS, "metrics": metrics, "directions": DIRECTIONS,
-        "reporting_rule": "last epoch", "stl_reference": stl_reference, "epochs": epochs,
-        "time_per_epoch_s": time_s, "step_time_ms": step_time(time_s), "peak_memory_mb": memory,
+        "median": median_ms,
+        "p25": median_ms - iqr_ms / 2,
+        "p75": median_ms + iqr_ms / 2,
+        "p10": median_ms - iqr_ms,
+        "p90": median_ms + iqr_ms,
+        "samples": 40,
+        "first_sampled_step": 10,
+        "stride": 1,
+        "clock": "perf_counter",
+    }
+
+
+def result(
+    method,
+    label,
+    seed,
+    metrics,
+    *,
+    options=None,
+    complete=True,
+    time_s=10.0,
+    memory=100.0,
+    stl_reference=PUBLISHED_STL,
+    curves=EVEN_CURVES,
+    trace=None,
+):
+    """A result.json whose median step time in ms equals its epoch time in s (so ratios match)."""
+    epochs = [
+        {
+            "epoch": e + 1,
+            "time_s": time_s,
+            "train_losses": {t: curves[t][e] for t in TASKS},
+            "val": None,
+            "test": metrics,
+        }
+        for e in range(5)
+    ]
+    return {
+        "benchmark": BENCHMARK,
+        "method": method,
+        "method_label": label,
+        "method_options": options or {},
+        "seed": seed,
+        "tasks": TASKS,
+        "metrics": metrics,
+        "directions": DIRECTIONS,
+        "reporting_rule": "last epoch",
+        "stl_reference": stl_reference,
+        "epochs": epochs,
+        "time_per_epoch_s": time_s,
+        "step_time_ms": step_time(time_s),
+        "peak_memory_mb": memory,
         "peak_memory_method": "cuda_max_memory_allocated",
-        "trace": trace or {"steps": [0], "losses": [[1, 1, 1]], "weights": [[1, 1, 1]], "groups": None,
-                           "group_weights": None},
+        "trace": trace
+        or {"steps": [0], "losses": [[1, 1, 1]], "weights": [[1, 1, 1]], "groups": None, "group_weights": None},
         "complete": complete,
     }
 
@@ -63,10 +101,26 @@ def m(acc_a, err_b, err_c):
 RUNS = [
     result("ls", "ls", 0, m(0.50, 2.0, 4.0), time_s=10.0, curves=CURVES),
     result("ls", "ls", 1, m(0.55, 1.8, 4.4), time_s=12.0, curves=CURVES),
-    result("go4align", "go4align:num_groups=2", 0, m(0.60, 1.6, 3.6), options={"num_groups": 2},
-           time_s=11.0, memory=120.0, trace=GROUP_TRACE),
-    result("go4align", "go4align:num_groups=2", 1, m(0.60, 1.6, 4.0), options={"num_groups": 2},
-           time_s=13.0, memory=140.0, trace=GROUP_TRACE),
+    result(
+        "go4align",
+        "go4align:num_groups=2",
+        0,
+        m(0.60, 1.6, 3.6),
+        options={"num_groups": 2},
+        time_s=11.0,
+        memory=120.0,
+        trace=GROUP_TRACE,
+    ),
+    result(
+        "go4align",
+        "go4align:num_groups=2",
+        1,
+        m(0.60, 1.6, 4.0),
+        options={"num_groups": 2},
+        time_s=13.0,
+        memory=140.0,
+        trace=GROUP_TRACE,
+    ),
     result("go4align", "go4align:num_groups=1", 0, m(0.50, 2.2, 4.0), options={"num_groups": 1}, time_s=11.0),
     result("go4align", "go4align:num_groups=1", 1, m(0.45, 2.0, 4.0), options={"num_groups": 1}, time_s=11.0),
     result("famo", "famo", 0, m(0.55, 1.9, 3.8), time_s=15.0),
@@ -82,9 +136,18 @@ def write_json(path: Path, data) -> Path:
 
 
 def write_grid(root: Path, runs=RUNS, stl_runs=(), methods=METHODS, seeds=(0, 1)) -> Path:
-    write_json(root / "grid.json", {"benchmark": BENCHMARK, "protocol": "hand", "methods": list(methods),
-                                    "seeds": list(seeds), "command": "go4align bench toy3",
-                                    "version": "0.1.0", "started": "2025-01-01T00:00:00"})
+    write_json(
+        root / "grid.json",
+        {
+            "benchmark": BENCHMARK,
+            "protocol": "hand",
+            "methods": list(methods),
+            "seeds": list(seeds),
+            "command": "go4align bench toy3",
+            "version": "0.1.0",
+            "started": "2025-01-01T00:00:00",
+        },
+    )
     for run in runs:
         write_json(root / "runs" / run["method_label"] / f"seed{run['seed']}" / "result.json", run)
     for run in stl_runs:
@@ -93,8 +156,10 @@ def write_grid(root: Path, runs=RUNS, stl_runs=(), methods=METHODS, seeds=(0, 1)
 
 
 # STL runs trained by the harness, mean acc_a 0.4, err_b 2.0, err_c 4.0 (differs from PUBLISHED_STL).
-STL_RUNS = [result("stl", "stl", 0, m(0.3, 2.0, 3.0), stl_reference=None),
-            result("stl", "stl", 1, m(0.5, 2.0, 5.0), stl_reference=None)]
+STL_RUNS = [
+    result("stl", "stl", 0, m(0.3, 2.0, 3.0), stl_reference=None),
+    result("stl", "stl", 1, m(0.5, 2.0, 5.0), stl_reference=None),
+]
 
 
 @pytest.fixture

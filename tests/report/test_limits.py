@@ -35,8 +35,15 @@ def edit_grid(grid, **changes):
 def short_runs(epochs, curves=None):
     """The standard runs cut to ``epochs`` epochs (every task still falling at the last one)."""
     falling = curves or {task: [1.0 / (e + 1) for e in range(epochs)] for task in ("a", "b", "c")}
-    return [dict(run, epochs=[dict(e, train_losses={t: falling[t][i] for t in falling})
-                              for i, e in enumerate(run["epochs"][:epochs])]) for run in RUNS]
+    return [
+        dict(
+            run,
+            epochs=[
+                dict(e, train_losses={t: falling[t][i] for t in falling}) for i, e in enumerate(run["epochs"][:epochs])
+            ],
+        )
+        for run in RUNS
+    ]
 
 
 def test_cpu_memory_reads_not_measured_and_process_wide_figures_are_not_shown(tmp_path, no_figures):
@@ -46,7 +53,7 @@ def test_cpu_memory_reads_not_measured_and_process_wide_figures_are_not_shown(tm
     rows = [line for line in markdown.splitlines() if line.startswith("| ls |") and "IQR" in line]
     assert rows and all("| not measured |" in row for row in rows)
     assert "| 0 |" not in markdown
-    assert "cpu_rss_sampled_per_step (earlier versions, process-wide) read \"not measured\"" in markdown
+    assert 'cpu_rss_sampled_per_step (earlier versions, process-wide) read "not measured"' in markdown
 
 
 @pytest.mark.parametrize("epochs", [1, 3])
@@ -86,8 +93,17 @@ def test_delta_m_note_counts_metrics_per_task(tmp_path, no_figures):
     assert "a task reported with two metrics weighs twice" in markdown
     # Metrics named after their task: "a" has two metrics, "b" one, so they do not weigh equally.
     directions = {"a_acc": "higher", "a_err": "lower", "b_err": "lower"}
-    runs = [dict(run, metrics={"a_acc": 0.5, "a_err": 1.0, "b_err": 2.0}, directions=directions, tasks=["a", "b"],
-                 stl_reference=None, epochs=run["epochs"][:1]) for run in RUNS[:2]]
+    runs = [
+        dict(
+            run,
+            metrics={"a_acc": 0.5, "a_err": 1.0, "b_err": 2.0},
+            directions=directions,
+            tasks=["a", "b"],
+            stl_reference=None,
+            epochs=run["epochs"][:1],
+        )
+        for run in RUNS[:2]
+    ]
     markdown = report_of(write_grid(tmp_path / "named", runs=runs, methods=["ls"]))
     assert "different numbers of metrics (a 2, b 1)" in markdown
 
@@ -95,8 +111,11 @@ def test_delta_m_note_counts_metrics_per_task(tmp_path, no_figures):
 def test_synthetic_delta_m_comes_with_its_noise_floor_and_reason(tmp_path, no_figures):
     runs = [dict(run, benchmark="synthetic") for run in RUNS]
     grid = write_grid(tmp_path, runs=runs)
-    edit_grid(grid, benchmark="synthetic", benchmark_options={"scales": [1.0, 10.0], "noise": 0.1,
-                                                              "hidden_dim": 2, "num_groups": 3})
+    edit_grid(
+        grid,
+        benchmark="synthetic",
+        benchmark_options={"scales": [1.0, 10.0], "noise": 0.1, "hidden_dim": 2, "num_groups": 3},
+    )
     markdown = report_of(grid)
     assert "(s_g from 1 to 10)" in markdown and "(s_g × noise)² = 0.01 to 1 under every task's" in markdown
     assert "the single-task reference's MSEs range from 0.5 to 4" in markdown  # conftest's stored reference
@@ -106,26 +125,52 @@ def test_synthetic_delta_m_comes_with_its_noise_floor_and_reason(tmp_path, no_fi
 
 def test_the_header_shows_every_invocation_as_typed(tmp_path, no_figures):
     grid = write_grid(tmp_path)
-    invocations = [{"command": f"go4align bench --benchmark toy3 --methods {method} --out runs/t",
-                    "time": f"2025-01-0{day}T00:00:00", "provenance": {"go4align_version": version, "torch": "2.13.0"}}
-                   for method, day, version in (("ls", 1, "0.1.0"), ("famo", 2, "0.2.0"))]
-    provenance = dict(invocations[0]["provenance"], git_commit="0123456789abcdef", git_dirty=True, device="cpu",
-                      cpu="Some CPU", threads=1)
+    invocations = [
+        {
+            "command": f"go4align bench --benchmark toy3 --methods {method} --out runs/t",
+            "time": f"2025-01-0{day}T00:00:00",
+            "provenance": {"go4align_version": version, "torch": "2.13.0"},
+        }
+        for method, day, version in (("ls", 1, "0.1.0"), ("famo", 2, "0.2.0"))
+    ]
+    provenance = dict(
+        invocations[0]["provenance"],
+        git_commit="0123456789abcdef",
+        git_dirty=True,
+        device="cpu",
+        cpu="Some CPU",
+        threads=1,
+    )
     edit_grid(grid, invocations=invocations, provenance=provenance)
     markdown = report_of(grid)
-    assert ("Ran with go4align 0.1.0 (commit 0123456789ab, uncommitted changes), torch 2.13.0 on cpu, Some CPU, "
-            "1 thread(s). Started 2025-01-01T00:00:00.") in markdown
-    assert ("Commands (2 invocations, oldest first): go4align bench --benchmark toy3 --methods ls --out runs/t "
-            "(2025-01-01T00:00:00); go4align bench --benchmark toy3 --methods famo --out runs/t "
-            "(2025-01-02T00:00:00).") in markdown
+    assert (
+        "Ran with go4align 0.1.0 (commit 0123456789ab, uncommitted changes), torch 2.13.0 on cpu, Some CPU, "
+        "1 thread(s). Started 2025-01-01T00:00:00."
+    ) in markdown
+    assert (
+        "Commands (2 invocations, oldest first): go4align bench --benchmark toy3 --methods ls --out runs/t "
+        "(2025-01-01T00:00:00); go4align bench --benchmark toy3 --methods famo --out runs/t "
+        "(2025-01-02T00:00:00)."
+    ) in markdown
     # A grid resumed under other code says so.
     assert "differ in go4align_version" in markdown and "go4align_version=0.2.0: invocation 2" in markdown
 
 
 def test_an_old_command_loses_its_absolute_paths(tmp_path, no_figures):
     grid = write_grid(tmp_path)
-    edit_grid(grid, command=["/home/me/venv/lib/go4align/cli.py", "bench", "--config", "configs/a.toml",
-                             "--out", "/home/me/runs/a", "--data-dir=/data/x", "--quiet"])
+    edit_grid(
+        grid,
+        command=[
+            "/home/me/venv/lib/go4align/cli.py",
+            "bench",
+            "--config",
+            "configs/a.toml",
+            "--out",
+            "/home/me/runs/a",
+            "--data-dir=/data/x",
+            "--quiet",
+        ],
+    )
     markdown = report_of(grid)
     assert "Command (absolute paths left out): go4align bench --config configs/a.toml --quiet." in markdown
     assert not re.search(r"(^|\s)/(home|data)", markdown)
@@ -165,10 +210,13 @@ def tiny(epochs):
     data = {split: TensorTaskDataset(v, {"a": v.sum(1), "b": v[:, 0]}) for split, v in x.items()}
     squared = {"a_mse": ("a", lambda p, t: (p - t) ** 2), "b_mse": ("b", lambda p, t: (p - t) ** 2)}
     return Benchmark(
-        name="tiny", tasks=[Task("a", Metric("a_mse", False)), Task("b", Metric("b_mse", False))],
-        datasets=data.__getitem__, splits=("train", "test"),
-        model=lambda seed: HardSharing(nn.Sequential(nn.Linear(3, 4), nn.Tanh()),
-                                       {t: nn.Sequential(nn.Linear(4, 1), nn.Flatten(0)) for t in "ab"}),
+        name="tiny",
+        tasks=[Task("a", Metric("a_mse", False)), Task("b", Metric("b_mse", False))],
+        datasets=data.__getitem__,
+        splits=("train", "test"),
+        model=lambda seed: HardSharing(
+            nn.Sequential(nn.Linear(3, 4), nn.Tanh()), {t: nn.Sequential(nn.Linear(4, 1), nn.Flatten(0)) for t in "ab"}
+        ),
         losses=task_losses({"a": nn.functional.mse_loss, "b": nn.functional.mse_loss}),
         metrics=lambda: SampleMean(squared),
         protocol=Protocol(epochs=epochs, batch_size=4, lr=1e-2, reporting_rule="last_k_mean:1"),

@@ -4,14 +4,42 @@ from go4align.report.published import PUBLISHED, TABLE9_SECONDS_PER_EPOCH, looku
 
 # The ratios to LS that Table 9 prints beside the seconds (the GO4Align paper, Table 9).
 PRINTED_RATIOS = {
-    "nyuv2": {"GO4Align": 1.02, "FAMO": 1.19, "Nash-MTL": 2.33, "MGDA": 2.32, "PCGrad": 2.23, "CAGrad": 2.09,
-              "IMTL-G": 2.10},
-    "qm9": {"GO4Align": 1.05, "FAMO": 1.13, "Nash-MTL": 6.58, "MGDA": 6.76, "PCGrad": 3.96, "CAGrad": 3.33,
-            "IMTL-G": 3.44},
-    "cityscapes": {"GO4Align": 1.01, "FAMO": 1.18, "Nash-MTL": 2.08, "MGDA": 2.05, "PCGrad": 1.50,
-                   "CAGrad": 1.62, "IMTL-G": 1.70},
-    "celeba": {"GO4Align": 1.01, "FAMO": 1.07, "Nash-MTL": 12.50, "MGDA": 5.28, "PCGrad": 8.70, "CAGrad": 3.45,
-               "IMTL-G": 3.06},
+    "nyuv2": {
+        "GO4Align": 1.02,
+        "FAMO": 1.19,
+        "Nash-MTL": 2.33,
+        "MGDA": 2.32,
+        "PCGrad": 2.23,
+        "CAGrad": 2.09,
+        "IMTL-G": 2.10,
+    },
+    "qm9": {
+        "GO4Align": 1.05,
+        "FAMO": 1.13,
+        "Nash-MTL": 6.58,
+        "MGDA": 6.76,
+        "PCGrad": 3.96,
+        "CAGrad": 3.33,
+        "IMTL-G": 3.44,
+    },
+    "cityscapes": {
+        "GO4Align": 1.01,
+        "FAMO": 1.18,
+        "Nash-MTL": 2.08,
+        "MGDA": 2.05,
+        "PCGrad": 1.50,
+        "CAGrad": 1.62,
+        "IMTL-G": 1.70,
+    },
+    "celeba": {
+        "GO4Align": 1.01,
+        "FAMO": 1.07,
+        "Nash-MTL": 12.50,
+        "MGDA": 5.28,
+        "PCGrad": 8.70,
+        "CAGrad": 3.45,
+        "IMTL-G": 3.06,
+    },
 }
 
 

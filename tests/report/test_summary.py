@@ -18,10 +18,12 @@ def test_delta_m_is_computed_per_seed_then_mean_and_standard_error(grid_dir):
     # Two seeds: s.e. = std(ddof=1) / sqrt(2) = |x0 - x1| / 2.
     assert (methods["ls"].delta_m, methods["ls"].delta_m_se) == pytest.approx((-5 / 3, 5 / 3))
     assert methods["go4align:num_groups=2"].delta_m_per_seed == pytest.approx([-50 / 3, -40 / 3])
-    assert (methods["go4align:num_groups=2"].delta_m,
-            methods["go4align:num_groups=2"].delta_m_se) == pytest.approx((-15.0, 5 / 3))
-    assert (methods["go4align:num_groups=1"].delta_m,
-            methods["go4align:num_groups=1"].delta_m_se) == pytest.approx((10 / 3, 0.0))
+    assert (methods["go4align:num_groups=2"].delta_m, methods["go4align:num_groups=2"].delta_m_se) == pytest.approx(
+        (-15.0, 5 / 3)
+    )
+    assert (methods["go4align:num_groups=1"].delta_m, methods["go4align:num_groups=1"].delta_m_se) == pytest.approx(
+        (10 / 3, 0.0)
+    )
     # FAMO's second seed is incomplete: excluded, so one seed and an undefined s.e.
     famo = methods["famo"]
     assert famo.seeds == [0] and famo.incomplete_seeds == [1]
@@ -38,8 +40,9 @@ def test_metric_means_and_mean_rank_by_hand(grid_dir):
     # Ranks (acc_a, err_b, err_c); ls's err_b mean (2.0 + 1.8) / 2 ties famo's 1.9 once rounded:
     #   K=2: 1, 1, 1 -> 1;  famo: 2, 2, 1 -> 5/3;  ls: 3, 2, 4 -> 3;  K=1: 4, 4, 3 -> 11/3
     ranks = {label: method.mean_rank for label, method in methods.items()}
-    assert ranks == pytest.approx({"go4align:num_groups=2": 1.0, "famo": 5 / 3, "ls": 3.0,
-                                   "go4align:num_groups=1": 11 / 3})
+    assert ranks == pytest.approx(
+        {"go4align:num_groups=2": 1.0, "famo": 5 / 3, "ls": 3.0, "go4align:num_groups=1": 11 / 3}
+    )
 
 
 def test_time_is_relative_to_ls_and_memory_is_a_mean(grid_dir):
@@ -121,8 +124,7 @@ def test_methods_of_the_grid_without_results_are_listed(tmp_path):
 
 
 def test_paper_columns_match_published_methods(tmp_path):
-    runs = [dict(result("go4align", "go4align", seed, m(0.5, 2.0, 4.0)), benchmark="nyuv2")
-            for seed in (0, 1)]
+    runs = [dict(result("go4align", "go4align", seed, m(0.5, 2.0, 4.0)), benchmark="nyuv2") for seed in (0, 1)]
     grid = write_grid(tmp_path, runs=runs)
     (tmp_path / "grid.json").write_text((tmp_path / "grid.json").read_text().replace("toy3", "nyuv2"))
     method = summarise(load_grid(grid)).methods[0]

@@ -21,30 +21,36 @@ def test_docs_results_tables_are_generated_from_the_stored_results():
     for grid in GRIDS:
         assert f"<!-- table: {grid} -->" in text
     assert render_document(text, ROOT, RESULTS_DOC.parent) == text, (
-        "docs/results.md differs from the stored results: run `python -m go4align.report.tables`")
+        "docs/results.md differs from the stored results: run `python -m go4align.report.tables`"
+    )
 
 
 # -- rounding: once, from the stored text, half away from zero -------------------------------------
-@pytest.mark.parametrize(("value", "decimals", "printed"), [
-    ("0.5874666666666667", 3, "0.587"),  # pcgrad's stored mean: not 0.5875 and then 0.588
-    ("0.5875", 3, "0.588"),  # a tie goes up, away from zero...
-    ("0.5865", 3, "0.587"),  # ...also when half-to-even would go down
-    ("-7.125", 2, "-7.13"),  # and away from zero below it
-    ("-0.004", 2, "0.00"),  # zero without a sign
-    ("17.820309066248704", 2, "17.82"),
-    ("3.8181818181818183", 2, "3.82"),
-    ("12", 2, "12.00"),
-    ("1e30", 6, "1000000000000000000000000000000.000000"),  # more digits than Decimal's default 28
-    (2.675, 2, "2.68"),  # a float rounds as its shortest text, not its binary value (2.67499999...)
-    ("nan", 2, "nan"),
-    ("inf", 2, "inf"),
-])
+@pytest.mark.parametrize(
+    ("value", "decimals", "printed"),
+    [
+        ("0.5874666666666667", 3, "0.587"),  # pcgrad's stored mean: not 0.5875 and then 0.588
+        ("0.5875", 3, "0.588"),  # a tie goes up, away from zero...
+        ("0.5865", 3, "0.587"),  # ...also when half-to-even would go down
+        ("-7.125", 2, "-7.13"),  # and away from zero below it
+        ("-0.004", 2, "0.00"),  # zero without a sign
+        ("17.820309066248704", 2, "17.82"),
+        ("3.8181818181818183", 2, "3.82"),
+        ("12", 2, "12.00"),
+        ("1e30", 6, "1000000000000000000000000000000.000000"),  # more digits than Decimal's default 28
+        (2.675, 2, "2.68"),  # a float rounds as its shortest text, not its binary value (2.67499999...)
+        ("nan", 2, "nan"),
+        ("inf", 2, "inf"),
+    ],
+)
 def test_round_once(value, decimals, printed):
     assert round_once(value, decimals) == printed
 
 
-@given(st.decimals(min_value=-1e6, max_value=1e6, places=8, allow_nan=False, allow_infinity=False),
-       st.integers(min_value=0, max_value=6))
+@given(
+    st.decimals(min_value=-1e6, max_value=1e6, places=8, allow_nan=False, allow_infinity=False),
+    st.integers(min_value=0, max_value=6),
+)
 def test_round_once_is_the_nearest_number_with_those_decimals(value, decimals):
     printed = round_once(str(value), decimals)
     assert len(printed.partition(".")[2]) == decimals
@@ -55,13 +61,16 @@ def test_round_once_is_the_nearest_number_with_those_decimals(value, decimals):
         assert abs(Decimal(printed)) > abs(value)
 
 
-@pytest.mark.parametrize(("value", "decimals", "error", "match"), [
-    ("0.5x", 2, ValueError, "'0.5x' is not a number"),
-    (True, 2, TypeError, "value must be a number"),
-    (None, 2, TypeError, "got None"),
-    (0.5, -1, ValueError, "decimals must be >= 0, got -1"),
-    (0.5, 2.0, TypeError, "decimals must be an int, got 2.0"),
-])
+@pytest.mark.parametrize(
+    ("value", "decimals", "error", "match"),
+    [
+        ("0.5x", 2, ValueError, "'0.5x' is not a number"),
+        (True, 2, TypeError, "value must be a number"),
+        (None, 2, TypeError, "got None"),
+        (0.5, -1, ValueError, "decimals must be >= 0, got -1"),
+        (0.5, 2.0, TypeError, "decimals must be an int, got 2.0"),
+    ],
+)
 def test_round_once_names_a_bad_input(value, decimals, error, match):
     with pytest.raises(error, match=match):
         round_once(value, decimals)
@@ -152,8 +161,10 @@ def test_unclosed_marker_and_missing_grid_are_errors_naming_them(tmp_path, capsy
 
 # -- the prose states what the tables hold -----------------------------------------------------------
 def _delta_m(grid: str) -> dict[str, tuple[float, float]]:
-    return {row["method"]: (float(row["delta_m"]), float(row["delta_m_se"]))
-            for row in load_stored_grid(ROOT / grid).summary}
+    return {
+        row["method"]: (float(row["delta_m"]), float(row["delta_m_se"]))
+        for row in load_stored_grid(ROOT / grid).summary
+    }
 
 
 def test_prose_claims_hold_for_the_stored_results():
@@ -191,17 +202,26 @@ def test_results_readme_states_the_tables_seed_spread():
     text = " ".join((ROOT / "results" / "README.md").read_text(encoding="utf-8").split())
     fashion, qm9 = _delta_m("results/fashion-cpu"), _delta_m("results/qm9-cpu")
     with (ROOT / "results/qm9-cpu/results.csv").open(newline="") as handle:
-        runs = {int(row["seed"]): float(row["delta_m"]) for row in csv.DictReader(handle)
-                if row["kind"] == "run" and row["method"] == "go4align"}
+        runs = {
+            int(row["seed"]): float(row["delta_m"])
+            for row in csv.DictReader(handle)
+            if row["kind"] == "run" and row["method"] == "go4align"
+        }
     seeds = sorted(runs.values())
     mean = sum(seeds) / len(seeds)
     deviation = (sum((value - mean) ** 2 for value in seeds) / (len(seeds) - 1)) ** 0.5
     shown = ", ".join(round_once(value, 2) for value in seeds[:-1]) + f" and {round_once(seeds[-1], 2)}"
-    assert (f"GO4Align's three seeds give {shown} (standard deviation {round_once(deviation, 2)}, standard "
-            f"error of the mean {round_once(qm9['go4align'][1], 2)})") in text
+    assert (
+        f"GO4Align's three seeds give {shown} (standard deviation {round_once(deviation, 2)}, standard "
+        f"error of the mean {round_once(qm9['go4align'][1], 2)})"
+    ) in text
     assert f"seed 0 went from {round_once(runs[0], 2)} to 18.14" in text  # the rerun is not stored
-    span = {name: [round_once(f(se for _, se in grid.values()), 2) for f in (min, max)]
-            for name, grid in (("qm9", qm9), ("fashion", fashion))}
-    assert (f"{span['qm9'][0]}-{span['qm9'][1]} on QM9 (LS {round_once(qm9['ls'][1], 2)}) and "
-            f"{span['fashion'][0]}-{span['fashion'][1]} on Multi-Fashion (LS {round_once(fashion['ls'][1], 2)}, "
-            f"GO4Align {round_once(fashion['go4align'][1], 2)})") in text
+    span = {
+        name: [round_once(f(se for _, se in grid.values()), 2) for f in (min, max)]
+        for name, grid in (("qm9", qm9), ("fashion", fashion))
+    }
+    assert (
+        f"{span['qm9'][0]}-{span['qm9'][1]} on QM9 (LS {round_once(qm9['ls'][1], 2)}) and "
+        f"{span['fashion'][0]}-{span['fashion'][1]} on Multi-Fashion (LS {round_once(fashion['ls'][1], 2)}, "
+        f"GO4Align {round_once(fashion['go4align'][1], 2)})"
+    ) in text

@@ -11,8 +11,13 @@ from go4align.report.figures import draw_figures
 
 from .conftest import RUNS, STL_RUNS, write_grid, write_json
 
-FIGURES = {"delta_m_vs_time.png", "task_progress.png", "convergence_spread.png", "delta_m_vs_k.png",
-           "groups_go4align_num_groups_2.png"}
+FIGURES = {
+    "delta_m_vs_time.png",
+    "task_progress.png",
+    "convergence_spread.png",
+    "delta_m_vs_k.png",
+    "groups_go4align_num_groups_2.png",
+}
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +60,13 @@ def test_summary_table_cells(written):
     markdown = (grid_dir / "report.md").read_text()
     # Delta-m mean ± s.e. (conftest: ls -1.667 ± 1.667, K=2 -15.00 ± 1.67), step time, relative time,
     # memory, seeds, flags; no paper columns, since the paper has no numbers for this benchmark.
-    assert ("| method | Delta-m % (mean ± s.e.) | step time (ms), median (IQR) | time rel. to ls | "
-            "peak memory (MB) | seeds | flags |") in markdown
+    assert (
+        "| method | Delta-m % (mean ± s.e.) | step time (ms), median (IQR) | time rel. to ls | "
+        "peak memory (MB) | seeds | flags |"
+    ) in markdown
     assert "| ls | -1.67 ± 1.67 | 11.0 (IQR 2.0) | 1.00 | 100 | 2/2 |  |" in markdown
     assert "| go4align:num_groups=2 | -15.00 ± 1.67 | 12.0 (IQR 2.0) | 1.09 | 130 | 2/2 |  |" in markdown
-    assert "| famo | -6.67 (1 seed) | 15.0 (IQR 2.0) | 1.36 | 100 | 1/2 | incomplete seed(s) 1 excluded |" \
-        in markdown
+    assert "| famo | -6.67 (1 seed) | 15.0 (IQR 2.0) | 1.36 | 100 | 1/2 | incomplete seed(s) 1 excluded |" in markdown
     assert "paper Delta-m" not in markdown and "paper time" not in markdown
     # Per-metric means at 4 significant digits, MR, and the stored reference row.
     assert "| ls | 0.5250 | 1.900 | 4.200 | 3.00 |" in markdown
@@ -139,17 +145,27 @@ def test_missing_grid_json_is_a_clear_error(tmp_path):
         write_report(tmp_path / "absent")
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda text: text[:-5], "not valid JSON"),
-    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "complete"}),
-     "missing field 'complete'"),
-    (lambda text: json.dumps(dict(json.loads(text), seed="zero")), "field 'seed' should be int"),
-    (lambda text: json.dumps(dict(json.loads(text), metrics={"acc_a": "high"})), "'metrics' values must be numbers"),
-    (lambda text: json.dumps(dict(json.loads(text), directions={"acc_a": "up"})), "need a direction"),
-    (lambda text: json.dumps(dict(json.loads(text), benchmark="nyuv2")), "benchmark 'nyuv2' differs"),
-    (lambda text: json.dumps(dict(json.loads(text), trace={"steps": [0, 1], "groups": [[0]]})),
-     "trace.groups should hold one row per step"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda text: text[:-5], "not valid JSON"),
+        (
+            lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "complete"}),
+            "missing field 'complete'",
+        ),
+        (lambda text: json.dumps(dict(json.loads(text), seed="zero")), "field 'seed' should be int"),
+        (
+            lambda text: json.dumps(dict(json.loads(text), metrics={"acc_a": "high"})),
+            "'metrics' values must be numbers",
+        ),
+        (lambda text: json.dumps(dict(json.loads(text), directions={"acc_a": "up"})), "need a direction"),
+        (lambda text: json.dumps(dict(json.loads(text), benchmark="nyuv2")), "benchmark 'nyuv2' differs"),
+        (
+            lambda text: json.dumps(dict(json.loads(text), trace={"steps": [0, 1], "groups": [[0]]})),
+            "trace.groups should hold one row per step",
+        ),
+    ],
+)
 def test_a_malformed_result_is_an_error_naming_the_file(grid_dir, damage, message):
     path = grid_dir / "runs" / "famo" / "seed0" / "result.json"
     path.write_text(damage(path.read_text()))
@@ -187,8 +203,12 @@ def test_the_trainers_grid_json_spelling_is_read(grid_dir, no_figures):
     spec = json.loads(grid_file.read_text())
     for key in ("command", "version", "started", "protocol"):
         del spec[key]
-    spec.update(protocol={"epochs": 5, "lr": 0.01}, command=["go4align", "bench", "--out", "a b"],
-                go4align_version="0.1.0", start_time="2025-02-02T00:00:00")
+    spec.update(
+        protocol={"epochs": 5, "lr": 0.01},
+        command=["go4align", "bench", "--out", "a b"],
+        go4align_version="0.1.0",
+        start_time="2025-02-02T00:00:00",
+    )
     grid_file.write_text(json.dumps(spec))
     path = grid_dir / "runs" / "ls" / "seed0" / "result.json"
     write_json(path, dict(json.loads(path.read_text()), peak_memory_method="cuda_max_allocated"))

@@ -8,7 +8,6 @@ from torch import nn
 from go4align.benchmarks import Benchmark, HardSharing, Metric, Protocol, SampleMean, Task, get_benchmark, task_losses
 
 
-
 class NoisyItems(torch.utils.data.Dataset):
     """Items (no get_batch, so batches go through a DataLoader) with augmentation noise drawn
     from python's, numpy's and torch's global generators: resuming must restore all three."""
@@ -30,7 +29,11 @@ class NoisyItems(torch.utils.data.Dataset):
 
 def make_tiny(train: torch.utils.data.Dataset | None = None, **protocol) -> Benchmark:
     """Two tasks on random data; dropout in the encoder draws from torch's RNG every step."""
-    data = {"train": train or NoisyItems(40, 1, True), "val": NoisyItems(16, 2, False), "test": NoisyItems(16, 3, False)}
+    data = {
+        "train": train or NoisyItems(40, 1, True),
+        "val": NoisyItems(16, 2, False),
+        "test": NoisyItems(16, 3, False),
+    }
     return Benchmark(
         name="tiny",
         tasks=[Task("reg", Metric("reg_mse", False)), Task("cls", Metric("cls_acc", True))],

@@ -95,7 +95,12 @@ def test_warmup_is_at_most_half_of_a_short_run_and_long_runs_are_strided():
 def test_step_time_summary_percentiles():
     summary = step_time_summary([float(v) for v in range(1, 102)], "perf_counter", 1, 10)
     assert (summary["p10"], summary["p25"], summary["median"], summary["p75"], summary["p90"]) == (
-        11.0, 26.0, 51.0, 76.0, 91.0)
+        11.0,
+        26.0,
+        51.0,
+        76.0,
+        91.0,
+    )
     assert step_time_summary([], "perf_counter", 1, None) is None
 
 
@@ -128,8 +133,9 @@ def test_evaluation_and_callbacks_are_not_step_time(clock, tmp_path):
     def slow_callback(info):
         clock.offset += SLOW
 
-    result = train_run(tiny_benchmark(epochs=3), parse_method_spec("ls"), 0, tmp_path, progress=False,
-                       callbacks=[slow_callback])
+    result = train_run(
+        tiny_benchmark(epochs=3), parse_method_spec("ls"), 0, tmp_path, progress=False, callbacks=[slow_callback]
+    )
     assert result["step_time_ms"]["p90"] < SLOW
     assert result["step_time_ms"]["samples"] == 3 * STEPS_PER_EPOCH - 10
 
@@ -147,8 +153,9 @@ def test_a_resumed_run_keeps_its_samples_and_skips_a_new_warmup(tmp_path):
 
     bench = tiny_benchmark(epochs=4)
     with pytest.raises(Stop):
-        train_run(bench, parse_method_spec("ls"), 0, tmp_path, progress=False, checkpoint_every=1,
-                  callbacks=[stop_at(20)])
+        train_run(
+            bench, parse_method_spec("ls"), 0, tmp_path, progress=False, checkpoint_every=1, callbacks=[stop_at(20)]
+        )
     result = train_run(bench, parse_method_spec("ls"), 0, tmp_path, progress=False)
     # First process: steps 10..19 sampled (warm-up 10). Second: steps 20..31, warm-up 6 (half), so 26..31.
     assert result["step_time_ms"]["samples"] == 10 + 6
@@ -165,8 +172,12 @@ def test_cpu_peak_memory_is_not_measured():
 def test_cuda_peak_memory_does_not_depend_on_the_runs_before(order, tmp_path):
     bench = tiny_benchmark(epochs=1)
     results = run_grid(bench, list(order), [0], tmp_path, progress=False, device="cuda")
-    alone = {label: train_run(bench, parse_method_spec(label), 0, tmp_path / "alone" / label, progress=False,
-                              device="cuda")["peak_memory_mb"] for label in order}
+    alone = {
+        label: train_run(bench, parse_method_spec(label), 0, tmp_path / "alone" / label, progress=False, device="cuda")[
+            "peak_memory_mb"
+        ]
+        for label in order
+    }
     for label in order:
         assert results[label, 0]["peak_memory_method"] == "cuda_max_memory_allocated"
         assert results[label, 0]["peak_memory_mb"] == alone[label] > 0

@@ -53,7 +53,11 @@ def test_callables_are_named_without_memory_addresses():
     text = repr(GO4Align(3, 2, clustering=Plain()))
     assert "0x" not in text and "Plain object" in text
     assert "largest_apart" in repr(GO4Align(3, 2, clustering=largest_apart))
-    assert MethodSpec("go4align", {"clustering": Plain()}, "x").effective_options({})["clustering"].endswith("Plain object")
+    assert (
+        MethodSpec("go4align", {"clustering": Plain()}, "x")
+        .effective_options({})["clustering"]
+        .endswith("Plain object")
+    )
 
 
 def test_go4align_traces_keep_q_and_indicators_small(tmp_path):

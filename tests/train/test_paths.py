@@ -143,7 +143,9 @@ def test_an_unreadable_result_json_is_named(grid):
     one_line_naming(caught.value, path)
 
 
-@pytest.mark.parametrize("content", [b'{"benchmark": "tiny", "meth', b"\xff\xfe\x00garbage"], ids=["truncated", "binary"])
+@pytest.mark.parametrize(
+    "content", [b'{"benchmark": "tiny", "meth', b"\xff\xfe\x00garbage"], ids=["truncated", "binary"]
+)
 def test_the_report_names_a_damaged_result_json(grid, content):
     path = grid / "runs" / "ls" / "seed0" / "result.json"
     path.write_bytes(content)

@@ -61,11 +61,14 @@ def test_a_shared_display_counts_planned_runs_once(tmp_path):
 
 def test_a_method_that_does_not_apply_is_a_note_and_a_skip(tmp_path):
     stream = io.StringIO()
-    results = run_grid(toy(), ["ls", "mgda-ub"], [0, 1], tmp_path, progress=GridProgress(stream=stream),
-                       skip_unrunnable=True)
+    results = run_grid(
+        toy(), ["ls", "mgda-ub"], [0, 1], tmp_path, progress=GridProgress(stream=stream), skip_unrunnable=True
+    )
     assert sorted(results) == [("ls", 0), ("ls", 1)]
     why = "MGDAUB with target='representation' needs shared_representation=..."
-    assert [line for line in lines(stream) if line.startswith("note:")] == [f"note: toy: mgda-ub does not apply, skipped: {why}"]
+    assert [line for line in lines(stream) if line.startswith("note:")] == [
+        f"note: toy: mgda-ub does not apply, skipped: {why}"
+    ]
     assert lines(stream)[-1].startswith("run 2 of 2: toy ls seed 1 done")  # its runs left the count
     assert json.loads((tmp_path / SKIPPED).read_text()) == {"mgda-ub": f"does not apply to toy: {why}"}
     with pytest.raises(ValueError, match="needs shared_representation"):  # without the option it ends the grid
@@ -76,7 +79,9 @@ def test_a_missing_optional_dependency_skips_the_method_naming_the_extra(tmp_pat
     monkeypatch.setitem(sys.modules, "cvxpy", None)  # import cvxpy raises ImportError
     results = run_grid(toy(), ["ls", "nash-mtl"], [0], tmp_path, progress=False, skip_unrunnable=True)
     assert list(results) == [("ls", 0)]
-    assert "note: toy: nash-mtl skipped: NashMTL needs cvxpy: pip install 'go4align[nashmtl]'" in capsys.readouterr().err
+    assert (
+        "note: toy: nash-mtl skipped: NashMTL needs cvxpy: pip install 'go4align[nashmtl]'" in capsys.readouterr().err
+    )
     assert "go4align[nashmtl]" in json.loads((tmp_path / SKIPPED).read_text())["nash-mtl"]
     assert json.loads((tmp_path / "grid.json").read_text())["methods"] == ["ls"]
     with pytest.raises(ImportError, match="go4align\\[nashmtl\\]"):
@@ -89,7 +94,7 @@ def test_a_missing_optional_dependency_skips_the_method_naming_the_extra(tmp_pat
 def test_warnings_go_to_the_log_with_method_seed_and_step(tmp_path, capsys):
     def solver_warning(info):
         if info.global_step in (2, 3, 5):
-            warnings.warn("Solution may be inaccurate.", UserWarning)
+            warnings.warn("Solution may be inaccurate.", UserWarning, stacklevel=1)
 
     run_grid(toy(), ["ls"], [0], tmp_path, progress=False, callbacks=[solver_warning])
     err = capsys.readouterr().err

@@ -113,7 +113,9 @@ def test_grid_and_results_record_every_invocation_without_paths(tmp_path, monkey
 def test_a_grid_resumed_under_other_versions_says_so(tmp_path, monkeypatch):
     run_grid(make_tiny(epochs=1), ["ls"], [0], tmp_path, progress=False, command="go4align bench")
     real = provenance.collect
-    monkeypatch.setattr(provenance, "collect", lambda device="cpu": {**real(device), "torch": "9.9.9", "git_commit": "f" * 40})
+    monkeypatch.setattr(
+        provenance, "collect", lambda device="cpu": {**real(device), "torch": "9.9.9", "git_commit": "f" * 40}
+    )
     run_grid(make_tiny(epochs=1), ["ls"], [0, 1], tmp_path, progress=False, command="go4align bench --seeds 0,1")
     grid = json.loads((tmp_path / "grid.json").read_text())
     results = [json.loads((tmp_path / "runs" / "ls" / f"seed{s}" / "result.json").read_text()) for s in (0, 1)]

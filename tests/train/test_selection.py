@@ -61,8 +61,10 @@ def test_a_plateau_scheduler_is_named_as_the_user_of_the_score():
 
 
 def test_last_k_above_the_epochs_warns_and_averages_every_trained_epoch():
-    with pytest.warns(UserWarning, match=re.escape("'last_k_mean:10' asks for the mean of the last 10 epochs, "
-                                                   "but the protocol trains 3")):
+    with pytest.warns(
+        UserWarning,
+        match=re.escape("'last_k_mean:10' asks for the mean of the last 10 epochs, but the protocol trains 3"),
+    ):
         protocol = Protocol(epochs=3, batch_size=1, lr=1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -9,8 +9,8 @@ Import it as ``from cases import METHODS`` (the tests' directory is on ``sys.pat
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from go4align.weighting import FAMO, UW, GradientWeighting, Grouped, available, get, make
 
@@ -90,7 +90,9 @@ METHODS: tuple[MethodInfo, ...] = (
         ),
     ),
     MethodInfo("go4align-paper", ({}, {"num_groups": 3, "loss_floor": 1e-6})),
-    MethodInfo("mgda", ({}, {"solver": "exact", "normalisation": "loss+"}, {"normalisation": "norm", **REPRESENTATION})),
+    MethodInfo(
+        "mgda", ({}, {"solver": "exact", "normalisation": "loss+"}, {"normalisation": "norm", **REPRESENTATION})
+    ),
     MethodInfo("mgda-ub", ({}, {"normalisation": "loss"})),
     MethodInfo("pcgrad", ({}, {"reduction": "mean", "seed": 5}, BATCHED)),
     MethodInfo("graddrop", ({}, {"leak": 0.5, "activation_sign": False}), weightless=True),

@@ -23,9 +23,9 @@ import math
 import re
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -211,8 +211,13 @@ def _meta(model: Model) -> Call:
 def _bad_closure(values) -> Callable[[Model], Call]:
     def variant(model: Model) -> Call:
         losses, z = model()
-        return Call(losses, model.shared(), z, r"closure|losses|task|step",
-                    closure=lambda: torch.tensor(values, dtype=torch.float32))
+        return Call(
+            losses,
+            model.shared(),
+            z,
+            r"closure|losses|task|step",
+            closure=lambda: torch.tensor(values, dtype=torch.float32),
+        )
 
     return variant
 

@@ -65,9 +65,7 @@ def train(method, model: HardSharing, steps: int = 3, lr: float = 0.05):
     for _ in range(steps):
         optimiser.zero_grad()
         losses, z = model()
-        returned.append(
-            method.backward(losses, shared_parameters=model.shared_parameters(), shared_representation=z)
-        )
+        returned.append(method.backward(losses, shared_parameters=model.shared_parameters(), shared_representation=z))
         optimiser.step()
         with torch.no_grad():
             method.after_step(lambda: model()[0])
@@ -115,7 +113,9 @@ def task_jacobian(model: HardSharing, wrt: str = "parameters") -> tuple[torch.Te
     return losses.detach(), torch.stack(rows).double()
 
 
-def expected_gradients(model: HardSharing, shared_direction: torch.Tensor, head_weights: torch.Tensor, wrt="parameters"):
+def expected_gradients(
+    model: HardSharing, shared_direction: torch.Tensor, head_weights: torch.Tensor, wrt="parameters"
+):
     """Gradients a gradient method must write: the heads from ``sum h_m L_m``, the shared trunk
     from ``shared_direction`` (at the parameters or back-propagated from the representation)."""
     losses, z = model()

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import aggregate, check_permutation_equivariance, check_scaling, random_jacobian
 
 from go4align.weighting import AlignedMTL
-
-from helpers import aggregate, check_permutation_equivariance, check_scaling, random_jacobian
 
 
 @pytest.mark.parametrize("scale_mode", ["min", "median", "rmse"])

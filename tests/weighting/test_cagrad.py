@@ -5,10 +5,9 @@ import sys
 
 import pytest
 import torch
+from helpers import aggregate, check_permutation_equivariance, check_scaling, random_jacobian
 
 from go4align.weighting import CAGrad
-
-from helpers import aggregate, check_permutation_equivariance, check_scaling, random_jacobian
 
 pytest.importorskip("scipy")
 

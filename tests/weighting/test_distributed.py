@@ -9,10 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ddp_worker
 import pytest
 import torch
-
-import ddp_worker
 
 WORKER = Path(ddp_worker.__file__)
 SRC = Path(__file__).resolve().parents[2] / "src"

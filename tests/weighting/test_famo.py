@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import HardSharing, gradients
 
 from go4align.weighting import FAMO
-
-from helpers import HardSharing, gradients
 
 
 def test_weights_and_objective_gradient_by_hand():
@@ -77,9 +76,9 @@ def test_bad_options_are_named(option, value):
 
 def test_grouped_famo_trains_through_the_protocol():
     """GO4Align's Table 4 groups FAMO's weights; the wrapper must pass after_step on."""
-    from go4align.weighting import Grouped
-
     from helpers import train
+
+    from go4align.weighting import Grouped
 
     method = Grouped(FAMO(3), 2)
     train(method, HardSharing(3), steps=3)

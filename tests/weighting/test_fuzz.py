@@ -9,11 +9,10 @@ import warnings
 
 import pytest
 import torch
-
-from go4align.weighting import FAMO, IMTLG, UW, PCGrad, make
-
 from cases import METHODS
 from fuzzing import LOSS_VARIANTS, OWNED_ELSEWHERE, Model, cases, run
+
+from go4align.weighting import FAMO, IMTLG, UW, PCGrad, make
 
 ALL = list(cases())
 BY_ID = {case.id: case for case in ALL}
@@ -38,7 +37,10 @@ def test_every_input_ends_in_a_named_error_or_a_correct_result(label):
 
 @pytest.mark.parametrize(
     "case_id",
-    [pytest.param(case_id, marks=pytest.mark.xfail(strict=True, reason=reason)) for case_id, reason in OWNED_ELSEWHERE.items()],
+    [
+        pytest.param(case_id, marks=pytest.mark.xfail(strict=True, reason=reason))
+        for case_id, reason in OWNED_ELSEWHERE.items()
+    ],
 )
 def test_inputs_owned_elsewhere(case_id):
     assert run(BY_ID[case_id]).kind in ("named", "correct")

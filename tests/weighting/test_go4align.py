@@ -2,12 +2,11 @@ import math
 
 import pytest
 import torch
+from helpers import sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from go4align.weighting import GO4Align, Grouped, LossWeighting, LS, NonFiniteLossError, kmeans_1d, make
-
-from helpers import sse
+from go4align.weighting import LS, GO4Align, Grouped, LossWeighting, NonFiniteLossError, kmeans_1d, make
 
 
 def hand_indicators(history, beta, scale="mean"):
@@ -24,7 +23,7 @@ def hand_indicators(history, beta, scale="mean"):
     return p, q, [pi * qi for pi, qi in zip(p, q)]
 
 
-def run(method, history, device=torch.device("cpu"), dtype=torch.float64):
+def run(method, history, device="cpu", dtype=torch.float64):
     for losses in history:
         method(torch.tensor(losses, dtype=dtype, device=device))
     return method.diagnostics
@@ -207,7 +206,16 @@ def test_zero_and_negative_losses_with_floor():
 def test_diagnostics_are_detached_and_complete():
     method = GO4Align(3)
     method.backward(torch.tensor([1.0, 2.0, 3.0], requires_grad=True))
-    keys = {"losses", "scale_balance", "smooth_alignment", "indicators", "groups", "group_weights", "group_sizes", "weights"}
+    keys = {
+        "losses",
+        "scale_balance",
+        "smooth_alignment",
+        "indicators",
+        "groups",
+        "group_weights",
+        "group_sizes",
+        "weights",
+    }
     assert keys <= set(method.diagnostics)
     assert not any(v.requires_grad for v in method.diagnostics.values())
 
@@ -353,7 +361,9 @@ def test_strict_mode_refuses_losses_at_or_below_zero(make_strict, losses, bad):
 
 
 @pytest.mark.parametrize("num_tasks", [3, 64, 65, 1000])
-@pytest.mark.parametrize("bad, error", [(float("nan"), NonFiniteLossError), (-float("inf"), NonFiniteLossError), (0.0, ValueError)])
+@pytest.mark.parametrize(
+    "bad, error", [(float("nan"), NonFiniteLossError), (-float("inf"), NonFiniteLossError), (0.0, ValueError)]
+)
 def test_bad_values_are_found_by_either_check(num_tasks, bad, error):
     """Up to 64 tasks the values are read whole, beyond through their extremes: the same
     errors either way, naming the task; losses that may be <= 0 (LS) still refuse non-finite."""

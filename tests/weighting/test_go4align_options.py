@@ -5,12 +5,11 @@ import warnings
 
 import pytest
 import torch
+from helpers import sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from go4align.weighting import GO4Align, GO4AlignPaper, get, kmeans_1d, kmeans_random_1d, make
-
-from helpers import sse
 
 HISTORY = [[1.0, 2.0, 0.5, 4.0], [0.9, 2.5, 0.4, 3.0], [0.7, 3.0, 0.45, 2.0], [0.6, 2.8, 0.3, 1.5]]
 
@@ -49,11 +48,15 @@ def test_both_forms_pinned_on_a_fixed_loss_sequence():
     expected = paper_weights(HISTORY, beta=0.3)
     assert last_weights(GO4Align.paper(4, 4, beta=0.3), HISTORY) == pytest.approx(expected, rel=1e-12)
     assert last_weights(GO4Align(4, 4, preset="paper", beta=0.3), HISTORY) == pytest.approx(expected, rel=1e-12)
-    assert last_weights(make("go4align-paper", 4, num_groups=4, beta=0.3), HISTORY) == pytest.approx(expected, rel=1e-12)
+    assert last_weights(make("go4align-paper", 4, num_groups=4, beta=0.3), HISTORY) == pytest.approx(
+        expected, rel=1e-12
+    )
     # max_scale = 2 binds for the task at 0.3 (mean 1.4): its p is 2, not 4.67
     ours = default_weights(HISTORY, beta=0.3, max_scale=2.0)
     assert last_weights(GO4Align(4, 4, beta=0.3, max_scale=2.0), HISTORY) == pytest.approx(ours, rel=1e-12)
-    assert last_weights(make("go4align", 4, num_groups=4, beta=0.3, max_scale=2.0), HISTORY) == pytest.approx(ours, rel=1e-12)
+    assert last_weights(make("go4align", 4, num_groups=4, beta=0.3, max_scale=2.0), HISTORY) == pytest.approx(
+        ours, rel=1e-12
+    )
     # the presets' constants, as documented
     default, paper = GO4Align(4), GO4AlignPaper(4)
     assert (default.smoothing, default.max_scale, default.strict, default.beta) == ("relative", 100.0, False, 1e-4)
@@ -136,7 +139,9 @@ def test_absolute_smoothing_depends_on_units():
     assert relative.diagnostics["smooth_alignment"].tolist() == pytest.approx([1 / 3] * 3)
 
 
-@pytest.mark.parametrize("make_method", [lambda: GO4Align(5, 5), lambda: GO4Align.paper(5, 5), lambda: GO4Align.paper(5, 2)])
+@pytest.mark.parametrize(
+    "make_method", [lambda: GO4Align(5, 5), lambda: GO4Align.paper(5, 5), lambda: GO4Align.paper(5, 2)]
+)
 def test_losses_from_1e_minus_30_to_1e30_give_finite_float32_weights(make_method):
     method = make_method()
     losses = torch.tensor([1e-30, 1e-10, 1.0, 1e10, 1e30], dtype=torch.float32, requires_grad=True)
@@ -185,9 +190,7 @@ def test_loss_floor_is_a_float_and_refuses_ints_beyond_float():
 def test_kmeans_random_reproduces_per_seed_and_reaches_a_local_optimum():
     gen = torch.Generator().manual_seed(0)
     values = torch.rand(11, generator=gen, dtype=torch.float64)
-    runs = [
-        [kmeans_random_1d(values, 5, torch.Generator().manual_seed(seed)) for _ in range(2)] for seed in range(20)
-    ]
+    runs = [[kmeans_random_1d(values, 5, torch.Generator().manual_seed(seed)) for _ in range(2)] for seed in range(20)]
     for first, second in runs:
         assert torch.equal(first, second)  # same seed, same labels
     distinct = {tuple(first.tolist()) for first, _ in runs}
@@ -205,9 +208,14 @@ def test_kmeans_random_reproduces_per_seed_and_reaches_a_local_optimum():
 
 def test_kmeans_random_option_steps_reproducibly():
     history = torch.rand(20, 11, generator=torch.Generator().manual_seed(3)) + 0.1
-    first, second = GO4Align(11, 5, clustering="kmeans-random", seed=7), GO4Align(11, 5, clustering="kmeans-random", seed=7)
+    first, second = (
+        GO4Align(11, 5, clustering="kmeans-random", seed=7),
+        GO4Align(11, 5, clustering="kmeans-random", seed=7),
+    )
     for losses in history:
-        assert torch.equal(first.backward(losses.clone().requires_grad_()), second.backward(losses.clone().requires_grad_()))
+        assert torch.equal(
+            first.backward(losses.clone().requires_grad_()), second.backward(losses.clone().requires_grad_())
+        )
     assert "kmeans-random" in repr(first)
 
 

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import HardSharing, assert_close_lists, expected_gradients, one_step, task_jacobian
 
 from go4align.weighting import GradDrop
-
-from helpers import HardSharing, assert_close_lists, expected_gradients, one_step, task_jacobian
 
 # -- the reference formulation: the shared parameters' gradients ------------------------------------
 
@@ -156,7 +155,9 @@ def test_representation_backward_returns_none_and_heads_get_plain_gradients():
     weights, grads = one_step(method, model)
     assert weights is None and "weights" not in method.diagnostics
     assert method.diagnostics["kept_fraction"].shape == (3,)
-    assert_close_lists(grads, expected_gradients(model, jac.sum(0), torch.ones(3, dtype=torch.float64), "representation"))
+    assert_close_lists(
+        grads, expected_gradients(model, jac.sum(0), torch.ones(3, dtype=torch.float64), "representation")
+    )
 
 
 def test_representation_backward_needs_the_representation():

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import HardSharing, assert_close_lists, expected_gradients, gradients, one_step, task_jacobian
 
 from go4align.weighting import MGDA, Aggregation, GradientWeighting
-
-from helpers import HardSharing, assert_close_lists, expected_gradients, gradients, one_step, task_jacobian
 
 
 class FixedWeights(GradientWeighting):
@@ -58,7 +57,9 @@ def test_gradients_accumulate_like_autograd():
     for p in model.parameters():
         p.grad = torch.full_like(p, 0.125)
     losses, z = model()
-    FixedWeights(3, [1.0, 0.5, 2.0]).backward(losses, shared_parameters=model.shared_parameters(), shared_representation=z)
+    FixedWeights(3, [1.0, 0.5, 2.0]).backward(
+        losses, shared_parameters=model.shared_parameters(), shared_representation=z
+    )
     assert_close_lists(gradients(model), [g + 0.125 for g in fresh])
 
 
@@ -94,7 +95,10 @@ def test_batched_jacobian_falls_back_to_the_loop_when_vmap_cannot_batch():
     method = GradientWeighting(3, batched=True)
     jac = method.jacobian(losses, model.shared_parameters())
     assert method._vmap_failed
-    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(l, model.shared_parameters(), retain_graph=True)]) for l in losses]
+    rows = [
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(l, model.shared_parameters(), retain_graph=True)])
+        for l in losses
+    ]
     torch.testing.assert_close(jac, torch.stack(rows))
 
 

@@ -5,12 +5,11 @@ import re
 import numpy as np
 import pytest
 import torch
+from helpers import sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from go4align.weighting import FAMO, UW, Grouped, Grouping, kmeans_1d, lloyd_1d, spectral_1d
-
-from helpers import sse
 
 
 def brute_force_sse(values, k):
@@ -142,8 +141,26 @@ def test_grouping_bad_arguments(kwargs, match):
         Grouping(3, **kwargs)
 
 
-BAD_CLUSTERINGS = [3, 0, -1, 2.5, math.nan, math.inf, True, None, 10**30, torch.tensor(0.5), np.int64(2), object(),
-                   [1, 2], [0.5, 0.3, 0.2], [0, 1, 2], [0, 1, True], "fixed", torch.tensor([0.0, 1.0, 1.0])]
+BAD_CLUSTERINGS = [
+    3,
+    0,
+    -1,
+    2.5,
+    math.nan,
+    math.inf,
+    True,
+    None,
+    10**30,
+    torch.tensor(0.5),
+    np.int64(2),
+    object(),
+    [1, 2],
+    [0.5, 0.3, 0.2],
+    [0, 1, 2],
+    [0, 1, True],
+    "fixed",
+    torch.tensor([0.0, 1.0, 1.0]),
+]
 
 
 @pytest.mark.parametrize("clustering", BAD_CLUSTERINGS, ids=repr)
@@ -152,8 +169,25 @@ def test_a_bad_clustering_is_named_with_its_value(clustering):
         Grouping(3, 2, clustering=clustering)
 
 
-BAD_GROUP_WEIGHTS = [3, 0, 2.5, math.nan, math.inf, True, 10**30, torch.tensor(0.5), np.int64(2), object(), "x",
-                     [1.0, math.nan], [1.0, math.inf], [1.0, True], [1.0, "2"], [1.0, 10**400], [0.5, 0.3, 0.2]]
+BAD_GROUP_WEIGHTS = [
+    3,
+    0,
+    2.5,
+    math.nan,
+    math.inf,
+    True,
+    10**30,
+    torch.tensor(0.5),
+    np.int64(2),
+    object(),
+    "x",
+    [1.0, math.nan],
+    [1.0, math.inf],
+    [1.0, True],
+    [1.0, "2"],
+    [1.0, 10**400],
+    [0.5, 0.3, 0.2],
+]
 
 
 @pytest.mark.parametrize("group_weights", BAD_GROUP_WEIGHTS, ids=repr)
@@ -268,8 +302,21 @@ def test_small_problems_enumerate_partitions_and_agree_with_the_dp(monkeypatch):
 
 @pytest.mark.parametrize(
     "m, k, distinct",
-    [(2, 2, 2), (3, 2, 3), (10, 2, 10), (64, 2, 64), (65, 2, 65), (100, 2, 100), (100, 2, 1),
-     (11, 5, 11), (40, 5, 40), (40, 5, 3), (30, 4, 1), (300, 3, 300), (300, 6, 4)],
+    [
+        (2, 2, 2),
+        (3, 2, 3),
+        (10, 2, 10),
+        (64, 2, 64),
+        (65, 2, 65),
+        (100, 2, 100),
+        (100, 2, 1),
+        (11, 5, 11),
+        (40, 5, 40),
+        (40, 5, 3),
+        (30, 4, 1),
+        (300, 3, 300),
+        (300, 6, 4),
+    ],
 )
 def test_grouped_weights_are_the_group_means(m, k, distinct):
     """The weights come straight from the optimal partition of the sorted indicators (tables of
@@ -291,8 +338,8 @@ def test_grouped_weights_are_the_group_means(m, k, distinct):
         assert torch.allclose(result.weights[members], values[members].mean().expand(int(members.sum())), rtol=1e-12)
         assert result.group_weights[group].item() == pytest.approx(values[members].mean().item(), rel=1e-12)
         assert result.group_sizes[group].item() == members.sum().item()
-    assert result.group_weights[len(used):].tolist() == [0.0] * (k - len(used))
-    assert result.group_sizes[len(used):].tolist() == [0.0] * (k - len(used))
+    assert result.group_weights[len(used) :].tolist() == [0.0] * (k - len(used))
+    assert result.group_sizes[len(used) :].tolist() == [0.0] * (k - len(used))
     single = Grouping(m, k)(values.float())
     assert single.weights.dtype == torch.float32
     assert torch.allclose(single.weights.double(), result.weights, rtol=1e-6)
@@ -318,7 +365,9 @@ def test_divide_and_conquer_dp_matches_the_whole_matrix_dp(values, k):
         got = kmeans_1d(x, k)
     finally:
         grouping._LARGE_TASKS = saved
-    assert abs(sse(values, got.tolist()) - sse(values, expected.tolist())) <= 1e-12 * (1 + sse(values, [0] * len(values)))
+    assert abs(sse(values, got.tolist()) - sse(values, expected.tolist())) <= 1e-12 * (
+        1 + sse(values, [0] * len(values))
+    )
     # equally good partitions may differ in the last bits of their gains: compare labels on
     # continuous values only
     x = torch.rand(len(values), generator=torch.Generator().manual_seed(len(values)), dtype=torch.float64)

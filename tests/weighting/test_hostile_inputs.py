@@ -9,12 +9,11 @@ import math
 
 import pytest
 import torch
+from helpers import build
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from go4align.weighting import available
-
-from helpers import build
 
 KINDS = ("random", "duplicate_losses", "identical_gradients", "zero_gradients")
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

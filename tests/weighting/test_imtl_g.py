@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import HardSharing, aggregate, check_permutation_equivariance, check_scaling, random_jacobian, train
 
 from go4align.weighting import IMTLG
-
-from helpers import HardSharing, aggregate, check_permutation_equivariance, check_scaling, random_jacobian, train
 
 
 @pytest.mark.parametrize("num_tasks, seed", [(2, 0), (3, 1), (5, 2), (5, 3)])

@@ -3,11 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import HardSharing, aggregate, check_permutation_equivariance, check_scaling, random_jacobian, train
 
 from go4align.weighting import MGDA, MGDAUB
 from go4align.weighting.mgda import reference_min_norm
-
-from helpers import HardSharing, aggregate, check_permutation_equivariance, check_scaling, random_jacobian, train
 
 
 def closed_form_two(jac):
@@ -64,7 +63,13 @@ def test_reference_solver_pinned_value():
     was checked against a literal transcription of the reference code."""
     jac = random_jacobian(5, size=8, seed=1)
     ref = reference_min_norm((jac @ jac.T).numpy())
-    expected = [7.2527290095128150e-02, 1.4295351519532589e-08, 1.0011553572353336e-01, 7.8521852575807427e-01, 4.2138634127912689e-02]
+    expected = [
+        7.2527290095128150e-02,
+        1.4295351519532589e-08,
+        1.0011553572353336e-01,
+        7.8521852575807427e-01,
+        4.2138634127912689e-02,
+    ]
     np.testing.assert_allclose(ref, expected, rtol=1e-9, atol=1e-12)
 
 
@@ -99,7 +104,9 @@ def test_loss_normalisation_is_invariant_to_scaling_a_task():
 
 
 def test_permutation_and_scale_invariance():
-    check_permutation_equivariance(lambda: MGDA(5, solver="exact"), random_jacobian(5, size=8, seed=7), atol=1e-7, rtol=1e-6)
+    check_permutation_equivariance(
+        lambda: MGDA(5, solver="exact"), random_jacobian(5, size=8, seed=7), atol=1e-7, rtol=1e-6
+    )
     check_scaling(lambda: MGDA(5, solver="exact"), random_jacobian(5, size=8, seed=7), power=0, atol=1e-7, rtol=1e-6)
     # the reference solver stops on a 1e-5 weight change, so only up to that
     check_scaling(lambda: MGDA(5), random_jacobian(5, size=8, seed=7), power=0, atol=1e-4, rtol=1e-4)

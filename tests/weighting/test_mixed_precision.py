@@ -7,11 +7,10 @@ import copy
 
 import pytest
 import torch
+from helpers import build
 from torch import nn
 
 from go4align.weighting import available
-
-from helpers import build
 
 TASKS = 3
 METHODS = sorted(available())

@@ -8,9 +8,9 @@ import torch
 
 pytest.importorskip("cvxpy")
 
-from go4align.weighting import NashMTL  # noqa: E402
-
 from helpers import HardSharing, aggregate, check_permutation_equivariance, check_scaling, gradients, random_jacobian  # noqa: E402
+
+from go4align.weighting import NashMTL  # noqa: E402
 
 
 def test_orthogonal_gradients_get_inverse_norms():

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from go4align.weighting import PCGrad
-
 from helpers import (
-    HardSharing, aggregate, assert_close_lists, check_scaling, expected_gradients, one_step, random_jacobian,
+    HardSharing,
+    aggregate,
+    assert_close_lists,
+    check_scaling,
+    expected_gradients,
+    one_step,
+    random_jacobian,
     task_jacobian,
 )
+
+from go4align.weighting import PCGrad
 
 
 def project(g, onto):

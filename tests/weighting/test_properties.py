@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import aggregate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from go4align.weighting import GLS, IMTLG, LS, MGDA, SI, UW, AlignedMTL, CAGrad, PCGrad, make
 from go4align.weighting._simplex import project_simplex
-
-from helpers import aggregate
 
 SETTINGS = settings(max_examples=15, deadline=None)
 FEW = settings(max_examples=8, deadline=None)

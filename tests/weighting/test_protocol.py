@@ -6,11 +6,10 @@ import copy
 
 import pytest
 import torch
-
-from go4align.weighting import GradientWeighting, LossWeighting, available
-
 from cases import METHODS, OPTION_SETS, by_label
 from helpers import HardSharing, build, resumes_identically, train
+
+from go4align.weighting import GradientWeighting, LossWeighting, available
 
 NAMES = available()
 
@@ -60,12 +59,12 @@ def test_the_step_count_is_saved_and_restored_as_before(name):
     old_format = dict(state, step=torch.tensor(7))  # a buffer's tensor from an older checkpoint
     fresh.load_state_dict(old_format)
     assert fresh.step == 7
-    with pytest.raises(RuntimeError, match="Missing key.*\"step\""):
+    with pytest.raises(RuntimeError, match='Missing key.*"step"'):
         build(name, 3).load_state_dict({k: v for k, v in state.items() if k != "step"})
-    with pytest.raises(RuntimeError, match="Unexpected key.*\"stray\""):
+    with pytest.raises(RuntimeError, match='Unexpected key.*"stray"'):
         build(name, 3).load_state_dict(dict(state, stray=torch.zeros(1)))
     for bad in (torch.tensor([1, 2]), torch.tensor(2.5), torch.tensor(-1), 3):
-        with pytest.raises(RuntimeError, match="\"step\" must be a 0-d integer tensor >= 0.*got"):
+        with pytest.raises(RuntimeError, match='"step" must be a 0-d integer tensor >= 0.*got'):
             build(name, 3).load_state_dict(dict(state, step=bad))
 
 

@@ -14,7 +14,7 @@ def test_only_the_chosen_task_is_trained(task):
     expected = torch.zeros(3, dtype=torch.float64)
     expected[task] = 1
     torch.testing.assert_close(method.diagnostics["weights"], expected)
-    assert "task=%d" % task in repr(method)
+    assert f"task={task}" in repr(method)
 
 
 @pytest.mark.parametrize("task", [-1, 3, 1.0, True, None])

@@ -9,9 +9,9 @@ import torch
 
 aggregation = pytest.importorskip("torchjd.aggregation")
 
-from go4align.weighting import IMTLG, MGDA, AlignedMTL, PCGrad, TorchJD  # noqa: E402
-
 from helpers import HardSharing, aggregate, assert_close_lists, one_step, random_jacobian  # noqa: E402
+
+from go4align.weighting import IMTLG, MGDA, AlignedMTL, PCGrad, TorchJD  # noqa: E402
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -36,7 +36,9 @@ def test_log_variances_are_trainable_parameters():
     assert s[0] > s[1] > s[2]  # the stationary point is s = log L
 
 
-@pytest.mark.parametrize("option, value", [("init", float("inf")), ("lr", 0.0), ("lr", -0.025), ("lr", "0.1"), ("lr", True)])
+@pytest.mark.parametrize(
+    "option, value", [("init", float("inf")), ("lr", 0.0), ("lr", -0.025), ("lr", "0.1"), ("lr", True)]
+)
 def test_bad_options_are_named(option, value):
     with pytest.raises(ValueError, match=option):
         UW(3, **{option: value})
@@ -46,7 +48,9 @@ def test_bad_options_are_named(option, value):
 def test_an_init_whose_weights_float32_cannot_hold_is_named(init):
     """1e300 ended in torch's "value cannot be converted to type float"; 10**30 gave weights of
     exactly 0 (e^-1e30), so a model without gradients, silently."""
-    with pytest.raises(ValueError, match=r"init must be a finite number in \[-80.0, 80.0\], got " + re.escape(repr(init))):
+    with pytest.raises(
+        ValueError, match=r"init must be a finite number in \[-80.0, 80.0\], got " + re.escape(repr(init))
+    ):
         UW(3, init=init)
 
 
@@ -64,9 +68,9 @@ def test_the_learning_rate_is_the_reference_default_and_an_option():
 
 
 def test_grouped_uw_still_trains_the_log_variances():
-    from go4align.weighting import Grouped
-
     from helpers import HardSharing, train
+
+    from go4align.weighting import Grouped
 
     method = Grouped(UW(3), 2)
     train(method, HardSharing(3), steps=2)

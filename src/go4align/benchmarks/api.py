@@ -35,8 +35,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 import torch
@@ -239,7 +240,7 @@ class Protocol:
     def needs_validation(self) -> bool:
         return self.reporting_rule == "best_validation" or self.scheduler == "plateau"
 
-    def replace(self, **changes: Any) -> "Protocol":
+    def replace(self, **changes: Any) -> Protocol:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise ValueError(
@@ -354,8 +355,10 @@ class Benchmark:
             users.append("scheduler='plateau'")
         ways = []
         if protocol.reporting_rule == "best_validation":
-            ways.append("report reporting_rule='last_k_mean:K' (the mean of the last K epochs' test metrics; "
-                        "it needs no validation score)")
+            ways.append(
+                "report reporting_rule='last_k_mean:K' (the mean of the last K epochs' test metrics; "
+                "it needs no validation score)"
+            )
         if protocol.scheduler == "plateau":
             ways.append("use scheduler='step' or 'none'")
         if protocol.selection == "delta_m" and same_way:
@@ -394,7 +397,7 @@ class Benchmark:
         check_model(model)
         return model
 
-    def with_protocol(self, **changes: Any) -> "Benchmark":
+    def with_protocol(self, **changes: Any) -> Benchmark:
         """The same benchmark (sharing its loaded data) under a changed protocol."""
         changed = dataclasses.replace(self, protocol=self.protocol.replace(**changes))
         object.__setattr__(changed, "_cache", self._cache)

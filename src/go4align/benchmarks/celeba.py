@@ -104,6 +104,7 @@ def _read_attributes(path: Path) -> tuple[list[str], np.ndarray]:
     header = tuple(lines[1].split())
     if header != ATTRIBUTES:
         raise ValueError(f"{path}: line 2 must list the 40 CelebA attributes {ATTRIBUTES}, got {header}")
+
     def malformed(number: int) -> ValueError:
         return ValueError(
             f"{path} line {number}: expected a file name and 40 values of -1 or 1, got {lines[number - 1]!r}"
@@ -256,9 +257,7 @@ class F1Scores:
         truth = torch.stack([targets[t] == 1 for t in self.tasks])
         if positive.shape != truth.shape:
             raise ValueError(f"predictions {tuple(positive.shape)} and targets {tuple(truth.shape)} differ in shape")
-        counts = torch.stack(
-            [(positive & truth).sum(1), (positive & ~truth).sum(1), (~positive & truth).sum(1)]
-        )
+        counts = torch.stack([(positive & truth).sum(1), (positive & ~truth).sum(1), (~positive & truth).sum(1)])
         self._counts = counts if self._counts is None else self._counts + counts
 
     def compute(self) -> dict[str, float]:

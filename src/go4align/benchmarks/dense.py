@@ -556,7 +556,9 @@ def module_functions(
         return build_segnet(architecture, tasks, num_classes=num_classes, width=width)
 
     def losses(
-        predictions: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor], tasks: Sequence[str] = default_tasks
+        predictions: Mapping[str, torch.Tensor],
+        targets: Mapping[str, torch.Tensor],
+        tasks: Sequence[str] = default_tasks,
     ) -> torch.Tensor:
         """``(len(tasks),)`` losses in task order (see :func:`go4align.benchmarks.dense.task_losses`):
         segmentation NLL, masked L1 depth, 1 - masked cosine of the normals."""

@@ -29,8 +29,8 @@ a 100-epoch pilot with ``hidden_dim = 4``, 0.49 to 0.59).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

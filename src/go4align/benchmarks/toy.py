@@ -24,7 +24,7 @@ starts from ``INITS[k % 5]`` (the problem has no data, so the seed chooses the s
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn

@@ -12,8 +12,9 @@ __all__ = ["add_arguments", "main", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR",
-                        help="a grid folder (holds grid.json) or a folder of grid folders")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a grid folder (holds grid.json) or a folder of grid folders"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="go4align report", description="Tables and figures from a "
-                                     "run directory written by `go4align bench`.")
+    parser = argparse.ArgumentParser(
+        prog="go4align report", description="Tables and figures from a run directory written by `go4align bench`."
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))

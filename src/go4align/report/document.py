@@ -62,8 +62,7 @@ def to_markdown(blocks: list[Block]) -> str:
         elif isinstance(block, Paragraph):
             parts.append(block.text)
         elif isinstance(block, Table):
-            lines = ["| " + " | ".join(_md_cell(c) for c in block.header) + " |",
-                     "|" + "---|" * len(block.header)]
+            lines = ["| " + " | ".join(_md_cell(c) for c in block.header) + " |", "|" + "---|" * len(block.header)]
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
             parts.append("\n".join(lines))
         else:
@@ -98,13 +97,14 @@ def to_html(title: str, blocks: list[Block]) -> str:
             body.append(f"<p>{html.escape(block.text)}</p>")
         elif isinstance(block, Table):
             head = "".join(f"<th>{_html_cell(c)}</th>" for c in block.header)
-            rows = "".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>\n"
-                           for row in block.rows)
+            rows = "".join("<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>\n" for row in block.rows)
             body.append(f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}</tbody>\n</table>")
         else:
             data = base64.b64encode(block.png).decode("ascii")
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.alt)}">'
-                        "</figure>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.alt)}"></figure>')
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )

@@ -18,8 +18,18 @@ __all__ = ["notes"]
 # of its steps waiting for a core: the machine was busy, and its times say more about the load.
 _BUSY = 1.5
 # Provenance fields whose difference between invocations or runs can change the numbers.
-_PROVENANCE_KEYS = ("go4align_version", "git_commit", "git_dirty", "python", "torch", "numpy", "device", "cpu",
-                    "threads", "platform")
+_PROVENANCE_KEYS = (
+    "go4align_version",
+    "git_commit",
+    "git_dirty",
+    "python",
+    "torch",
+    "numpy",
+    "device",
+    "cpu",
+    "threads",
+    "platform",
+)
 
 
 def notes(summary: GridSummary) -> list[str]:
@@ -82,8 +92,10 @@ def _metric_weights(summary: GridSummary) -> str | None:
     names = summary.metric_names
     if not names:
         return None
-    rule = ("Delta-m averages the relative change of every metric, not of every task, so a task reported "
-            "with two metrics weighs twice as much as a task with one.")
+    rule = (
+        "Delta-m averages the relative change of every metric, not of every task, so a task reported "
+        "with two metrics weighs twice as much as a task with one."
+    )
     per_task = _metrics_per_task(summary)
     if per_task is None:
         runs = _complete_runs(summary)
@@ -102,23 +114,31 @@ def _synthetic(summary: GridSummary) -> str | None:
         return None
     scales = [float(scale) for scale in options["scales"]]
     floors = [(scale * float(options["noise"])) ** 2 for scale in scales]
-    text = (f"Synthetic benchmark, why Delta-m is large: the planted groups' targets differ in scale (s_g from "
-            f"{_g(min(scales))} to {_g(max(scales))}), so their MSEs do too. The noise alone puts a floor of "
-            f"(s_g × noise)² = {_g(min(floors))} to {_g(max(floors))} under every task's test MSE (the "
-            "Bayes-optimal MSE of the planted model)")
+    text = (
+        f"Synthetic benchmark, why Delta-m is large: the planted groups' targets differ in scale (s_g from "
+        f"{_g(min(scales))} to {_g(max(scales))}), so their MSEs do too. The noise alone puts a floor of "
+        f"(s_g × noise)² = {_g(min(floors))} to {_g(max(floors))} under every task's test MSE (the "
+        "Bayes-optimal MSE of the planted model)"
+    )
     reference = summary.stl_values()
     if reference:
-        text += (f", and the single-task reference's MSEs range from {_g(min(reference.values()))} to "
-                 f"{_g(max(reference.values()))}")
-    text += (". Delta-m is a mean of relative changes, so the tasks with the smallest reference MSE dominate "
-             "it: an error that is small beside the large-scale tasks' is hundreds of percent there.")
+        text += (
+            f", and the single-task reference's MSEs range from {_g(min(reference.values()))} to "
+            f"{_g(max(reference.values()))}"
+        )
+    text += (
+        ". Delta-m is a mean of relative changes, so the tasks with the smallest reference MSE dominate "
+        "it: an error that is small beside the large-scale tasks' is hundreds of percent there."
+    )
     hidden, groups = options.get("hidden_dim"), options.get("num_groups")
     if isinstance(hidden, int) and isinstance(groups, int):
-        capacity = (f"fewer than the {groups} planted groups of directions, so it cannot fit them all"
-                    if hidden < groups else f"enough for the {groups} planted groups of directions")
+        capacity = (
+            f"fewer than the {groups} planted groups of directions, so it cannot fit them all"
+            if hidden < groups
+            else f"enough for the {groups} planted groups of directions"
+        )
         text += f" The shared model passes every task through hidden_dim = {hidden} shared unit(s), {capacity}."
-    return text + (" Compare the methods with each other (Delta-m differences, MR, the per-task MSEs), not "
-                   "with 0.")
+    return text + (" Compare the methods with each other (Delta-m differences, MR, the per-task MSEs), not with 0.")
 
 
 def _g(value: float) -> str:
@@ -131,9 +151,11 @@ def _reporting_rule(summary: GridSummary) -> str | None:
         return None
     k, epochs = int(rule.split(":", 1)[1]), summary.epochs_recorded
     if 0 < epochs < k:
-        return (f"The reporting rule {rule} asks for the mean of the last {k} epochs' test metrics; these runs "
-                f"have {epochs}, so their metrics are the mean over all {epochs} epochs, the least trained "
-                "included.")
+        return (
+            f"The reporting rule {rule} asks for the mean of the last {k} epochs' test metrics; these runs "
+            f"have {epochs}, so their metrics are the mean over all {epochs} epochs, the least trained "
+            "included."
+        )
     return None
 
 
@@ -141,25 +163,36 @@ def _step_time(summary: GridSummary) -> str:
     runs = _complete_runs(summary)
     untimed = sorted({run.label for run in runs if run.step_time is None})
     clocks = sorted({run.step_time.clock for run in runs if run.step_time and run.step_time.clock})
-    text = ("Step time: each run's median over its training steps in steady state (the first steps of each "
-            "training process are skipped as warm-up; evaluation, checkpoints and callbacks are not "
-            "counted; long runs are sampled every few steps), with the interquartile range (IQR) of those "
-            "steps; over seeds, the median of the runs' medians and IQRs. The time relative to "
-            f"{summary.time_baseline or 'LS'} is the ratio of these medians, so a run's place in the "
-            "process does not change it. Times come from the machine that ran the grid: compare them "
-            "within this report.")
+    text = (
+        "Step time: each run's median over its training steps in steady state (the first steps of each "
+        "training process are skipped as warm-up; evaluation, checkpoints and callbacks are not "
+        "counted; long runs are sampled every few steps), with the interquartile range (IQR) of those "
+        "steps; over seeds, the median of the runs' medians and IQRs. The time relative to "
+        f"{summary.time_baseline or 'LS'} is the ratio of these medians, so a run's place in the "
+        "process does not change it. Times come from the machine that ran the grid: compare them "
+        "within this report."
+    )
     if clocks:
         text += f" Clock: {', '.join(clocks)}."
-    busy = sorted({run.label for run in runs if run.step_time and run.step_time.cpu_median
-                   and run.step_time.median > _BUSY * run.step_time.cpu_median})
+    busy = sorted(
+        {
+            run.label
+            for run in runs
+            if run.step_time and run.step_time.cpu_median and run.step_time.median > _BUSY * run.step_time.cpu_median
+        }
+    )
     if busy:
-        text += (f" The machine was busy: the wall-clock step times of {', '.join(busy)} exceed the CPU time "
-                 f"of the same steps by more than {_BUSY}x, so they include waiting for a core and their "
-                 "times and ratios are unreliable; rerun on a quiet machine (and with --threads 1 on a small "
-                 "one) to compare costs.")
+        text += (
+            f" The machine was busy: the wall-clock step times of {', '.join(busy)} exceed the CPU time "
+            f"of the same steps by more than {_BUSY}x, so they include waiting for a core and their "
+            "times and ratios are unreliable; rerun on a quiet machine (and with --threads 1 on a small "
+            "one) to compare costs."
+        )
     if untimed:
-        text += (" No step times in the results of " + ", ".join(untimed) + " (written before the trainer "
-                 "recorded them): n/a.")
+        text += (
+            " No step times in the results of " + ", ".join(untimed) + " (written before the trainer "
+            "recorded them): n/a."
+        )
     if not summary.time_baseline:
         text += " LS is not in this grid, so there are no relative times."
     return text
@@ -167,14 +200,17 @@ def _step_time(summary: GridSummary) -> str:
 
 def _memory(summary: GridSummary) -> str:
     methods = {run.peak_memory_method or "unknown" for run in _complete_runs(summary)}
-    text = ("Peak memory: on CUDA, the largest memory allocated by PyTorch during the run "
-            "(torch.cuda.max_memory_allocated, its statistics reset at the start of every run), above what "
-            "was allocated before the run began. On the CPU it is not measured: PyTorch keeps no peak "
-            "statistics for CPU memory, and the process-wide resident set size depends on the runs before.")
+    text = (
+        "Peak memory: on CUDA, the largest memory allocated by PyTorch during the run "
+        "(torch.cuda.max_memory_allocated, its statistics reset at the start of every run), above what "
+        "was allocated before the run began. On the CPU it is not measured: PyTorch keeps no peak "
+        "statistics for CPU memory, and the process-wide resident set size depends on the runs before."
+    )
     untrusted = sorted(methods & set(UNTRUSTED_MEMORY))
     if untrusted:
-        text += (f" Results measured with {', '.join(untrusted)} (earlier versions, process-wide) read "
-                 "\"not measured\" here.")
+        text += (
+            f' Results measured with {", ".join(untrusted)} (earlier versions, process-wide) read "not measured" here.'
+        )
     return text + f" Measures in these results: {', '.join(sorted(methods))}."
 
 
@@ -183,19 +219,22 @@ def _paper(summary: GridSummary) -> str | None:
         return "The paper publishes no numbers for this benchmark, so this report has no paper columns."
     parts = []
     if summary.paper_delta_m:
-        parts.append("Paper columns: " + published.PUBLISHED[published.method_key(summary.grid.benchmark)]
-                     ["provenance"])
+        parts.append(
+            "Paper columns: " + published.PUBLISHED[published.method_key(summary.grid.benchmark)]["provenance"]
+        )
     if summary.paper_time:
         parts.append("Time ratios: " + published.TABLE9_SECONDS_PER_EPOCH["provenance"])
-    return " ".join(parts) + (" They are the paper's full protocol and hardware; compare with care when this "
-                              "grid ran a different protocol.")
+    return " ".join(parts) + (
+        " They are the paper's full protocol and hardware; compare with care when this grid ran a different protocol."
+    )
 
 
 def _provenance(summary: GridSummary) -> str | None:
     """Say so when the grid's invocations or its runs come from different code or libraries."""
     sources: list[tuple[str, dict[str, Any]]] = [
         (f"invocation {index + 1}", invocation.provenance)
-        for index, invocation in enumerate(summary.grid.invocations) if invocation.provenance
+        for index, invocation in enumerate(summary.grid.invocations)
+        if invocation.provenance
     ]
     runs = [run for runs in summary.grid.runs.values() for run in runs] + summary.grid.stl
     sources += [(f"{run.label} seed {run.seed}", run.provenance) for run in runs if run.provenance]
@@ -207,8 +246,10 @@ def _provenance(summary: GridSummary) -> str | None:
         signature = ", ".join(f"{key}={info.get(key)}" for key in differing)
         groups.setdefault(signature, []).append(name)
     listed = "; ".join(f"{signature}: {_some(names)}" for signature, names in groups.items())
-    return (f"These results do not all come from the same code and libraries (they differ in "
-            f"{', '.join(differing)}): {listed}. Numbers from different versions may not be comparable.")
+    return (
+        f"These results do not all come from the same code and libraries (they differ in "
+        f"{', '.join(differing)}): {listed}. Numbers from different versions may not be comparable."
+    )
 
 
 def _some(names: list[str], shown: int = 6) -> str:

@@ -108,8 +108,9 @@ def find_grids(run_dir: str | Path) -> list[Path]:
         return [root]
     grids = sorted(path.parent for path in root.rglob("grid.json"))
     if not grids:
-        raise ReportError(f"{root}: no grid.json here or in any subfolder; is this a run directory "
-                          "written by `go4align bench`?")
+        raise ReportError(
+            f"{root}: no grid.json here or in any subfolder; is this a run directory written by `go4align bench`?"
+        )
     return grids
 
 
@@ -151,8 +152,9 @@ def _names(kind: type | tuple[type, ...]) -> str:
 
 
 def _numbers(mapping: dict[str, Any], key: str, path: Path) -> dict[str, float]:
-    bad = {name: value for name, value in mapping.items()
-           if not isinstance(value, (int, float)) or isinstance(value, bool)}
+    bad = {
+        name: value for name, value in mapping.items() if not isinstance(value, (int, float)) or isinstance(value, bool)
+    }
     if bad:
         raise ReportError(f"{path}: {key!r} values must be numbers, got {bad}")
     return {name: float(value) for name, value in mapping.items()}
@@ -184,8 +186,9 @@ def load_run(path: Path) -> Run:
     directions = _require(data, "directions", dict, path)
     undirected = [name for name in metrics if directions.get(name) not in _DIRECTIONS]
     if undirected:
-        raise ReportError(f"{path}: metrics {undirected} need a direction 'higher' or 'lower' "
-                          f"in 'directions', got {directions}")
+        raise ReportError(
+            f"{path}: metrics {undirected} need a direction 'higher' or 'lower' in 'directions', got {directions}"
+        )
     stl = _optional(data, "stl_reference", dict, path)
     epochs = _optional(data, "epochs", list, path) or []
     _check_epochs(epochs, path)
@@ -223,8 +226,14 @@ def _step_time(data: dict[str, Any] | None, path: Path) -> StepTime | None:
         raise ReportError(f"{path}: 'step_time_ms' values must be finite, got {values}")
     clock, cpu = data.get("clock"), data.get("cpu_median")
     cpu_ok = isinstance(cpu, (int, float)) and not isinstance(cpu, bool) and math.isfinite(cpu)
-    return StepTime(values["median"], values["p25"], values["p75"], int(values["samples"]),
-                    clock if isinstance(clock, str) else None, float(cpu) if cpu_ok else None)
+    return StepTime(
+        values["median"],
+        values["p25"],
+        values["p75"],
+        int(values["samples"]),
+        clock if isinstance(clock, str) else None,
+        float(cpu) if cpu_ok else None,
+    )
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -251,8 +260,7 @@ def load_grid(grid_dir: str | Path) -> Grid:
     for path in sorted((root / "runs").glob("*/seed*/result.json")):
         run = load_run(path)
         if run.benchmark != benchmark:
-            raise ReportError(f"{path}: benchmark {run.benchmark!r} differs from {benchmark!r} "
-                              f"in {grid_file}")
+            raise ReportError(f"{path}: benchmark {run.benchmark!r} differs from {benchmark!r} in {grid_file}")
         if path.parent.parent.name == STL_FOLDER:
             stl.append(run)
         else:
@@ -267,10 +275,16 @@ def load_grid(grid_dir: str | Path) -> Grid:
         seeds=[int(seed) for seed in seeds],
         invocations=invocations,
         # The trainer writes go4align_version and start_time; the layout's spec says version, started.
-        version=(_optional(spec, "version", str, grid_file) or _optional(spec, "go4align_version", str, grid_file)
-                 or _text_or_none(provenance.get("go4align_version"))),
-        started=(_optional(spec, "started", str, grid_file) or _optional(spec, "start_time", str, grid_file)
-                 or (invocations[0].time if invocations else None)),
+        version=(
+            _optional(spec, "version", str, grid_file)
+            or _optional(spec, "go4align_version", str, grid_file)
+            or _text_or_none(provenance.get("go4align_version"))
+        ),
+        started=(
+            _optional(spec, "started", str, grid_file)
+            or _optional(spec, "start_time", str, grid_file)
+            or (invocations[0].time if invocations else None)
+        ),
         runs={label: sorted(runs[label], key=lambda r: r.seed) for label in _label_order(methods, runs)},
         stl=sorted(stl, key=lambda r: r.seed),
         benchmark_options=_optional(spec, "benchmark_options", dict, grid_file) or {},
@@ -296,8 +310,13 @@ def _invocations(spec: dict[str, Any], path: Path) -> tuple[list[Invocation], bo
             if not isinstance(entry, dict) or not isinstance(entry.get("command"), str):
                 raise ReportError(f"{path}: invocations[{index}] should be an object with a 'command' string")
             provenance = entry.get("provenance")
-            invocations.append(Invocation(entry["command"], _text_or_none(entry.get("time")),
-                                          provenance if isinstance(provenance, dict) else {}))
+            invocations.append(
+                Invocation(
+                    entry["command"],
+                    _text_or_none(entry.get("time")),
+                    provenance if isinstance(provenance, dict) else {},
+                )
+            )
         return invocations, False
     command = _optional(spec, "command", (str, list), path)
     if command is None:
@@ -342,5 +361,4 @@ def _check_same_directions(runs: list[Run]) -> None:
         for name, direction in run.directions.items():
             first = seen.setdefault(name, (direction, run.path))
             if first[0] != direction:
-                raise ReportError(f"{run.path}: metric {name!r} is {direction!r} here but "
-                                  f"{first[0]!r} in {first[1]}")
+                raise ReportError(f"{run.path}: metric {name!r} is {direction!r} here but {first[0]!r} in {first[1]}")

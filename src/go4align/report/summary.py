@@ -100,8 +100,12 @@ class GridSummary:
         """The reference values to print: the STL runs' means, or the stored reference if all runs agree."""
         if self.reference.values is not None:
             return self.reference.values
-        stored = {tuple(sorted(run.stl_reference.items())) for runs in self.grid.runs.values()
-                  for run in runs if run.stl_reference}
+        stored = {
+            tuple(sorted(run.stl_reference.items()))
+            for runs in self.grid.runs.values()
+            for run in runs
+            if run.stl_reference
+        }
         return dict(stored.pop()) if len(stored) == 1 else None
 
 
@@ -110,8 +114,10 @@ def summarise(grid: Grid) -> GridSummary:
     metric_names = _metric_names(complete)
     directions = {name: complete[0].directions[name] for name in metric_names} if complete else {}
     reference = _reference(grid, metric_names)
-    methods = [_summarise_method(label, runs, metric_names, directions, reference, grid.benchmark)
-               for label, runs in grid.runs.items()]
+    methods = [
+        _summarise_method(label, runs, metric_names, directions, reference, grid.benchmark)
+        for label, runs in grid.runs.items()
+    ]
     ranked = [m for m in methods if m.seeds]
     decimals = _decimals(metric_names, ranked, reference)
     if ranked and metric_names:
@@ -132,8 +138,7 @@ def summarise(grid: Grid) -> GridSummary:
         reference=reference,
         methods=methods,
         time_baseline=None if baseline is None else baseline.label,
-        missing=[label for label in grid.methods
-                 if label not in grid.runs and not (label == STL_FOLDER and grid.stl)],
+        missing=[label for label in grid.methods if label not in grid.runs and not (label == STL_FOLDER and grid.stl)],
         reporting_rule="; ".join(rules) or None,
         epochs_recorded=epochs_recorded,
         convergence_note=_convergence_note(ranked, epochs_recorded),
@@ -146,13 +151,17 @@ def _convergence_note(methods: list[MethodSummary], epochs: int) -> str | None:
     """A plain sentence when the budget cannot show convergence, else ``None``."""
     percent = round(100 * CONVERGENCE_TOLERANCE)
     if epochs < CONVERGENCE_MIN_EPOCHS:
-        return (f"The runs recorded {epochs} epoch(s) of training losses; saying when each task's loss "
-                f"converges needs at least {CONVERGENCE_MIN_EPOCHS}, so this report has no convergence table "
-                "or figure.")
+        return (
+            f"The runs recorded {epochs} epoch(s) of training losses; saying when each task's loss "
+            f"converges needs at least {CONVERGENCE_MIN_EPOCHS}, so this report has no convergence table "
+            "or figure."
+        )
     if not any(m.converged_before_end for m in methods):
-        return (f"No task's training loss settled (within {percent}% of its total change of its final value) "
-                f"before the last of the {epochs} epochs in any run: the budget is too short to compare when "
-                "tasks converge, so this report has no convergence table or figure.")
+        return (
+            f"No task's training loss settled (within {percent}% of its total change of its final value) "
+            f"before the last of the {epochs} epochs in any run: the budget is too short to compare when "
+            "tasks converge, so this report has no convergence table or figure."
+        )
     return None
 
 
@@ -162,8 +171,9 @@ def _metric_names(complete: list[Run]) -> list[str]:
     names = list(complete[0].metrics)
     for run in complete[1:]:
         if set(run.metrics) != set(names):
-            raise ReportError(f"{run.path}: metrics {sorted(run.metrics)} differ from {sorted(names)} "
-                              f"in {complete[0].path}")
+            raise ReportError(
+                f"{run.path}: metrics {sorted(run.metrics)} differ from {sorted(names)} in {complete[0].path}"
+            )
     return names
 
 
@@ -173,19 +183,28 @@ def _reference(grid: Grid, metric_names: list[str]) -> Reference:
     note = f" ({ignored} incomplete STL run(s) ignored)" if ignored else ""
     if stl:
         names = metric_names or list(stl[0].metrics)
-        values = {name: float(np.mean([run.metrics[name] for run in stl if name in run.metrics]))
-                  for name in names if any(name in run.metrics for run in stl)}
+        values = {
+            name: float(np.mean([run.metrics[name] for run in stl if name in run.metrics]))
+            for name in names
+            if any(name in run.metrics for run in stl)
+        }
         seeds = ", ".join(str(run.seed) for run in stl)
-        return Reference("stl-runs", f"mean of the grid's {len(stl)} single-task run(s) "
-                                     f"(seeds {seeds}){note}", values)
+        return Reference("stl-runs", f"mean of the grid's {len(stl)} single-task run(s) (seeds {seeds}){note}", values)
     if any(run.stl_reference for runs in grid.runs.values() for run in runs):
-        return Reference("results-files", "the stl_reference stored in each result.json (published "
-                                          f"single-task values){note}")
+        return Reference(
+            "results-files", f"the stl_reference stored in each result.json (published single-task values){note}"
+        )
     return Reference("none", f"none: no single-task runs and no stl_reference in the results{note}")
 
 
-def _summarise_method(label: str, runs: list[Run], metric_names: list[str], directions: dict[str, str],
-                      reference: Reference, benchmark: str) -> MethodSummary:
+def _summarise_method(
+    label: str,
+    runs: list[Run],
+    metric_names: list[str],
+    directions: dict[str, str],
+    reference: Reference,
+    benchmark: str,
+) -> MethodSummary:
     done = [run for run in runs if run.complete]
     first = runs[0]
     summary = MethodSummary(
@@ -194,8 +213,7 @@ def _summarise_method(label: str, runs: list[Run], metric_names: list[str], dire
         options=first.options,
         seeds=[run.seed for run in done],
         incomplete_seeds=[run.seed for run in runs if not run.complete],
-        metrics={name: float(np.mean([run.metrics[name] for run in done])) for name in metric_names}
-        if done else {},
+        metrics={name: float(np.mean([run.metrics[name] for run in done])) for name in metric_names} if done else {},
         paper_delta_m=published.lookup_delta_m(benchmark, first.method),
         paper_relative_time=published.lookup_time_ratio(benchmark, first.method),
     )
@@ -209,14 +227,16 @@ def _summarise_method(label: str, runs: list[Run], metric_names: list[str], dire
         # Medians throughout: one seed slowed by other work on the machine moves nothing.
         summary.step_time_ms = float(np.median([t.median for t in timed]))
         summary.step_time_iqr_ms = float(np.median([t.iqr for t in timed]))
-    summary.peak_memory_mb = _mean_of_known([run.peak_memory_mb for run in done
-                                             if run.peak_memory_method not in UNTRUSTED_MEMORY])
+    summary.peak_memory_mb = _mean_of_known(
+        [run.peak_memory_mb for run in done if run.peak_memory_method not in UNTRUSTED_MEMORY]
+    )
     _add_convergence(summary, done)
     return summary
 
 
-def run_delta_m(run: Run, reference: Reference, metric_names: list[str],
-                directions: dict[str, str]) -> tuple[float | None, str | None]:
+def run_delta_m(
+    run: Run, reference: Reference, metric_names: list[str], directions: dict[str, str]
+) -> tuple[float | None, str | None]:
     """(Delta-m of one run, None) or (None, why it cannot be computed)."""
     ref = reference.for_run(run)
     if ref is None:
@@ -230,8 +250,9 @@ def run_delta_m(run: Run, reference: Reference, metric_names: list[str],
     return delta_m(run.metrics, ref, directions), None
 
 
-def _add_delta_m(summary: MethodSummary, done: list[Run], metric_names: list[str],
-                 directions: dict[str, str], reference: Reference) -> None:
+def _add_delta_m(
+    summary: MethodSummary, done: list[Run], metric_names: list[str], directions: dict[str, str], reference: Reference
+) -> None:
     values = []
     for run in done:
         value, why = run_delta_m(run, reference, metric_names, directions)
@@ -252,8 +273,11 @@ def task_curves(run: Run) -> dict[str, tuple[list[int], list[float]]]:
     """Per task, (epochs, mean training loss) over the epochs that recorded that task's loss."""
     curves: dict[str, tuple[list[int], list[float]]] = {}
     for task in run.tasks:
-        points = [(e["epoch"], float(e["train_losses"][task])) for e in run.epochs
-                  if e.get("train_losses") and task in e["train_losses"]]
+        points = [
+            (e["epoch"], float(e["train_losses"][task]))
+            for e in run.epochs
+            if e.get("train_losses") and task in e["train_losses"]
+        ]
         if points:
             curves[task] = ([p[0] for p in points], [p[1] for p in points])
     return curves
@@ -265,8 +289,12 @@ def _add_convergence(summary: MethodSummary, done: list[Run]) -> None:
         curves = task_curves(run)
         usable = {task: c for task, c in curves.items() if len(c[1]) >= 2 and np.all(np.isfinite(c[1]))}
         if usable and len(usable) == len(run.tasks):
-            per_seed.append({task: convergence_epoch(losses, epochs, CONVERGENCE_TOLERANCE)
-                             for task, (epochs, losses) in usable.items()})
+            per_seed.append(
+                {
+                    task: convergence_epoch(losses, epochs, CONVERGENCE_TOLERANCE)
+                    for task, (epochs, losses) in usable.items()
+                }
+            )
             last = max(epochs[-1] for epochs, _ in usable.values())
             summary.converged_before_end |= min(per_seed[-1].values()) < last
     if not per_seed:

@@ -143,8 +143,12 @@ def _header(summary: GridSummary) -> list[Block]:
     protocol = f", protocol {grid.protocol}" if grid.protocol else ""
     total_runs = sum(len(runs) for runs in grid.runs.values())
     complete_runs = sum(len(m.seeds) for m in summary.methods)
-    facts = [(f"Benchmark {grid.benchmark}{protocol}: {len(grid.runs)} method(s) with results, seeds "
-              f"[{_seed_list(grid.seeds)}]; {complete_runs} of {total_runs} run(s) complete.")]
+    facts = [
+        (
+            f"Benchmark {grid.benchmark}{protocol}: {len(grid.runs)} method(s) with results, seeds "
+            f"[{_seed_list(grid.seeds)}]; {complete_runs} of {total_runs} run(s) complete."
+        )
+    ]
     facts += [fact for fact in (_commands(grid), _environment(grid)) if fact]
     if grid.provenance:  # the version is in the environment's sentence
         facts.append(f"Started {grid.started or NA}.")
@@ -154,9 +158,11 @@ def _header(summary: GridSummary) -> list[Block]:
     return [
         Heading(f"go4align report: {grid.benchmark}", 1),
         Paragraph(" ".join(facts)),
-        Paragraph(f"Metrics are the values each result.json reports for its protocol (reporting rule: "
-                  f"{rule}); this report selects nothing on test results. Statistics use complete runs "
-                  "only: mean over seeds, and Delta-m computed per seed, then mean ± standard error."),
+        Paragraph(
+            f"Metrics are the values each result.json reports for its protocol (reporting rule: "
+            f"{rule}); this report selects nothing on test results. Statistics use complete runs "
+            "only: mean over seeds, and Delta-m computed per seed, then mean ± standard error."
+        ),
         Paragraph(f"Single-task (STL) reference for Delta-m: {summary.reference.description}."),
     ]
 
@@ -168,14 +174,17 @@ def _metric_table(summary: GridSummary) -> Table:
     fmt = {name: (lambda v, d=summary.decimals[name]: _number(v, d)) for name in names}
     if len(names) <= _MAX_METRIC_COLUMNS:
         header = ["method"] + [f"{name} {_ARROWS[summary.directions[name]]}" for name in names] + ["MR"]
-        rows = [[m.label] + [fmt[n](m.metrics[n]) for n in names] + [_number(m.mean_rank, 2)]
-                for m in methods]
+        rows = [[m.label] + [fmt[n](m.metrics[n]) for n in names] + [_number(m.mean_rank, 2)] for m in methods]
         if stl is not None:
             rows.append(["STL reference"] + [fmt[n](stl.get(n)) for n in names] + [""])
         return Table(header, rows)
     header = ["metric"] + [m.label for m in methods] + (["STL reference"] if stl is not None else [])
-    rows = [[f"{n} {_ARROWS[summary.directions[n]]}"] + [fmt[n](m.metrics[n]) for m in methods]
-            + ([fmt[n](stl.get(n))] if stl is not None else []) for n in names]
+    rows = [
+        [f"{n} {_ARROWS[summary.directions[n]]}"]
+        + [fmt[n](m.metrics[n]) for m in methods]
+        + ([fmt[n](stl.get(n))] if stl is not None else [])
+        for n in names
+    ]
     rows.append(["MR"] + [_number(m.mean_rank, 2) for m in methods] + ([""] if stl is not None else []))
     return Table(header, rows)
 
@@ -191,8 +200,7 @@ def _summary_table(summary: GridSummary) -> Table:
         (relative, lambda m: _number(m.relative_time, 2)),
         ("paper time rel. to LS", lambda m: _number(m.paper_relative_time, 2)) if summary.paper_time else None,
         ("peak memory (MB)", _memory_cell),
-        ("seeds", lambda m: f"{len(m.seeds)}/{len(summary.grid.seeds)}" if summary.grid.seeds
-         else str(len(m.seeds))),
+        ("seeds", lambda m: f"{len(m.seeds)}/{len(summary.grid.seeds)}" if summary.grid.seeds else str(len(m.seeds))),
         ("flags", lambda m: _flags(m, summary.grid)),
     ]
     columns = [column for column in columns if column is not None]
@@ -206,14 +214,23 @@ def _convergence_table(summary: GridSummary) -> Table | None:
             continue
         first = min(m.convergence, key=m.convergence.get)
         last = max(m.convergence, key=m.convergence.get)
-        spread = (f"{m.convergence_spread:.2f}" if not math.isfinite(m.convergence_spread_se)
-                  else f"{m.convergence_spread:.2f} ± {m.convergence_spread_se:.2f}")
-        rows.append([m.label, spread, f"{first} ({m.convergence[first]:.1f})",
-                     f"{last} ({m.convergence[last]:.1f})"])
+        spread = (
+            f"{m.convergence_spread:.2f}"
+            if not math.isfinite(m.convergence_spread_se)
+            else f"{m.convergence_spread:.2f} ± {m.convergence_spread_se:.2f}"
+        )
+        rows.append([m.label, spread, f"{first} ({m.convergence[first]:.1f})", f"{last} ({m.convergence[last]:.1f})"])
     if not rows:
         return None
-    return Table(["method", "spread of convergence epochs (std over tasks)", "first task to converge (epoch)",
-                  "last task to converge (epoch)"], rows)
+    return Table(
+        [
+            "method",
+            "spread of convergence epochs (std over tasks)",
+            "first task to converge (epoch)",
+            "last task to converge (epoch)",
+        ],
+        rows,
+    )
 
 
 def _report_blocks(summary: GridSummary, figures: list[FigureFile]) -> list[Block]:
@@ -232,8 +249,11 @@ def _report_blocks(summary: GridSummary, figures: list[FigureFile]) -> list[Bloc
     if figures:
         blocks.append(Heading("Figures"))
     for figure in figures:
-        blocks += [Heading(figure.title, 3), Image(f"figures/{figure.name}", figure.title, figure.png),
-                   Paragraph("How to read this: " + figure.how_to_read)]
+        blocks += [
+            Heading(figure.title, 3),
+            Image(f"figures/{figure.name}", figure.title, figure.png),
+            Paragraph("How to read this: " + figure.how_to_read),
+        ]
     blocks.append(Heading("Notes"))
     blocks += [Paragraph(note) for note in notes(summary)]
     return blocks
@@ -242,28 +262,72 @@ def _report_blocks(summary: GridSummary, figures: list[FigureFile]) -> list[Bloc
 def _write_csv(summary: GridSummary, path: Path) -> Path:
     """One row per method x seed (complete or not), one per STL run, then one summary row per method."""
     names = summary.metric_names
-    columns = (["kind", "method_label", "method", "seed", "complete"] + names
-               + ["delta_m", "delta_m_se", "mean_rank", "time_per_epoch_s", "step_time_median_ms",
-                  "step_time_p25_ms", "step_time_p75_ms", "step_cpu_time_median_ms", "relative_time",
-                  "peak_memory_mb", "n_seeds", "stl_source"])
+    columns = (
+        ["kind", "method_label", "method", "seed", "complete"]
+        + names
+        + [
+            "delta_m",
+            "delta_m_se",
+            "mean_rank",
+            "time_per_epoch_s",
+            "step_time_median_ms",
+            "step_time_p25_ms",
+            "step_time_p75_ms",
+            "step_cpu_time_median_ms",
+            "relative_time",
+            "peak_memory_mb",
+            "n_seeds",
+            "stl_source",
+        ]
+    )
     source = summary.reference.source
     rows = []
     for label, runs in summary.grid.runs.items():
         for run in runs:
             value, _ = run_delta_m(run, summary.reference, names, summary.directions)
-            rows.append({"kind": "run", "method_label": label, "method": run.method, "seed": run.seed,
-                         "complete": run.complete, **{n: run.metrics.get(n) for n in names},
-                         "delta_m": value, **_run_cost(run), "stl_source": source})
+            rows.append(
+                {
+                    "kind": "run",
+                    "method_label": label,
+                    "method": run.method,
+                    "seed": run.seed,
+                    "complete": run.complete,
+                    **{n: run.metrics.get(n) for n in names},
+                    "delta_m": value,
+                    **_run_cost(run),
+                    "stl_source": source,
+                }
+            )
     for run in summary.grid.stl:
-        rows.append({"kind": "stl", "method_label": "stl", "method": run.method, "seed": run.seed,
-                     "complete": run.complete, **{n: run.metrics.get(n) for n in names}, **_run_cost(run)})
+        rows.append(
+            {
+                "kind": "stl",
+                "method_label": "stl",
+                "method": run.method,
+                "seed": run.seed,
+                "complete": run.complete,
+                **{n: run.metrics.get(n) for n in names},
+                **_run_cost(run),
+            }
+        )
     for m in summary.methods:
-        rows.append({"kind": "summary", "method_label": m.label, "method": m.method,
-                     **{n: m.metrics.get(n) for n in names}, "delta_m": m.delta_m,
-                     "delta_m_se": m.delta_m_se, "mean_rank": m.mean_rank,
-                     "time_per_epoch_s": m.time_per_epoch_s, "step_time_median_ms": m.step_time_ms,
-                     "relative_time": m.relative_time, "peak_memory_mb": m.peak_memory_mb,
-                     "n_seeds": len(m.seeds), "stl_source": source})
+        rows.append(
+            {
+                "kind": "summary",
+                "method_label": m.label,
+                "method": m.method,
+                **{n: m.metrics.get(n) for n in names},
+                "delta_m": m.delta_m,
+                "delta_m_se": m.delta_m_se,
+                "mean_rank": m.mean_rank,
+                "time_per_epoch_s": m.time_per_epoch_s,
+                "step_time_median_ms": m.step_time_ms,
+                "relative_time": m.relative_time,
+                "peak_memory_mb": m.peak_memory_mb,
+                "n_seeds": len(m.seeds),
+                "stl_source": source,
+            }
+        )
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, columns, restval="")
         writer.writeheader()
@@ -274,12 +338,14 @@ def _write_csv(summary: GridSummary, path: Path) -> Path:
 def _run_cost(run: Run) -> dict[str, float | None]:
     """A run's cost columns; a memory figure of an untrusted (process-wide) measure stays empty."""
     timed = run.step_time
-    return {"time_per_epoch_s": run.time_per_epoch_s,
-            "step_time_median_ms": timed.median if timed else None,
-            "step_time_p25_ms": timed.p25 if timed else None,
-            "step_time_p75_ms": timed.p75 if timed else None,
-            "step_cpu_time_median_ms": timed.cpu_median if timed else None,
-            "peak_memory_mb": None if run.peak_memory_method in UNTRUSTED_MEMORY else run.peak_memory_mb}
+    return {
+        "time_per_epoch_s": run.time_per_epoch_s,
+        "step_time_median_ms": timed.median if timed else None,
+        "step_time_p25_ms": timed.p25 if timed else None,
+        "step_time_p75_ms": timed.p75 if timed else None,
+        "step_cpu_time_median_ms": timed.cpu_median if timed else None,
+        "peak_memory_mb": None if run.peak_memory_method in UNTRUSTED_MEMORY else run.peak_memory_mb,
+    }
 
 
 def _best(summary: GridSummary) -> str:
@@ -295,14 +361,24 @@ def _write_index(root: Path, summaries: list[GridSummary]) -> list[Path]:
     for summary in summaries:
         folder = summary.grid.path.relative_to(root).as_posix()
         runs = [run for group in summary.grid.runs.values() for run in group]
-        rows.append([Link(folder, f"{folder}/report.html"), Link("md", f"{folder}/report.md"),
-                     summary.grid.benchmark, summary.grid.protocol or NA, str(len(summary.grid.runs)),
-                     f"{sum(run.complete for run in runs)}/{len(runs)}", _best(summary)])
+        rows.append(
+            [
+                Link(folder, f"{folder}/report.html"),
+                Link("md", f"{folder}/report.md"),
+                summary.grid.benchmark,
+                summary.grid.protocol or NA,
+                str(len(summary.grid.runs)),
+                f"{sum(run.complete for run in runs)}/{len(runs)}",
+                _best(summary),
+            ]
+        )
     blocks: list[Block] = [
         Heading("go4align reports", 1),
-        Paragraph(f"{len(summaries)} grid(s) under {root.name}. Each report holds its tables, figures and "
-                  "notes; the last column is the lowest mean Delta-m in the grid (n/a without an STL "
-                  "reference)."),
+        Paragraph(
+            f"{len(summaries)} grid(s) under {root.name}. Each report holds its tables, figures and "
+            "notes; the last column is the lowest mean Delta-m in the grid (n/a without an STL "
+            "reference)."
+        ),
         Table(["grid", "markdown", "benchmark", "protocol", "methods", "complete runs", "best Delta-m %"], rows),
     ]
     paths = [root / "index.md", root / "index.html"]

@@ -95,13 +95,18 @@ class StepTimer:
         """What ``result.json`` records as ``step_time_ms`` (``None`` before any sample)."""
         self.flush()
         cpu = [sample[2] for sample in self.samples if len(sample) > 2]
-        return step_time_summary([sample[1] for sample in self.samples], self.clock, self.stride,
-                                 int(self.samples[0][0]) if self.samples else None,
-                                 cpu if len(cpu) == len(self.samples) else None)
+        return step_time_summary(
+            [sample[1] for sample in self.samples],
+            self.clock,
+            self.stride,
+            int(self.samples[0][0]) if self.samples else None,
+            cpu if len(cpu) == len(self.samples) else None,
+        )
 
 
-def step_time_summary(times_ms: list[float], clock: str, stride: int, first_step: int | None,
-                      cpu_ms: list[float] | None = None) -> dict | None:
+def step_time_summary(
+    times_ms: list[float], clock: str, stride: int, first_step: int | None, cpu_ms: list[float] | None = None
+) -> dict | None:
     """Median and quartiles (and 10th/90th percentiles) of the sampled step times, and the median
     CPU time of the same steps where it was measured. A resumed run skipped warm-up steps again
     after its restart; ``first_sampled_step`` shows the first skip."""

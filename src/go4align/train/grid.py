@@ -19,12 +19,12 @@ import json
 import math
 import os
 import statistics
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from go4align import __version__
 from go4align.benchmarks.api import Benchmark, Protocol
-
 from go4align.weighting import NonFiniteLossError
 
 from . import provenance

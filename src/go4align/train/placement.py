@@ -16,7 +16,8 @@ import contextlib
 import datetime
 import gc
 import os
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist

@@ -17,8 +17,9 @@ import contextlib
 import sys
 import time
 import warnings
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
-from typing import Callable, Hashable, Iterator, TextIO
+from typing import TextIO
 
 from tqdm import tqdm
 

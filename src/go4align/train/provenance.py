@@ -16,8 +16,9 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,16 @@ __all__ = ["collect", "git_state", "cpu_model", "invocation", "entry_command", "
 
 #: The keys of a provenance record, in the order they are written and compared.
 KEYS = (
-    "go4align_version", "git_commit", "git_dirty", "python", "torch", "numpy", "device", "cpu", "threads", "platform",
+    "go4align_version",
+    "git_commit",
+    "git_dirty",
+    "python",
+    "torch",
+    "numpy",
+    "device",
+    "cpu",
+    "threads",
+    "platform",
 )
 
 _SOURCE = Path(__file__).resolve().parents[1]  # the go4align package's directory
@@ -52,7 +62,7 @@ def collect(device: str | torch.device = "cpu") -> dict[str, Any]:
     }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def git_state() -> tuple[str | None, bool | None]:
     """``(commit, dirty)`` of the git checkout the package runs from, ``(None, None)`` when it is
     not one (an installed wheel) or git is missing. Only a checkout that tracks this package's
@@ -78,7 +88,7 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
     try:
@@ -109,7 +119,7 @@ def invocation(command: str | None, device: str | torch.device = "cpu") -> dict[
     when ``None``), made :func:`portable_command`, the UTC time and the provenance."""
     return {
         "command": portable_command(entry_command() if command is None else command),
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "provenance": collect(device),
     }
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,7 +21,15 @@ from torch import Tensor
 from go4align.weighting import LossWeighting, Weighting, available, get, make
 from go4align.weighting.grouping import callable_name
 
-__all__ = ["MethodSpec", "recordable", "parse_method_spec", "split_methods", "SingleTask", "single_task_weighting", "STL"]
+__all__ = [
+    "MethodSpec",
+    "recordable",
+    "parse_method_spec",
+    "split_methods",
+    "SingleTask",
+    "single_task_weighting",
+    "STL",
+]
 
 STL = "stl"
 

@@ -7,8 +7,8 @@ from .dwa import DWA
 from .famo import FAMO
 from .gls import GLS
 from .go4align import GO4Align, GO4AlignPaper
-from .gradient import Aggregation, GradientWeighting
 from .graddrop import GradDrop
+from .gradient import Aggregation, GradientWeighting
 from .grouped import Grouped
 from .grouping import Grouping, kmeans_1d, kmeans_random_1d, lloyd_1d, spectral_1d
 from .imtl_g import IMTLG

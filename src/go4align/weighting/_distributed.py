@@ -7,7 +7,7 @@ one another in a different order. gloo (the CPU backend) has no ``ReduceOp.AVG``
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist

@@ -7,7 +7,7 @@ cheaper than launching tiny device kernels.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -56,8 +56,7 @@ to hand to ``GradScaler.scale`` under mixed precision.
 from __future__ import annotations
 
 import math
-from collections.abc import MutableMapping
-from typing import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -74,7 +73,12 @@ _HALF = (torch.float16, torch.bfloat16)
 _READ_WHOLE = 64
 #: ``Tensor.to(dtype)`` parses its many overloads on every call (microseconds in a step of tiny
 #: tensors); the dtype's own method does not.
-_CASTS = {torch.float32: Tensor.float, torch.float64: Tensor.double, torch.float16: Tensor.half, torch.bfloat16: Tensor.bfloat16}
+_CASTS = {
+    torch.float32: Tensor.float,
+    torch.float64: Tensor.double,
+    torch.float16: Tensor.half,
+    torch.bfloat16: Tensor.bfloat16,
+}
 
 
 def cast(tensor: Tensor, dtype: torch.dtype) -> Tensor:
@@ -248,8 +252,7 @@ class Weighting(nn.Module):
             raise TypeError(f"losses must be a torch.Tensor, got {type(losses).__name__}")
         if losses.shape != (self.num_tasks,):
             raise ValueError(
-                f"losses must be a 1-D tensor of length num_tasks={self.num_tasks}, "
-                f"got shape {tuple(losses.shape)}"
+                f"losses must be a 1-D tensor of length num_tasks={self.num_tasks}, got shape {tuple(losses.shape)}"
             )
         if not losses.is_floating_point():
             raise TypeError(f"losses must be a floating-point tensor, got dtype {losses.dtype}")
@@ -301,8 +304,7 @@ class Weighting(nn.Module):
         step = self.step
         if bad:
             raise NonFiniteLossError(
-                f"{type(self).__name__}: non-finite loss at step {step} for task(s) {bad}: "
-                f"{[values[m] for m in bad]}",
+                f"{type(self).__name__}: non-finite loss at step {step} for task(s) {bad}: {[values[m] for m in bad]}",
                 bad,
                 step,
             )

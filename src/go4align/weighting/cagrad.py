@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -75,8 +75,7 @@ class CAGrad(GradientWeighting):
                 from scipy.optimize import minimize
             except ImportError as error:
                 raise ImportError(
-                    "CAGrad(solver='slsqp') needs scipy: pip install 'go4align[cagrad]' "
-                    "(or use solver='projected')"
+                    "CAGrad(solver='slsqp') needs scipy: pip install 'go4align[cagrad]' (or use solver='projected')"
                 ) from error
             self._minimize = minimize
 
@@ -95,10 +94,15 @@ class CAGrad(GradientWeighting):
 
         if self.solver == "slsqp":
             result = self._minimize(
-                value, average, jac=gradient, method="SLSQP", bounds=[(0.0, 1.0)] * m,
+                value,
+                average,
+                jac=gradient,
+                method="SLSQP",
+                bounds=[(0.0, 1.0)] * m,
                 constraints={"type": "eq", "fun": lambda w: 1.0 - w.sum()},
             )
             return result.x, radius
+
         def optimal(w):
             """``w`` itself once the optimality conditions hold to 1e-8 (relative)."""
             g = gradient(w)

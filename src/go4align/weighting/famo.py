@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -141,7 +141,4 @@ class FAMO(LossWeighting):
         self.diagnostics["logit_gradient"] = grad.detach()
 
     def extra_repr(self) -> str:
-        return (
-            f"num_tasks={self.num_tasks}, gamma={self.gamma}, lr={self.lr}, eps={self.eps}, "
-            f"max_norm={self.max_norm}"
-        )
+        return f"num_tasks={self.num_tasks}, gamma={self.gamma}, lr={self.lr}, eps={self.eps}, max_norm={self.max_norm}"

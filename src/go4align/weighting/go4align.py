@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -190,7 +190,7 @@ class GO4Align(LossWeighting):
         self.register_buffer("loss_totals", torch.zeros(self.num_tasks, dtype=torch.float64))
 
     @classmethod
-    def paper(cls, num_tasks: int, num_groups: int | None = None, **options) -> "GO4Align":
+    def paper(cls, num_tasks: int, num_groups: int | None = None, **options) -> GO4Align:
         """``GO4Align(num_tasks, num_groups, preset="paper", **options)``: the printed equations."""
         return cls(num_tasks, num_groups, preset="paper", **options)
 
@@ -291,6 +291,7 @@ class GO4Align(LossWeighting):
                 f"(max_scale={self.max_scale}): a solved task, or losses orders of magnitude apart; their scale-balance p is held at "
                 f"max_scale; diagnostics['bounded'] says when (warned once)",
                 UserWarning,
+                stacklevel=3,
             )
 
     def extra_repr(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -91,9 +91,7 @@ class GradDrop(GradientWeighting):
             return self.target == "representation"
         check_bool("activation_sign", value)
         if value and self.target == "parameters":
-            raise ValueError(
-                "activation_sign=True needs target='representation': parameters have no activation sign"
-            )
+            raise ValueError("activation_sign=True needs target='representation': parameters have no activation sign")
         return value
 
     def _max_norm(self, value: float | None) -> float:

@@ -74,7 +74,8 @@ overrides it, and the direction becomes ``transformed_weights @ J``.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -268,9 +269,7 @@ class GradientWeighting(Weighting):
         """The tensors the task gradients are taken with respect to."""
         if self.target == "representation":
             if shared_representation is None:
-                raise ValueError(
-                    f"{type(self).__name__} with target='representation' needs shared_representation=..."
-                )
+                raise ValueError(f"{type(self).__name__} with target='representation' needs shared_representation=...")
             if not isinstance(shared_representation, Tensor) or not shared_representation.requires_grad:
                 raise ValueError("shared_representation must be a tensor that requires grad")
             return [shared_representation]
@@ -318,7 +317,9 @@ class GradientWeighting(Weighting):
             eye = scale * torch.eye(m, dtype=losses.dtype, device=losses.device)
             try:
                 # the graph is kept even when it is not needed later: the loop below may need it
-                grads = torch.autograd.grad(losses, inputs, eye, retain_graph=True, is_grads_batched=True, allow_unused=True)
+                grads = torch.autograd.grad(
+                    losses, inputs, eye, retain_graph=True, is_grads_batched=True, allow_unused=True
+                )
             except (RuntimeError, NotImplementedError):
                 self._vmap_failed = True  # an operation vmap cannot batch: loop from now on
             else:
@@ -340,7 +341,10 @@ class GradientWeighting(Weighting):
             grads = torch.autograd.grad(output, inputs, one, retain_graph=keep, allow_unused=True)
             reached = reached or any(g is not None for g in grads[: len(targets)])
             # rows written in place: peak memory J plus one gradient
-            torch.cat([torch.zeros_like(t).reshape(-1) if g is None else g.reshape(-1) for g, t in zip(grads, targets)], out=row)
+            torch.cat(
+                [torch.zeros_like(t).reshape(-1) if g is None else g.reshape(-1) for g, t in zip(grads, targets)],
+                out=row,
+            )
             for collected, g in zip(tail, grads[len(targets) :]):
                 collected.append(g)
         if not reached:
@@ -411,9 +415,7 @@ def reachable_leaves(losses: Tensor, exclude: Sequence[Tensor] = ()) -> list[Ten
 def combine(weights: Tensor | None, grads: Sequence[Sequence[Tensor | None]]) -> list[Tensor | None]:
     """For each tensor, ``sum_m weights_m grads[tensor][m]`` (``weights=None``: all ones) over the
     tasks whose gradient exists; one fused multiply-add per task over all the tensors."""
-    totals = [
-        next((torch.zeros_like(g) for g in per_task if g is not None), None) for per_task in grads
-    ]
+    totals = [next((torch.zeros_like(g) for g in per_task if g is not None), None) for per_task in grads]
     for task in range(len(grads[0]) if grads else 0):
         present = [k for k, per_task in enumerate(grads) if per_task[task] is not None]
         if not present:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -37,9 +37,7 @@ class Grouped(LossWeighting):
         seed: int = 0,
     ):
         if not isinstance(method, LossWeighting):
-            raise TypeError(
-                f"Grouped wraps a loss-oriented method (a LossWeighting), got {type(method).__name__}"
-            )
+            raise TypeError(f"Grouped wraps a loss-oriented method (a LossWeighting), got {type(method).__name__}")
         super().__init__(method.num_tasks, validate=method.validate)
         self.method = method
         # the inner method's loss policy, checked before its weigh() sees the losses (FAMO's

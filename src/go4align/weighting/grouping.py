@@ -32,7 +32,7 @@ import itertools
 import math
 import numbers
 import threading
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -40,7 +40,16 @@ from torch import Tensor, nn
 from ._checks import check_seed
 from .base import cast, check_choice
 
-__all__ = ["callable_name", "kmeans_1d", "kmeans_random_1d", "lloyd_1d", "spectral_1d", "Grouping", "GroupAssignment", "CLUSTERINGS"]
+__all__ = [
+    "callable_name",
+    "kmeans_1d",
+    "kmeans_random_1d",
+    "lloyd_1d",
+    "spectral_1d",
+    "Grouping",
+    "GroupAssignment",
+    "CLUSTERINGS",
+]
 
 CLUSTERINGS = ("exact", "kmeans-random", "lloyd", "spectral", "random")
 
@@ -323,7 +332,9 @@ def _dc_layer(previous: Tensor, prefix: Tensor) -> tuple[Tensor, Tensor]:
         first = torch.cumsum(counts, 0) - counts
         a = low_a[owner] + torch.arange(owner.numel(), device=device) - first[owner]
         values = previous[a] + _segment_gains(prefix, a, middle[owner])
-        top = torch.full_like(middle, 0, dtype=torch.float64).scatter_reduce_(0, owner, values, "amax", include_self=False)
+        top = torch.full_like(middle, 0, dtype=torch.float64).scatter_reduce_(
+            0, owner, values, "amax", include_self=False
+        )
         leftmost = torch.where(values == top[owner], a, m + 1)
         choice = torch.full_like(middle, m + 1).scatter_reduce_(0, owner, leftmost, "amin")
         best[middle], argument[middle] = top, choice
@@ -587,9 +598,7 @@ def spectral_1d(values: Tensor, num_groups: int, random_state: int = 0) -> Tenso
     try:
         from sklearn.cluster import SpectralClustering
     except ImportError as error:  # pragma: no cover - exercised only without the extra
-        raise ImportError(
-            "clustering='spectral' needs scikit-learn: pip install 'go4align[sklearn]'"
-        ) from error
+        raise ImportError("clustering='spectral' needs scikit-learn: pip install 'go4align[sklearn]'") from error
     m = values.shape[0]
     k = min(num_groups, m)
     if k == 1:
@@ -614,7 +623,7 @@ class GroupAssignment:
     (``omega``, by group id) and ``group_sizes``, computed when first read. Unpacks as
     ``weights, labels, group_weights, group_sizes``."""
 
-    def __init__(self, grouping: "Grouping", indicators: Tensor, weights: Tensor | None, labels):
+    def __init__(self, grouping: Grouping, indicators: Tensor, weights: Tensor | None, labels):
         self._grouping, self._indicators, self._labels = grouping, indicators, labels
         if weights is None:
             weights = torch.mv(self._members.T, self.group_weights)
@@ -784,8 +793,10 @@ def _entries(value: object) -> list | None:
 def _check_partition(clustering: object, num_tasks: int, num_groups: int) -> Tensor:
     """A fixed partition: ``num_tasks`` integer group ids in ``[0, num_groups)``."""
     ids = _entries(clustering)
-    if ids is None or len(ids) != num_tasks or not all(
-        isinstance(g, numbers.Integral) and not isinstance(g, bool) and 0 <= g < num_groups for g in ids
+    if (
+        ids is None
+        or len(ids) != num_tasks
+        or not all(isinstance(g, numbers.Integral) and not isinstance(g, bool) and 0 <= g < num_groups for g in ids)
     ):
         raise ValueError(
             f"clustering must be one of {CLUSTERINGS}, a callable (indicators, K) -> labels, or a fixed "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -85,7 +85,9 @@ class NashMTL(GradientWeighting):
         except ImportError as error:
             raise ImportError("NashMTL needs cvxpy: pip install 'go4align[nashmtl]'") from error
         if not isinstance(solver, str) or solver.upper() not in cp.installed_solvers():
-            raise ValueError(f"solver must be one of cvxpy's installed solvers {cp.installed_solvers()}, got {solver!r}")
+            raise ValueError(
+                f"solver must be one of cvxpy's installed solvers {cp.installed_solvers()}, got {solver!r}"
+            )
         self.solver = solver.upper()
         self._build_problem()
         self.register_buffer("alpha", torch.ones(self.num_tasks, dtype=torch.float64))
@@ -188,20 +190,27 @@ class NashMTL(GradientWeighting):
     ) -> Tensor:
         if self.max_norm == 0:
             return super().backward(
-                losses, shared_parameters=shared_parameters, shared_representation=shared_representation,
-                retain_graph=retain_graph, grad_scaler=grad_scaler,
+                losses,
+                shared_parameters=shared_parameters,
+                shared_representation=shared_representation,
+                retain_graph=retain_graph,
+                grad_scaler=grad_scaler,
             )
         if shared_parameters is None:
             raise ValueError("NashMTL with max_norm > 0 needs shared_parameters=... (the clipped gradients)")
         params = check_parameters(shared_parameters)
         before = [None if p.grad is None else p.grad.clone() for p in params]
         weights = super().backward(
-            losses, shared_parameters=params, shared_representation=shared_representation,
-            retain_graph=retain_graph, grad_scaler=grad_scaler,
+            losses,
+            shared_parameters=params,
+            shared_representation=shared_representation,
+            retain_graph=retain_graph,
+            grad_scaler=grad_scaler,
         )
         added = [
             (p.grad if prior is None else p.grad - prior, prior)
-            for p, prior in zip(params, before) if p.grad is not None
+            for p, prior in zip(params, before)
+            if p.grad is not None
         ]
         if not added:
             return weights

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -72,7 +72,9 @@ class PCGrad(GradientWeighting):
         weights = coefficients.sum(0)
         if self.reduction == "mean":
             weights = weights / m
-        weights, conflicts = (torch.as_tensor(a, dtype=torch.float64, device=losses.device) for a in (weights, conflicts))
+        weights, conflicts = (
+            torch.as_tensor(a, dtype=torch.float64, device=losses.device) for a in (weights, conflicts)
+        )
         return Aggregation(weights, None, {"conflicts": conflicts})
 
     def get_extra_state(self) -> dict:

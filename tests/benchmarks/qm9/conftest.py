@@ -22,9 +22,11 @@ def random_molecule(num_atoms: int, generator: torch.Generator) -> MoleculeGraph
 @pytest.fixture
 def molecules():
     """Synthetic molecules of the given sizes (3..29 atoms in QM9), reproducible."""
+
     def make(sizes, seed=0):
         generator = torch.Generator().manual_seed(seed)
         return [random_molecule(n, generator) for n in sizes]
+
     return make
 
 

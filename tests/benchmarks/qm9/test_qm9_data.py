@@ -25,20 +25,40 @@ from go4align.benchmarks.qm9.tasks import TASK_NAMES, TargetStats
 HA = 27.211386246
 
 # qm9pack rows (targets in qm9pack's units, `_TARGET_COLUMNS` order) and their H, C, N, O, F counts
-CH4 = ([0.0, 13.21, -0.3877, 0.1171, 35.3641, 0.044749, -40.47893, -40.476062, -40.475117, -40.498597,
-        6.469], [4, 1, 0, 0, 0])
-H2O = ([1.8511, 6.31, -0.2928, 0.0687, 19.0002, 0.021375, -76.404702, -76.401867, -76.400922, -76.422349,
-        6.002], [2, 0, 0, 1, 0])
+CH4 = (
+    [0.0, 13.21, -0.3877, 0.1171, 35.3641, 0.044749, -40.47893, -40.476062, -40.475117, -40.498597, 6.469],
+    [4, 1, 0, 0, 0],
+)
+H2O = (
+    [1.8511, 6.31, -0.2928, 0.0687, 19.0002, 0.021375, -76.404702, -76.401867, -76.400922, -76.422349, 6.002],
+    [2, 0, 0, 1, 0],
+)
 
-FORMALDEHYDE = ("C=O", ["C", "O", "H", "H"], [
-    [-0.0139776956, 1.1802114286, 0.0077524981], [0.0023139861, -0.0196636557, 0.0021610727],
-    [0.9149602868, 1.789511172, 0.0039565555], [-0.9591097173, 1.7640179751, 0.0171828436]])
-FURAN = ("O1C=CC=C1", ["O", "C", "C", "C", "C", "H", "H", "H", "H"], [
-    [-0.0325581853, 1.3506512966, 0.009673761], [1.2531923679, 1.7916770989, -0.0003035114],
-    [2.1166468117, 0.7437562321, -0.0144149409], [1.3039779576, -0.4385238686, -0.0128331612],
-    [0.0162956801, -0.0077718531, 0.001912939], [1.3795108938, 2.86161135, 0.0042743276],
-    [3.1937640561, 0.7986550126, -0.024586037], [1.638588929, -1.4638327149, -0.0215694921],
-    [-0.937362951, -0.5089992534, 0.0084389051]])
+FORMALDEHYDE = (
+    "C=O",
+    ["C", "O", "H", "H"],
+    [
+        [-0.0139776956, 1.1802114286, 0.0077524981],
+        [0.0023139861, -0.0196636557, 0.0021610727],
+        [0.9149602868, 1.789511172, 0.0039565555],
+        [-0.9591097173, 1.7640179751, 0.0171828436],
+    ],
+)
+FURAN = (
+    "O1C=CC=C1",
+    ["O", "C", "C", "C", "C", "H", "H", "H", "H"],
+    [
+        [-0.0325581853, 1.3506512966, 0.009673761],
+        [1.2531923679, 1.7916770989, -0.0003035114],
+        [2.1166468117, 0.7437562321, -0.0144149409],
+        [1.3039779576, -0.4385238686, -0.0128331612],
+        [0.0162956801, -0.0077718531, 0.001912939],
+        [1.3795108938, 2.86161135, 0.0042743276],
+        [3.1937640561, 0.7986550126, -0.024586037],
+        [1.638588929, -1.4638327149, -0.0215694921],
+        [-0.937362951, -0.5089992534, 0.0084389051],
+    ],
+)
 
 
 def _needs(module):
@@ -100,10 +120,13 @@ def test_split_permutation_is_fixed():
     assert not np.array_equal(split_permutation(1), permutation)
 
 
-@pytest.mark.parametrize("protocol, sizes", [
-    ("full", {"test": 10_000, "val": 10_000, "train": 110_831}),
-    ("reduced", {"test": 10_000, "val": 2_000, "train": 10_000}),
-])
+@pytest.mark.parametrize(
+    "protocol, sizes",
+    [
+        ("full", {"test": 10_000, "val": 10_000, "train": 110_831}),
+        ("reduced", {"test": 10_000, "val": 2_000, "train": 10_000}),
+    ],
+)
 def test_split_sizes_and_disjointness(protocol, sizes):
     ranges = {split: split_range(split, protocol) for split in sizes}
     assert {split: len(r) for split, r in ranges.items()} == sizes
@@ -131,12 +154,15 @@ def test_sizes_keep_the_first_molecules_of_a_split():
     assert split_ranges("full", {split: len(r) for split, r in reduced.items()}) == reduced
 
 
-@pytest.mark.parametrize("sizes, message", [
-    ({"train": 0}, r"train_size must be an int in \[1, 10000\] for the 'reduced' protocol, got 0"),
-    ({"val": 2_001}, r"val_size must be an int in \[1, 2000\] for the 'reduced' protocol, got 2001"),
-    ({"test": 1.5}, "test_size .* got 1.5"),
-    ({"validation": 5}, r"unknown QM9 split\(s\) \['validation'\]"),
-])
+@pytest.mark.parametrize(
+    "sizes, message",
+    [
+        ({"train": 0}, r"train_size must be an int in \[1, 10000\] for the 'reduced' protocol, got 0"),
+        ({"val": 2_001}, r"val_size must be an int in \[1, 2000\] for the 'reduced' protocol, got 2001"),
+        ({"test": 1.5}, "test_size .* got 1.5"),
+        ({"validation": 5}, r"unknown QM9 split\(s\) \['validation'\]"),
+    ],
+)
 def test_bad_sizes_are_named(sizes, message):
     with pytest.raises(ValueError, match=message):
         split_ranges("reduced", sizes)
@@ -173,8 +199,10 @@ def test_bad_feature_mode_is_named(tmp_path):
 
 
 def test_package_import_needs_no_optional_dependency():
-    code = ("import sys, go4align.benchmarks.qm9; "
-            "print(sorted(m for m in ('rdkit', 'qm9pack', 'pandas') if m in sys.modules))")
+    code = (
+        "import sys, go4align.benchmarks.qm9; "
+        "print(sorted(m for m in ('rdkit', 'qm9pack', 'pandas') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -243,10 +271,12 @@ def test_collate_builds_complete_graphs_with_distances():
     _needs("rdkit")
     smiles, elements, xyz = FORMALDEHYDE
     arrays = featurise_molecule(smiles, elements, xyz)
-    graph = data.MoleculeGraph(torch.tensor(arrays.node_features, dtype=torch.float32),
-                               torch.tensor(xyz, dtype=torch.float32),
-                               torch.tensor(arrays.bonds, dtype=torch.int64),
-                               torch.tensor(arrays.bond_types, dtype=torch.int64))
+    graph = data.MoleculeGraph(
+        torch.tensor(arrays.node_features, dtype=torch.float32),
+        torch.tensor(xyz, dtype=torch.float32),
+        torch.tensor(arrays.bonds, dtype=torch.int64),
+        torch.tensor(arrays.bond_types, dtype=torch.int64),
+    )
     batch, targets = collate([(graph, torch.arange(11.0))])
     (block,) = batch.blocks
     edge = block.edge_attr[0]
@@ -291,12 +321,16 @@ def test_batch_to_converts_floats_only(molecules):
 def _synthetic_cache():
     rng = np.random.default_rng(0)  # two molecules: 3 and 5 atoms, 2 and 4 bonds
     return QM9Cache(
-        features="reference", seed=0,
-        qm9_id=np.array([7, 3], dtype=np.int32), row=np.array([6, 2], dtype=np.int32),
+        features="reference",
+        seed=0,
+        qm9_id=np.array([7, 3], dtype=np.int32),
+        row=np.array([6, 2], dtype=np.int32),
         targets=rng.normal(size=(2, 11)),
-        atom_offsets=np.array([0, 3, 8]), node_features=rng.integers(0, 9, (8, 11)).astype(np.uint8),
+        atom_offsets=np.array([0, 3, 8]),
+        node_features=rng.integers(0, 9, (8, 11)).astype(np.uint8),
         positions=rng.normal(size=(8, 3)).astype(np.float32),
-        bond_offsets=np.array([0, 2, 6]), bonds=np.array([[0, 1], [1, 2], [0, 1], [1, 2], [2, 3], [3, 4]], dtype=np.uint8),
+        bond_offsets=np.array([0, 2, 6]),
+        bonds=np.array([[0, 1], [1, 2], [0, 1], [1, 2], [2, 3], [3, 4]], dtype=np.uint8),
         bond_types=np.array([0, 1, 0, 2, 3, 0], dtype=np.uint8),
         bonds_from_smiles=np.array([True, False]),
     )
@@ -307,8 +341,18 @@ def test_cache_round_trip(tmp_path):
     cache.save(tmp_path / "c.npz")
     loaded = QM9Cache.load(tmp_path / "c.npz")
     assert loaded.features == "reference" and loaded.seed == 0 and len(loaded) == 2
-    for name in ("qm9_id", "row", "targets", "atom_offsets", "node_features", "positions",
-                 "bond_offsets", "bonds", "bond_types", "bonds_from_smiles"):
+    for name in (
+        "qm9_id",
+        "row",
+        "targets",
+        "atom_offsets",
+        "node_features",
+        "positions",
+        "bond_offsets",
+        "bonds",
+        "bond_types",
+        "bonds_from_smiles",
+    ):
         assert np.array_equal(getattr(loaded, name), getattr(cache, name)), name
         assert getattr(loaded, name).dtype == getattr(cache, name).dtype, name
     graph = loaded.graph(1)
@@ -346,7 +390,7 @@ def test_real_cache_is_built_once_and_matches_the_permutation(real_qm9, monkeypa
     assert (cache.node_features[hydrogen, 5] == 1).all() and (cache.node_features[:, 6:10] == 0).all()
     for k in range(N_FIRST):
         atoms = slice(cache.atom_offsets[k], cache.atom_offsets[k + 1])
-        bonds = cache.bonds[cache.bond_offsets[k]:cache.bond_offsets[k + 1]]
+        bonds = cache.bonds[cache.bond_offsets[k] : cache.bond_offsets[k + 1]]
         degree = np.bincount(bonds.ravel(), minlength=atoms.stop - atoms.start)
         assert (degree[hydrogen[atoms]] == 1).all()  # every hydrogen has exactly one bond
         elements = data.parse_elements(raw.elements[rows[k]])
@@ -358,9 +402,9 @@ def test_pool_and_single_process_featurise_identically(real_qm9):
     pooled = data.load_or_build_cache("reference", N_FIRST, cache_dir=folder)
     single = data.build_cache(raw, 6, "reference", processes=1)
     for name in ("node_features", "positions"):
-        assert np.array_equal(getattr(single, name), getattr(pooled, name)[:single.atom_offsets[-1]])
+        assert np.array_equal(getattr(single, name), getattr(pooled, name)[: single.atom_offsets[-1]])
     for name in ("bonds", "bond_types"):
-        assert np.array_equal(getattr(single, name), getattr(pooled, name)[:single.bond_offsets[-1]])
+        assert np.array_equal(getattr(single, name), getattr(pooled, name)[: single.bond_offsets[-1]])
 
 
 def test_load_qm9_standardises_with_the_training_split(real_qm9, monkeypatch):

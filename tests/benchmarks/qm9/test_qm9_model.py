@@ -3,7 +3,7 @@ import torch
 
 from go4align.benchmarks.qm9 import data
 from go4align.benchmarks.qm9.data import MoleculeGraph, batch_graphs, collate
-from go4align.benchmarks.qm9.model import NaiveQM9MPNN, QM9MPNN
+from go4align.benchmarks.qm9.model import QM9MPNN, NaiveQM9MPNN
 from go4align.benchmarks.qm9.tasks import TASK_NAMES, TargetStats, losses
 
 SIZES = [5, 3, 17, 29, 9, 12, 3, 22, 14]
@@ -80,8 +80,9 @@ def test_fast_equals_naive_float32(molecules):
 def _permute_atoms(graph: MoleculeGraph, permutation: torch.Tensor) -> MoleculeGraph:
     new_index = torch.empty_like(permutation)
     new_index[permutation] = torch.arange(len(permutation))
-    return MoleculeGraph(graph.node_features[permutation], graph.positions[permutation],
-                         new_index[graph.bonds].flip(1), graph.bond_types)
+    return MoleculeGraph(
+        graph.node_features[permutation], graph.positions[permutation], new_index[graph.bonds].flip(1), graph.bond_types
+    )
 
 
 def test_predictions_are_invariant_to_atom_order(molecules):

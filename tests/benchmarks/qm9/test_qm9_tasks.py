@@ -34,8 +34,19 @@ def test_task_order_and_units_follow_the_paper_table():
 def test_metrics_are_lower_is_better_and_stl_reference_is_the_published_one():
     assert METRIC_NAMES == tuple(f"{task}_mae" for task in TASK_NAMES)
     assert not any(METRIC_HIGHER_IS_BETTER.values())
-    assert list(STL_REFERENCE.values()) == [0.0671, 0.1814, 60.576, 53.915, 0.5027, 4.539,
-                                            58.838, 64.244, 63.852, 66.223, 0.07212]
+    assert list(STL_REFERENCE.values()) == [
+        0.0671,
+        0.1814,
+        60.576,
+        53.915,
+        0.5027,
+        4.539,
+        58.838,
+        64.244,
+        63.852,
+        66.223,
+        0.07212,
+    ]
     assert "Nash-MTL" in STL_REFERENCE_SOURCE
 
 
@@ -57,8 +68,7 @@ def test_metrics_destandardise_and_report_mev():
     # standardised error 0.5 on every molecule: MAE = 0.5 * std (* 1000 for energies)
     targets = {task: torch.zeros(3) for task in TASK_NAMES}
     metrics.update({task: torch.full((3,), 0.5) for task in TASK_NAMES}, targets)
-    metrics.update({task: torch.full((2,), -0.5) for task in TASK_NAMES},
-                   {task: torch.zeros(2) for task in TASK_NAMES})
+    metrics.update({task: torch.full((2,), -0.5) for task in TASK_NAMES}, {task: torch.zeros(2) for task in TASK_NAMES})
     result = metrics.compute()
     for k, task in enumerate(TASK_NAMES):
         assert result[f"{task}_mae"] == pytest.approx(0.5 * (k + 1) * REPORT_SCALE[task])
@@ -71,8 +81,10 @@ def test_metrics_match_mae_of_destandardised_values():
     prediction = y + torch.randn(50, 11, generator=generator, dtype=torch.float64)
     metrics = QM9Metrics(stats)
     for rows in (slice(0, 20), slice(20, 50)):
-        metrics.update({t: stats.standardise(prediction)[rows, k] for k, t in enumerate(TASK_NAMES)},
-                       {t: stats.standardise(y)[rows, k] for k, t in enumerate(TASK_NAMES)})
+        metrics.update(
+            {t: stats.standardise(prediction)[rows, k] for k, t in enumerate(TASK_NAMES)},
+            {t: stats.standardise(y)[rows, k] for k, t in enumerate(TASK_NAMES)},
+        )
     expected = (prediction - y).abs().mean(dim=0)
     for k, task in enumerate(TASK_NAMES):
         assert metrics.compute()[f"{task}_mae"] == pytest.approx(expected[k].item() * REPORT_SCALE[task])

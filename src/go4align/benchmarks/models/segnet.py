@@ -86,9 +86,7 @@ class _Backbone(nn.Module):
         self.encoder_block = nn.ModuleList(_conv(3 if k == 0 else f[k - 1], f[k]) for k in range(_LEVELS))
         self.conv_block_enc = nn.ModuleList(_convs(f[k], 1 if k < 2 else 2) for k in range(_LEVELS))
         self.decoder_block = nn.ModuleList(_conv(f[k], _decoder_channels(f, k)) for k in range(_LEVELS))
-        self.conv_block_dec = nn.ModuleList(
-            _convs(_decoder_channels(f, k), 1 if k < 2 else 2) for k in range(_LEVELS)
-        )
+        self.conv_block_dec = nn.ModuleList(_convs(_decoder_channels(f, k), 1 if k < 2 else 2) for k in range(_LEVELS))
 
     def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """Every level's features, each list indexed by level: the encoder block's output

@@ -25,7 +25,7 @@ from go4align.benchmarks.qm9.data import (
     split_range,
     split_ranges,
 )
-from go4align.benchmarks.qm9.model import NaiveQM9MPNN, QM9MPNN
+from go4align.benchmarks.qm9.model import QM9MPNN, NaiveQM9MPNN
 from go4align.benchmarks.qm9.tasks import (
     METRIC_HIGHER_IS_BETTER,
     METRIC_NAMES,
@@ -39,11 +39,34 @@ from go4align.benchmarks.qm9.tasks import (
 )
 
 __all__ = [
-    "TRAINING_PROTOCOLS", "make_benchmark",
-    "FEATURE_MODES", "INSTALL_HINT", "N_MOLECULES", "PROTOCOLS", "SPLIT_SEED", "SPLITS",
-    "GraphBlock", "MoleculeGraph", "QM9Batch", "QM9Cache", "QM9Dataset", "batch_graphs", "collate",
-    "load_or_build_cache", "load_qm9", "split_range", "split_ranges",
-    "NaiveQM9MPNN", "QM9MPNN",
-    "METRIC_HIGHER_IS_BETTER", "METRIC_NAMES", "REPORT_UNITS", "STL_REFERENCE", "STL_REFERENCE_SOURCE",
-    "TASK_NAMES", "QM9Metrics", "TargetStats", "losses",
+    "TRAINING_PROTOCOLS",
+    "make_benchmark",
+    "FEATURE_MODES",
+    "INSTALL_HINT",
+    "N_MOLECULES",
+    "PROTOCOLS",
+    "SPLIT_SEED",
+    "SPLITS",
+    "GraphBlock",
+    "MoleculeGraph",
+    "QM9Batch",
+    "QM9Cache",
+    "QM9Dataset",
+    "batch_graphs",
+    "collate",
+    "load_or_build_cache",
+    "load_qm9",
+    "split_range",
+    "split_ranges",
+    "NaiveQM9MPNN",
+    "QM9MPNN",
+    "METRIC_HIGHER_IS_BETTER",
+    "METRIC_NAMES",
+    "REPORT_UNITS",
+    "STL_REFERENCE",
+    "STL_REFERENCE_SOURCE",
+    "TASK_NAMES",
+    "QM9Metrics",
+    "TargetStats",
+    "losses",
 ]

@@ -78,8 +78,7 @@ _TARGET_COLUMNS: tuple[tuple[str, bool], ...] = (
 _CSV_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 
 FEATURE_MODES = ("reference", "rdkit")
-NODE_FEATURES = ("is_H", "is_C", "is_N", "is_O", "is_F", "atomic_number",
-                 "aromatic", "sp", "sp2", "sp3", "num_hs")
+NODE_FEATURES = ("is_H", "is_C", "is_N", "is_O", "is_F", "atomic_number", "aromatic", "sp", "sp2", "sp3", "num_hs")
 BOND_TYPES = ("single", "double", "triple", "aromatic")
 EDGE_FEATURES = BOND_TYPES + ("distance",)
 
@@ -96,10 +95,8 @@ SPLITS = ("train", "val", "test")
 # is a subset of the matching full split. "tiny" is for tests: its 400 molecules are the first
 # positions, so that its cache builds in a second; its splits are not subsets of the full ones.
 PROTOCOLS: dict[str, dict[str, range]] = {
-    "full": {"test": range(0, 10_000), "val": range(10_000, 20_000),
-             "train": range(20_000, N_MOLECULES)},
-    "reduced": {"test": range(0, 10_000), "val": range(10_000, 12_000),
-                "train": range(20_000, 30_000)},
+    "full": {"test": range(0, 10_000), "val": range(10_000, 20_000), "train": range(20_000, N_MOLECULES)},
+    "reduced": {"test": range(0, 10_000), "val": range(10_000, 12_000), "train": range(20_000, 30_000)},
     "tiny": {"test": range(0, 100), "val": range(100, 200), "train": range(200, 400)},
 }
 
@@ -132,8 +129,7 @@ def reference_targets(raw: np.ndarray, stoichiometry: np.ndarray) -> np.ndarray:
     if raw.ndim != 2 or raw.shape[1] != NUM_TASKS:
         raise ValueError(f"raw targets must have shape [N, {NUM_TASKS}], got {raw.shape}")
     if stoichiometry.shape != (raw.shape[0], len(ELEMENTS)):
-        raise ValueError(f"stoichiometry must have shape [{raw.shape[0]}, {len(ELEMENTS)}], "
-                         f"got {stoichiometry.shape}")
+        raise ValueError(f"stoichiometry must have shape [{raw.shape[0]}, {len(ELEMENTS)}], got {stoichiometry.shape}")
     hartree = np.array([in_hartree for _, in_hartree in _TARGET_COLUMNS])
     targets = raw * np.where(hartree, HARTREE_TO_EV, 1.0)
     for task, atomref in ATOMREFS_EV.items():
@@ -165,8 +161,7 @@ def read_raw(data_dir: str | os.PathLike | None = None) -> RawQM9:
         with open(path, newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader)
-            column = {name: header.index(name) for name in
-                      ("Index", "SMILES", "Elements", "XYZ_Ang", "Stoichiometry")}
+            column = {name: header.index(name) for name in ("Index", "SMILES", "Elements", "XYZ_Ang", "Stoichiometry")}
             target_columns = [header.index(name) for name, _ in _TARGET_COLUMNS]
             for row in reader:
                 qm9_id.append(int(row[column["Index"]]))
@@ -177,8 +172,13 @@ def read_raw(data_dir: str | os.PathLike | None = None) -> RawQM9:
                 stoichiometry.append([int(v) for v in row[column["Stoichiometry"]].strip("[]").split(",")])
     if len(qm9_id) != N_MOLECULES:
         raise ValueError(f"expected {N_MOLECULES} molecules in {folder}, found {len(qm9_id)}")
-    return RawQM9(np.array(qm9_id, dtype=np.int32), smiles, elements, xyz,
-                  reference_targets(np.array(raw), np.array(stoichiometry)))
+    return RawQM9(
+        np.array(qm9_id, dtype=np.int32),
+        smiles,
+        elements,
+        xyz,
+        reference_targets(np.array(raw), np.array(stoichiometry)),
+    )
 
 
 def parse_elements(text: str) -> list[str]:
@@ -229,8 +229,9 @@ def split_ranges(protocol: str = "full", sizes: Mapping[str, int | None] | None 
         positions, size = split_range(split, protocol), sizes.get(split)
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= len(positions):
-                raise ValueError(f"{split}_size must be an int in [1, {len(positions)}] for the {protocol!r} "
-                                 f"protocol, got {size!r}")
+                raise ValueError(
+                    f"{split}_size must be an int in [1, {len(positions)}] for the {protocol!r} protocol, got {size!r}"
+                )
             positions = positions[:size]
         ranges[split] = positions
     return ranges
@@ -263,8 +264,9 @@ def _import_rdkit():
     return Chem
 
 
-def featurise_molecule(smiles: str, elements: Sequence[str], positions: np.ndarray,
-                       features: str = "reference") -> MoleculeArrays:
+def featurise_molecule(
+    smiles: str, elements: Sequence[str], positions: np.ndarray, features: str = "reference"
+) -> MoleculeArrays:
     """Node features and bonds of one molecule, atoms in the XYZ order.
 
     Bonds come from the SMILES when its heavy atoms are in the XYZ order and agree with the geometry
@@ -323,8 +325,7 @@ def _bond_atoms(mol) -> np.ndarray:
     return np.array([(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in bonds], dtype=np.int64).reshape(-1, 2)
 
 
-def _smiles_matches_geometry(mol, elements: Sequence[str], distances: np.ndarray,
-                             radius_sum: np.ndarray) -> bool:
+def _smiles_matches_geometry(mol, elements: Sequence[str], distances: np.ndarray, radius_sum: np.ndarray) -> bool:
     heavy = _heavy_indices(elements)
     atoms = [mol.GetAtomWithIdx(k) for k in range(mol.GetNumAtoms())]
     if [atom.GetSymbol() for atom in atoms] != [elements[i] for i in heavy]:
@@ -347,13 +348,13 @@ def _smiles_matches_geometry(mol, elements: Sequence[str], distances: np.ndarray
     return counts.tolist() == [atom.GetTotalNumHs() for atom in atoms]
 
 
-def _bonds_from_smiles(Chem, mol, elements: Sequence[str], distances: np.ndarray,
-                       features: str) -> tuple[np.ndarray, np.ndarray]:
+def _bonds_from_smiles(
+    Chem, mol, elements: Sequence[str], distances: np.ndarray, features: str
+) -> tuple[np.ndarray, np.ndarray]:
     if features == "reference":
         mol = Chem.Mol(mol)
         Chem.Kekulize(mol, clearAromaticFlags=True)
-    type_index = {Chem.BondType.SINGLE: 0, Chem.BondType.DOUBLE: 1,
-                  Chem.BondType.TRIPLE: 2, Chem.BondType.AROMATIC: 3}
+    type_index = {Chem.BondType.SINGLE: 0, Chem.BondType.DOUBLE: 1, Chem.BondType.TRIPLE: 2, Chem.BondType.AROMATIC: 3}
     heavy = _heavy_indices(elements)
     hydrogens, nearest = _nearest_heavy(elements, distances)
     bonds = np.concatenate([heavy[_bond_atoms(mol)], np.stack([nearest, hydrogens], axis=1)])
@@ -363,8 +364,7 @@ def _bonds_from_smiles(Chem, mol, elements: Sequence[str], distances: np.ndarray
 
 
 def _set_rdkit_atom_features(Chem, mol, elements: Sequence[str], node: np.ndarray) -> None:
-    hybridisation_column = {Chem.HybridizationType.SP: 7, Chem.HybridizationType.SP2: 8,
-                            Chem.HybridizationType.SP3: 9}
+    hybridisation_column = {Chem.HybridizationType.SP: 7, Chem.HybridizationType.SP2: 8, Chem.HybridizationType.SP3: 9}
     for k, xyz_index in enumerate(_heavy_indices(elements)):
         atom = mol.GetAtomWithIdx(k)
         node[xyz_index, 6] = atom.GetIsAromatic()
@@ -376,8 +376,9 @@ def _set_rdkit_atom_features(Chem, mol, elements: Sequence[str], node: np.ndarra
 def _bonds_from_geometry(Chem, elements: Sequence[str], positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     from rdkit.Chem import rdDetermineBonds
 
-    block = "\n".join([str(len(elements)), ""] +
-                      [f"{e} {x:.10f} {y:.10f} {z:.10f}" for e, (x, y, z) in zip(elements, positions)])
+    block = "\n".join(
+        [str(len(elements)), ""] + [f"{e} {x:.10f} {y:.10f} {z:.10f}" for e, (x, y, z) in zip(elements, positions)]
+    )
     mol = Chem.MolFromXYZBlock(block)
     rdDetermineBonds.DetermineConnectivity(mol)
     bonds = _bond_atoms(mol)
@@ -453,8 +454,10 @@ class QM9Cache:
     def load(cls, path: str | os.PathLike) -> QM9Cache:
         with np.load(path, allow_pickle=False) as stored:
             if int(stored["version"]) != CACHE_VERSION:
-                raise ValueError(f"{path} is a version {int(stored['version'])} QM9 cache; "
-                                 f"this go4align reads version {CACHE_VERSION}")
+                raise ValueError(
+                    f"{path} is a version {int(stored['version'])} QM9 cache; "
+                    f"this go4align reads version {CACHE_VERSION}"
+                )
             values = {f.name: stored[f.name] for f in fields(cls)}
         values["features"] = str(values["features"])
         values["seed"] = int(values["seed"])
@@ -472,8 +475,9 @@ def cache_path(cache_dir: str | os.PathLike, features: str, seed: int, n_first: 
     return Path(cache_dir) / f"qm9-v{CACHE_VERSION}-{features}-seed{seed}-{size}.npz"
 
 
-def build_cache(raw: RawQM9, n_first: int = N_MOLECULES, features: str = "reference",
-                seed: int = SPLIT_SEED, processes: int = 2) -> QM9Cache:
+def build_cache(
+    raw: RawQM9, n_first: int = N_MOLECULES, features: str = "reference", seed: int = SPLIT_SEED, processes: int = 2
+) -> QM9Cache:
     """Featurises the molecules at the first `n_first` permutation positions (in memory).
 
     `processes` > 1 featurises in a process pool; 1 runs in this process.
@@ -488,7 +492,7 @@ def build_cache(raw: RawQM9, n_first: int = N_MOLECULES, features: str = "refere
     molecules = [(raw.smiles[r], raw.elements[r], raw.xyz[r]) for r in rows]
     # chunks of at most 500 keep the pool busy and its messages small; at least one chunk per process
     chunk = min(500, -(-n_first // processes))
-    jobs = [(molecules[i:i + chunk], features) for i in range(0, len(molecules), chunk)]
+    jobs = [(molecules[i : i + chunk], features) for i in range(0, len(molecules), chunk)]
     if processes == 1 or len(jobs) == 1:
         results = [m for job in jobs for m in _featurise_chunk(job)]
     else:
@@ -513,9 +517,15 @@ def build_cache(raw: RawQM9, n_first: int = N_MOLECULES, features: str = "refere
     )
 
 
-def load_or_build_cache(features: str = "reference", n_first: int = N_MOLECULES, *,
-                        seed: int = SPLIT_SEED, cache_dir: str | os.PathLike | None = None,
-                        data_dir: str | os.PathLike | None = None, processes: int = 2) -> QM9Cache:
+def load_or_build_cache(
+    features: str = "reference",
+    n_first: int = N_MOLECULES,
+    *,
+    seed: int = SPLIT_SEED,
+    cache_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    processes: int = 2,
+) -> QM9Cache:
     """The cache covering the first `n_first` permutation positions: the whole-dataset cache when one
     exists, else the one for exactly `n_first`, built (from qm9pack, or `data_dir`) and saved if
     missing. Returns a cache of at least `n_first` molecules."""
@@ -553,12 +563,11 @@ class QM9Dataset(Dataset):
         self.cache = cache
         self.positions = positions
         self.stats = stats
-        targets = torch.from_numpy(cache.targets[positions.start:positions.stop:positions.step])
+        targets = torch.from_numpy(cache.targets[positions.start : positions.stop : positions.step])
         self._targets = stats.standardise(targets).to(torch.float32)
 
     def __repr__(self) -> str:
-        return (f"QM9Dataset(features={self.cache.features!r}, positions={self.positions}, "
-                f"seed={self.cache.seed})")
+        return f"QM9Dataset(features={self.cache.features!r}, positions={self.positions}, seed={self.cache.seed})"
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -567,10 +576,16 @@ class QM9Dataset(Dataset):
         return self.cache.graph(self.positions[index]), self._targets[index]
 
 
-def load_qm9(protocol: str = "reduced", features: str = "reference", *,
-             sizes: Mapping[str, int | None] | None = None,
-             seed: int = SPLIT_SEED, cache_dir: str | os.PathLike | None = None,
-             data_dir: str | os.PathLike | None = None, processes: int = 2) -> dict[str, QM9Dataset]:
+def load_qm9(
+    protocol: str = "reduced",
+    features: str = "reference",
+    *,
+    sizes: Mapping[str, int | None] | None = None,
+    seed: int = SPLIT_SEED,
+    cache_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    processes: int = 2,
+) -> dict[str, QM9Dataset]:
     """The train/val/test datasets of `protocol` ("full", "reduced" or "tiny", see `PROTOCOLS`), each
     cut to its first `sizes[split]` molecules where given (see `split_ranges`).
 
@@ -580,10 +595,11 @@ def load_qm9(protocol: str = "reduced", features: str = "reference", *,
     """
     ranges = split_ranges(protocol, sizes)
     n_first = max(r.stop for r in ranges.values())
-    cache = load_or_build_cache(features, n_first, seed=seed, cache_dir=cache_dir,
-                                data_dir=data_dir, processes=processes)
+    cache = load_or_build_cache(
+        features, n_first, seed=seed, cache_dir=cache_dir, data_dir=data_dir, processes=processes
+    )
     train = ranges["train"]
-    stats = TargetStats.from_targets(torch.from_numpy(cache.targets[train.start:train.stop]))
+    stats = TargetStats.from_targets(torch.from_numpy(cache.targets[train.start : train.stop]))
     return {split: QM9Dataset(cache, ranges[split], stats) for split in SPLITS}
 
 

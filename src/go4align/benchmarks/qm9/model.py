@@ -134,11 +134,21 @@ class QM9MPNN(nn.Module):
 
     conv_class = EdgeConditionedConv
 
-    def __init__(self, tasks: tuple[str, ...] = TASK_NAMES, dim: int = 64, edge_hidden: int = 128,
-                 message_passing_steps: int = 3, set2set_steps: int = 3) -> None:
+    def __init__(
+        self,
+        tasks: tuple[str, ...] = TASK_NAMES,
+        dim: int = 64,
+        edge_hidden: int = 128,
+        message_passing_steps: int = 3,
+        set2set_steps: int = 3,
+    ) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("edge_hidden", edge_hidden),
-                            ("message_passing_steps", message_passing_steps), ("set2set_steps", set2set_steps)):
+        for name, value in (
+            ("dim", dim),
+            ("edge_hidden", edge_hidden),
+            ("message_passing_steps", message_passing_steps),
+            ("set2set_steps", set2set_steps),
+        ):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if len(tasks) == 0 or len(set(tasks)) != len(tasks):
@@ -156,8 +166,10 @@ class QM9MPNN(nn.Module):
         self.heads = nn.ModuleList(nn.Linear(dim, 1) for _ in self.tasks)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(tasks={self.tasks}, dim={self.dim}, edge_hidden={self.edge_hidden}, "
-                f"message_passing_steps={self.message_passing_steps}, set2set_steps={self.set2set_steps})")
+        return (
+            f"{type(self).__name__}(tasks={self.tasks}, dim={self.dim}, edge_hidden={self.edge_hidden}, "
+            f"message_passing_steps={self.message_passing_steps}, set2set_steps={self.set2set_steps})"
+        )
 
     def _encode_block(self, block: GraphBlock) -> Tensor:
         count, size, _ = block.node_features.shape

@@ -19,27 +19,57 @@ from torch import Tensor
 # GO4Align. "R2" stands for <R2> and "c_v" for the heat capacity; the names are identifiers so they can
 # serve as dictionary keys, module names and file names.
 TASK_NAMES: tuple[str, ...] = (
-    "mu", "alpha", "eps_HOMO", "eps_LUMO", "R2", "ZPVE", "U0", "U", "H", "G", "c_v",
+    "mu",
+    "alpha",
+    "eps_HOMO",
+    "eps_LUMO",
+    "R2",
+    "ZPVE",
+    "U0",
+    "U",
+    "H",
+    "G",
+    "c_v",
 )
 NUM_TASKS = len(TASK_NAMES)
 
 TARGET_UNITS: dict[str, str] = {
-    "mu": "D", "alpha": "a0^3", "eps_HOMO": "eV", "eps_LUMO": "eV", "R2": "a0^2", "ZPVE": "eV",
-    "U0": "eV", "U": "eV", "H": "eV", "G": "eV", "c_v": "cal/(mol K)",
+    "mu": "D",
+    "alpha": "a0^3",
+    "eps_HOMO": "eV",
+    "eps_LUMO": "eV",
+    "R2": "a0^2",
+    "ZPVE": "eV",
+    "U0": "eV",
+    "U": "eV",
+    "H": "eV",
+    "G": "eV",
+    "c_v": "cal/(mol K)",
 }
-REPORT_SCALE: dict[str, float] = {
-    task: (1000.0 if unit == "eV" else 1.0) for task, unit in TARGET_UNITS.items()
-}
-REPORT_UNITS: dict[str, str] = {
-    task: ("meV" if unit == "eV" else unit) for task, unit in TARGET_UNITS.items()
-}
+REPORT_SCALE: dict[str, float] = {task: (1000.0 if unit == "eV" else 1.0) for task, unit in TARGET_UNITS.items()}
+REPORT_UNITS: dict[str, str] = {task: ("meV" if unit == "eV" else unit) for task, unit in TARGET_UNITS.items()}
 
 METRIC_NAMES: tuple[str, ...] = tuple(f"{task}_mae" for task in TASK_NAMES)
 METRIC_HIGHER_IS_BETTER: dict[str, bool] = {name: False for name in METRIC_NAMES}
 
-STL_REFERENCE: dict[str, float] = dict(zip(METRIC_NAMES, (
-    0.0671, 0.1814, 60.576, 53.915, 0.5027, 4.539, 58.838, 64.244, 63.852, 66.223, 0.07212,
-)))
+STL_REFERENCE: dict[str, float] = dict(
+    zip(
+        METRIC_NAMES,
+        (
+            0.0671,
+            0.1814,
+            60.576,
+            53.915,
+            0.5027,
+            4.539,
+            58.838,
+            64.244,
+            63.852,
+            66.223,
+            0.07212,
+        ),
+    )
+)
 STL_REFERENCE_SOURCE = (
     "Single-task MPNN test MAE (reported units) from Navon et al., Multi-Task Learning as a "
     "Bargaining Game (Nash-MTL), ICML 2022, QM9 table; reused unchanged as the Delta-m baseline by "
@@ -80,8 +110,9 @@ class TargetStats:
 
     @classmethod
     def from_state_dict(cls, state: Mapping[str, list[float]]) -> TargetStats:
-        return cls(mean=torch.tensor(state["mean"], dtype=torch.float64),
-                   std=torch.tensor(state["std"], dtype=torch.float64))
+        return cls(
+            mean=torch.tensor(state["mean"], dtype=torch.float64), std=torch.tensor(state["std"], dtype=torch.float64)
+        )
 
 
 def _check_tasks(mapping: Mapping[str, Tensor], what: str) -> None:
@@ -122,10 +153,9 @@ class QM9Metrics:
     def update(self, predictions: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> None:
         _check_tasks(predictions, "predictions")
         _check_tasks(targets, "targets")
-        errors = torch.stack([
-            (predictions[task].detach() - targets[task]).abs().to("cpu", torch.float64)
-            for task in TASK_NAMES
-        ])
+        errors = torch.stack(
+            [(predictions[task].detach() - targets[task]).abs().to("cpu", torch.float64) for task in TASK_NAMES]
+        )
         self._abs_error_sum += errors.sum(dim=1) * self._unit_factor
         self._count += errors.shape[1]
 
