@@ -1,13 +1,9 @@
-"""Device and dtype for the suite come from the environment, so one suite runs on CPU and GPU:
-GO4ALIGN_TEST_DEVICE (default cpu), GO4ALIGN_TEST_DTYPE (float32 or float64, default float64)."""
-
-import os
+"""Fixtures of the whole suite. What tests share beyond fixtures is in the ``helpers`` package;
+its docstring says how the device, the dtype and the fast subset (``-m "not slow"``) are chosen."""
 
 import pytest
 import torch
-
-DEVICE = torch.device(os.environ.get("GO4ALIGN_TEST_DEVICE", "cpu"))
-DTYPE = {"float32": torch.float32, "float64": torch.float64}[os.environ.get("GO4ALIGN_TEST_DTYPE", "float64")]
+from helpers import DEVICE, DTYPE
 
 
 @pytest.fixture

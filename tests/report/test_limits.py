@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.report import RUNS, m, result, write_grid
 from torch import nn
 
 from go4align.benchmarks import Benchmark, HardSharing, Metric, Protocol, SampleMean, Task, task_losses
 from go4align.benchmarks.api import TensorTaskDataset
 from go4align.report import load_grid, summarise, write_report, writer
 from go4align.train import run_grid
-
-from .conftest import RUNS, m, result, write_grid
 
 
 @pytest.fixture

@@ -2,10 +2,9 @@ import math
 
 import numpy as np
 import pytest
+from helpers.report import RUNS, STL_RUNS, m, result, write_grid
 
 from go4align.report import load_grid, summarise
-
-from .conftest import RUNS, STL_RUNS, m, result, write_grid
 
 
 def by_label(summary):

@@ -4,12 +4,11 @@ import re
 import sys
 
 import pytest
+from helpers.report import RUNS, STL_RUNS, write_grid, write_json
 
 from go4align.report import ReportError, load_grid, summarise, write_report, writer
 from go4align.report.cli import main
 from go4align.report.figures import draw_figures
-
-from .conftest import RUNS, STL_RUNS, write_grid, write_json
 
 FIGURES = {
     "delta_m_vs_time.png",

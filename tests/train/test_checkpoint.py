@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import comparable, make_tiny
+from helpers.training import comparable, make_tiny
 
 from go4align.train import Trainer, parse_method_spec
 from go4align.train.checkpoint import CheckpointError, CheckpointStore, rng_state, set_rng_state
@@ -204,7 +204,7 @@ import os, sys
 import torch
 sys.path.insert(0, sys.argv[2])
 torch.set_num_threads(1)
-from conftest import make_tiny
+from helpers.training import make_tiny
 from go4align.train import checkpoint, parse_method_spec, train_run
 
 real_replace, calls = os.replace, []
@@ -234,7 +234,7 @@ def test_a_kill_at_any_point_of_a_save_resumes_bit_identically(tmp_path, whole, 
     file and ends as the uninterrupted one, with no complaint."""
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    args = [sys.executable, "-c", KILLED_IN_SAVE, str(run_dir), str(Path(__file__).parent), str(stage), METHOD]
+    args = [sys.executable, "-c", KILLED_IN_SAVE, str(run_dir), str(Path(__file__).parents[1]), str(stage), METHOD]
     child = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert child.returncode == 17, child.stderr[-2000:]
     assert any(p.name.startswith(".") for p in run_dir.iterdir())  # the killed writer's temporary

@@ -4,7 +4,7 @@ the indicators."""
 import json
 
 import torch
-from conftest import make_tiny
+from helpers.training import make_tiny
 
 from go4align.train import MethodSpec, run_grid
 from go4align.train.results import DETAIL_POINTS, Trace

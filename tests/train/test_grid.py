@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import make_tiny
+from helpers.training import make_tiny
 
 from go4align import __version__
 from go4align.train import prepare_grid, run_dir_of, run_grid

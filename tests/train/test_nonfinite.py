@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import NoisyItems, make_tiny
+from helpers.training import NoisyItems, make_tiny
 
 from go4align.cli import parser
 from go4align.train import Trainer, parse_method_spec

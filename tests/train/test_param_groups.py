@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import make_tiny
+from helpers.training import make_tiny
 from torch import nn
 
 from go4align.benchmarks import Protocol

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_tiny
+from helpers.training import make_tiny
 
 from go4align.report.results import ReportError, load_grid
 from go4align.train import MethodSpec, check_output_dir, run_grid

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny
+from helpers.training import make_tiny
 
 from go4align import __version__
 from go4align.train import provenance, run_grid

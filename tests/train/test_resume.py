@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import comparable, make_tiny
+from helpers.training import comparable, make_tiny
 
 from go4align.train import Trainer, parse_method_spec, run_grid, train_run
 
@@ -109,7 +109,7 @@ import torch
 sys.path.insert(0, sys.argv[3])
 torch.set_num_threads(1)
 from pathlib import Path
-from conftest import make_tiny
+from helpers.training import make_tiny
 from go4align.train import parse_method_spec, train_run
 
 def hang(info):
@@ -125,7 +125,7 @@ train_run(make_tiny(), method, 0, sys.argv[1], checkpoint_every=4, callbacks=[ha
 def test_killed_process_resumes_bit_identically(uninterrupted, tmp_path):
     run_dir, marker = tmp_path / "killed", tmp_path / "marker"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    args = [sys.executable, "-c", CHILD, str(run_dir), str(marker), str(Path(__file__).parent), METHOD]
+    args = [sys.executable, "-c", CHILD, str(run_dir), str(marker), str(Path(__file__).parents[1]), METHOD]
     child = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120

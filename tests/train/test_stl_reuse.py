@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from conftest import make_tiny
+from helpers.training import make_tiny
 
 from go4align.report import load_grid, summarise
 from go4align.train import grid as grid_module

@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from conftest import make_tiny
+from helpers.training import make_tiny
 from torch import nn
 
 from go4align.benchmarks import Protocol

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # ``cases`` when run as a script
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ``helpers`` when run as a script
 
-from cases import METHODS, MethodInfo, by_label  # noqa: E402
+from helpers.methods import METHODS, MethodInfo, by_label  # noqa: E402
 
 NUM_TASKS = 3
 OUTCOMES = ("named", "correct", "bare", "wrong")

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from helpers import aggregate, check_permutation_equivariance, check_scaling, random_jacobian
+from helpers.weighting import aggregate, check_permutation_equivariance, check_scaling, random_jacobian
 
 from go4align.weighting import CAGrad
 

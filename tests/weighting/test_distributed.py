@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import ddp_worker
 import pytest
 import torch
+from helpers import ddp_worker
+from helpers.methods import METHODS, option_id
 
-WORKER = Path(ddp_worker.__file__)
-SRC = Path(__file__).resolve().parents[2] / "src"
+TESTS = Path(__file__).resolve().parents[1]
+SRC = TESTS.parent / "src"
 
 
 def free_port() -> int:
@@ -28,7 +29,7 @@ def ranks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
     env = {
         **os.environ,
-        "PYTHONPATH": str(SRC),
+        "PYTHONPATH": os.pathsep.join([str(SRC), str(TESTS)]),
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(free_port()),
         "WORLD_SIZE": "2",
@@ -36,7 +37,7 @@ def ranks(tmp_path_factory):
     }
     processes = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), str(folder / f"rank{r}.pt")],
+            [sys.executable, "-m", "helpers.ddp_worker", str(folder / f"rank{r}.pt")],
             env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
             stderr=subprocess.PIPE,
             text=True,
@@ -69,11 +70,21 @@ def assert_same(a, b, exact: bool):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("label,name,options", ddp_worker.CASES, ids=[c[0] for c in ddp_worker.CASES])
-def test_ranks_agree_and_match_one_process(ranks, label, name, options):
+def test_the_table_runs_both_kinds_of_method_and_both_targets_under_ddp():
+    infos = [info for info in METHODS if info.ddp is not None]
+    assert {info.gradient_oriented for info in infos} == {False, True}
+    assert {info.ddp.get("target", "parameters") for info in infos if info.gradient_oriented} == {
+        "parameters",
+        "representation",
+    }
+
+
+@pytest.mark.slow  # two processes
+@pytest.mark.parametrize("label, options", ddp_worker.CASES, ids=[option_id(*case) for case in ddp_worker.CASES])
+def test_ranks_agree_and_match_one_process(ranks, label, options):
     first, second = ranks[0][label], ranks[1][label]
     assert_same(first, second, exact=True)
-    single = ddp_worker.train(name, options)
+    single = ddp_worker.train(label, options)
     assert_same(first, single, exact=False)
     # the run moved the model, and the weights are not all equal: the comparison has teeth
     assert not torch.equal(single["model"]["encoder.0.weight"], ddp_worker.Tiny().encoder[0].weight.detach())

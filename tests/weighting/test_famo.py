@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import HardSharing, gradients
+from helpers.weighting import HardSharing, gradients
 
 from go4align.weighting import FAMO
 

@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 import torch
-from cases import METHODS
 from fuzzing import LOSS_VARIANTS, OWNED_ELSEWHERE, Model, cases, run
+from helpers.methods import METHODS
 
 from go4align.weighting import FAMO, IMTLG, UW, PCGrad, make
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from helpers import sse
+from helpers.weighting import sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

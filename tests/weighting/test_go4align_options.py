@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 import torch
-from helpers import sse
+from helpers.weighting import sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

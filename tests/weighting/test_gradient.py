@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import HardSharing, assert_close_lists, expected_gradients, gradients, one_step, task_jacobian
+from helpers.weighting import HardSharing, assert_close_lists, expected_gradients, gradients, one_step, task_jacobian
 
 from go4align.weighting import MGDA, Aggregation, GradientWeighting
 

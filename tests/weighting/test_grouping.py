@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from helpers import sse
+from helpers.weighting import sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -1,7 +1,7 @@
-"""Hostile inputs thrown at every registered method: random sizes, every floating dtype, loss and
-gradient scales from 1e-30 to 1e30, and degenerate cases (one task, duplicate losses, identical
-gradients, zero gradients). Each method either returns finite weights and writes finite
-gradients, or raises a ValueError/TypeError that names what it got."""
+"""Hostile inputs thrown at every method of ``helpers.methods`` with its defaults: random sizes,
+every floating dtype, loss and gradient scales from 1e-30 to 1e30, and degenerate cases (one task,
+duplicate losses, identical gradients, zero gradients). Each method either returns finite weights
+and writes finite gradients, or raises a ValueError/TypeError that names what it got."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import math
 
 import pytest
 import torch
-from helpers import build
+from helpers.methods import DEFAULTS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from go4align.weighting import available
 
 KINDS = ("random", "duplicate_losses", "identical_gradients", "zero_gradients")
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -64,23 +62,23 @@ def representable(problem) -> bool:
 @pytest.mark.filterwarnings("ignore:.*zero shared gradient:RuntimeWarning")
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problem=problems())
-@pytest.mark.parametrize("name", sorted(available()))
-def test_finite_results_or_a_clear_error(name, problem):
+@pytest.mark.parametrize("info, options", DEFAULTS)
+def test_finite_results_or_a_clear_error(info, options, problem):
     theta = torch.nn.Parameter(torch.linspace(0.5, 1.5, problem["width"]).to(problem["dtype"]))
     losses, z = losses_of(problem, theta)
     try:
-        weighting = build(name, problem["tasks"])
+        weighting = info.make_or_skip(problem["tasks"], **options)
         weights = weighting.backward(losses, shared_parameters=[theta], shared_representation=z)
         weighting.after_step(lambda: losses_of(problem, theta.detach())[0])
     except (ValueError, TypeError) as error:
         assert str(error), "an error must say what was wrong"
         return
     finite_losses = bool(torch.isfinite(losses).all())
-    assert finite_losses, f"{name} accepted non-finite losses {losses.tolist()}"
+    assert finite_losses, f"{info.label} accepted non-finite losses {losses.tolist()}"
     if weights is not None:
         assert weights.dtype in (torch.float32, torch.float64), weights.dtype
-        assert torch.isfinite(weights).all(), (name, problem, weights)
+        assert torch.isfinite(weights).all(), (info.label, problem, weights)
     assert theta.grad is not None
     if representable(problem):  # else autograd itself overflows, a GradScaler's business
-        assert torch.isfinite(theta.grad).all(), (name, problem, theta.grad)
+        assert torch.isfinite(theta.grad).all(), (info.label, problem, theta.grad)
     assert math.isfinite(float(weighting.step))

@@ -3,7 +3,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import HardSharing, aggregate, check_permutation_equivariance, check_scaling, random_jacobian, train
+from helpers.weighting import (
+    HardSharing,
+    aggregate,
+    check_permutation_equivariance,
+    check_scaling,
+    random_jacobian,
+    train,
+)
 
 from go4align.weighting import MGDA, MGDAUB
 from go4align.weighting.mgda import reference_min_norm

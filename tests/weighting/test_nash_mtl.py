@@ -8,7 +8,14 @@ import torch
 
 pytest.importorskip("cvxpy")
 
-from helpers import HardSharing, aggregate, check_permutation_equivariance, check_scaling, gradients, random_jacobian  # noqa: E402
+from helpers.weighting import (  # noqa: E402
+    HardSharing,
+    aggregate,
+    check_permutation_equivariance,
+    check_scaling,
+    gradients,
+    random_jacobian,
+)
 
 from go4align.weighting import NashMTL  # noqa: E402
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import (
+from helpers.weighting import (
     HardSharing,
     aggregate,
     assert_close_lists,

@@ -1,15 +1,19 @@
-"""Properties every registered method has, through the same calls and no special case by name."""
+"""Properties every method has, through the same calls and no special case by name: each test
+runs every method of ``helpers.methods.METHODS`` with each of its option sets (torch's
+``OptimizerInfo`` pattern), and asks the table, not the name, what to expect."""
 
 from __future__ import annotations
 
 import copy
+import pickle
+import re
 
 import pytest
 import torch
-from cases import METHODS, OPTION_SETS, by_label
-from helpers import HardSharing, build, resumes_identically, train
+from helpers.methods import DEFAULTS, METHODS, OPTION_SETS
+from helpers.weighting import HardSharing, build, resumes_identically, train
 
-from go4align.weighting import GradientWeighting, LossWeighting, available
+from go4align.weighting import available
 
 NAMES = available()
 
@@ -18,28 +22,48 @@ def test_the_option_table_covers_every_registered_method():
     assert set(NAMES) <= {info.label for info in METHODS}
 
 
-@pytest.mark.parametrize("label, options", OPTION_SETS, ids=[f"{l}-{o}" for l, o in OPTION_SETS])
-def test_every_option_set_trains_and_resumes_bit_identically(label, options):
-    """Each option set of the table: finite weights over three steps, and a state_dict taken
-    after two steps that continues exactly as the object it came from."""
-    info = by_label(label)
+def check_three_steps(method, model: HardSharing) -> None:
+    """Three steps of the protocol's loop: weights of the right shape, detached and finite (or
+    ``None`` exactly for a weightless method), the diagnostics, and a model that moved."""
+    num_tasks = len(model.heads)
+    before = copy.deepcopy(model.state_dict())
+    returned = train(method, model, steps=3)
+    assert method.step == 3
+    for weights in returned:
+        if weights is not None:
+            assert weights.shape == (num_tasks,)
+            assert not weights.requires_grad
+            assert torch.isfinite(weights).all()
+    assert set(method.diagnostics) >= {"losses"}
+    assert all(not v.requires_grad for v in method.diagnostics.values())
+    if returned[-1] is not None:
+        torch.testing.assert_close(method.diagnostics["weights"], returned[-1].to(method.diagnostics["weights"].dtype))
+    for p in model.parameters():
+        assert torch.isfinite(p).all()
+    changed = [not torch.equal(a, b) for a, b in zip(before.values(), model.state_dict().values())]
+    assert any(changed)
 
-    def fresh():
-        try:
-            return info.make(3, **options)
-        except ImportError as error:
-            pytest.skip(f"{label}: {error}")
 
-    model, method = HardSharing(3), fresh()
-    for weights in train(method, model, steps=2):
-        assert weights is None or torch.isfinite(weights).all()
-    state, model_copy = copy.deepcopy(method.state_dict()), copy.deepcopy(model)
-    train(method, model, steps=1)
-    resumed = fresh()
-    resumed.load_state_dict(state)
-    train(resumed, model_copy, steps=1)
-    for a, b in zip(model.parameters(), model_copy.parameters()):
-        assert torch.equal(a, b)
+@pytest.mark.parametrize("stacked", [False, True], ids=["vector-losses", "stacked-losses"])
+@pytest.mark.parametrize("info, options", OPTION_SETS)
+def test_three_training_steps(info, options, stacked):
+    check_three_steps(info.make_or_skip(3, **options), HardSharing(3, stacked=stacked))
+
+
+@pytest.mark.parametrize("info, options", DEFAULTS)
+def test_three_training_steps_with_two_tasks(info, options):
+    check_three_steps(info.make_or_skip(2, **options), HardSharing(2))
+
+
+@pytest.mark.parametrize("info, options", OPTION_SETS)
+def test_only_a_method_the_table_calls_weightless_returns_no_weights(info, options):
+    weights = train(info.make_or_skip(3, **options), HardSharing(3), steps=1)[0]
+    assert weights is not None or info.weightless
+
+
+@pytest.mark.parametrize("info, options", OPTION_SETS)
+def test_state_dict_round_trip_resumes_bit_identically(info, options):
+    resumes_identically(lambda: info.make_or_skip(3, **options), 3)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -68,55 +92,20 @@ def test_the_step_count_is_saved_and_restored_as_before(name):
             build(name, 3).load_state_dict(dict(state, step=bad))
 
 
-@pytest.mark.parametrize("num_tasks, stacked", [(2, False), (3, False), (3, True)])
-@pytest.mark.parametrize("name", NAMES)
-def test_three_training_steps(name, num_tasks, stacked):
-    model = HardSharing(num_tasks, stacked=stacked)
-    method = build(name, num_tasks)
-    before = copy.deepcopy(model.state_dict())
-    returned = train(method, model, steps=3)
-    assert int(method.step) == 3
-    for weights in returned:
-        if weights is not None:
-            assert weights.shape == (num_tasks,)
-            assert not weights.requires_grad
-            assert torch.isfinite(weights).all()
-    assert set(method.diagnostics) >= {"losses"}
-    assert all(not v.requires_grad for v in method.diagnostics.values())
-    if returned[-1] is not None:
-        torch.testing.assert_close(method.diagnostics["weights"], returned[-1].to(method.diagnostics["weights"].dtype))
-    for p in model.parameters():
-        assert torch.isfinite(p).all()
-    changed = [not torch.equal(a, b) for a, b in zip(before.values(), model.state_dict().values())]
-    assert any(changed)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_state_dict_round_trip_resumes_bit_identically(name):
-    resumes_identically(name, 3)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_two_runs_with_the_same_seed_are_identical(name):
+@pytest.mark.parametrize("info, options", OPTION_SETS)
+def test_two_runs_with_the_same_seed_are_identical(info, options):
     results = []
     for _ in range(2):
         model = HardSharing(3)
-        train(build(name, 3), model, steps=3)
+        train(info.make_or_skip(3, **options), model, steps=3)
         results.append([p.detach().clone() for p in model.parameters()])
     for a, b in zip(*results):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_repr_shows_the_constructor_arguments(name):
-    method = build(name, 3)
-    text = repr(method)
-    assert type(method).__name__ in text and "num_tasks=3" in text
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_bad_losses_are_rejected(name):
-    method = build(name, 3)
+@pytest.mark.parametrize("info, options", OPTION_SETS)
+def test_bad_losses_are_rejected(info, options):
+    method = info.make_or_skip(3, **options)
     model = HardSharing(3)
     losses, z = model()
     with pytest.raises(ValueError, match="losses"):
@@ -129,31 +118,31 @@ def test_bad_losses_are_rejected(name):
         )
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_bad_num_tasks_is_rejected(name):
-    build(name, 2)  # skips when the method's optional dependency is missing
+@pytest.mark.parametrize("info, options", OPTION_SETS)
+def test_bad_num_tasks_is_rejected(info, options):
+    info.make_or_skip(3, **options)  # skips when the method's optional dependency is missing
     for bad in (0, -1, 2.0, True, "3"):
         with pytest.raises(ValueError, match="num_tasks"):
-            build(name, bad)
+            info.make(bad, **options)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_gradient_methods_name_the_missing_argument(name):
-    method = build(name, 3)
-    if not isinstance(method, GradientWeighting):
-        assert isinstance(method, LossWeighting)
-        return
-    model = HardSharing(3)
-    losses, _ = model()
-    with pytest.raises(ValueError, match="shared_parameters|shared_representation"):
+@pytest.mark.parametrize("info, options", OPTION_SETS)
+def test_a_missing_shared_argument_is_named(info, options):
+    """Without ``shared_parameters`` and ``shared_representation``, a gradient method refuses
+    naming the one it needs; a loss-oriented one runs, or refuses the same way (FAMO's clipping)."""
+    method = info.make_or_skip(3, **options)
+    losses, _ = HardSharing(3)()
+    try:
         method.backward(losses)
+    except ValueError as error:
+        assert re.search("shared_parameters|shared_representation", str(error)), error
+    else:
+        assert not info.gradient_oriented, "a gradient method ran without the shared parameters or representation"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_copies_and_pickles_train_on(name):
-    import pickle
-
-    method = build(name, 3)
+@pytest.mark.parametrize("info, options", OPTION_SETS)
+def test_copies_and_pickles_train_on(info, options):
+    method = info.make_or_skip(3, **options)
     train(method, HardSharing(3), steps=1)
     for clone in (copy.deepcopy(method), pickle.loads(pickle.dumps(method))):
         assert repr(clone) == repr(method)

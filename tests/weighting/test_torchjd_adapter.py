@@ -9,7 +9,7 @@ import torch
 
 aggregation = pytest.importorskip("torchjd.aggregation")
 
-from helpers import HardSharing, aggregate, assert_close_lists, one_step, random_jacobian  # noqa: E402
+from helpers.weighting import HardSharing, aggregate, assert_close_lists, one_step, random_jacobian  # noqa: E402
 
 from go4align.weighting import IMTLG, MGDA, AlignedMTL, PCGrad, TorchJD  # noqa: E402
 

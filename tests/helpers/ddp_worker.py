@@ -1,7 +1,9 @@
-"""A few training steps of several methods on a tiny model, as one rank of a gloo process group
-(run as a script, by test_distributed.py) or on one process over the same global batches (imported).
+"""A few training steps of the methods whose row in ``helpers.methods`` has ``ddp`` options, on a
+tiny model, as one rank of a gloo process group (run as a module, by test_distributed.py) or on one
+process over the same global batches (imported).
 
-    python ddp_worker.py OUT_FILE       with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set
+    PYTHONPATH=src:tests python -m helpers.ddp_worker OUT_FILE
+        with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set
 """
 
 from __future__ import annotations
@@ -14,23 +16,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from go4align.weighting import make
+from .methods import METHODS, by_label
 
 TASKS, BATCH, STEPS = 3, 8, 4
 
-#: (label, registry name, options): loss-oriented, then gradient-oriented on the shared
-#: parameters (Jacobian averaged over ranks) and on the representation (Jacobian gathered).
-CASES = [
-    ("go4align", "go4align", {}),
-    ("famo", "famo", {}),
-    ("si", "si", {}),
-    ("dwa", "dwa", {"window": 1}),
-    ("uw", "uw", {}),
-    ("mgda", "mgda", {}),
-    ("pcgrad", "pcgrad", {"seed": 3}),
-    ("imtl_g_representation", "imtl-g", {"target": "representation"}),
-    ("graddrop", "graddrop", {"seed": 3}),
-]
+#: (label, options) of every method the table runs under DDP: loss-oriented ones, and
+#: gradient-oriented ones on the shared parameters (Jacobian averaged over ranks) and on the
+#: representation (Jacobian gathered).
+CASES = [(info.label, info.ddp) for info in METHODS if info.ddp is not None]
 
 
 class Tiny(nn.Module):
@@ -57,10 +50,10 @@ def global_batch(step: int):
     return x, scales * torch.randn(BATCH, TASKS, generator=generator)
 
 
-def train(name: str, options: dict, rank: int = 0, world: int = 1) -> dict:
+def train(label: str, options: dict, rank: int = 0, world: int = 1) -> dict:
     """``STEPS`` steps; returns the weights of every step, the weighting's state and the model."""
     model = Tiny()
-    weighting = make(name, TASKS, **options)
+    weighting = by_label(label).make(TASKS, **options)
     net = DistributedDataParallel(model) if world > 1 else model
     optimizer = torch.optim.SGD([*model.parameters(), *weighting.parameters()], lr=0.05)
     weights = []
@@ -87,7 +80,7 @@ def train(name: str, options: dict, rank: int = 0, world: int = 1) -> dict:
 def main(out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
-    results = {label: train(name, options, dist.get_rank(), dist.get_world_size()) for label, name, options in CASES}
+    results = {label: train(label, options, dist.get_rank(), dist.get_world_size()) for label, options in CASES}
     torch.save(results, out)
     dist.barrier()
     dist.destroy_process_group()

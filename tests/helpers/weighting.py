@@ -1,22 +1,21 @@
-"""Shared fixtures for the weighting tests: a tiny hard-sharing model and property checks.
+"""For the weighting tests: a tiny hard-sharing model, the protocol's training loop, the
+independent reference gradients and Jacobians, and property checks of the aggregations.
 
-Device and dtype come from ``GO4ALIGN_TEST_DEVICE`` / ``GO4ALIGN_TEST_DTYPE`` (default: cpu,
-float64), so the same suite runs on a GPU or in float32.
+The model lives on ``helpers.DEVICE`` in ``helpers.DTYPE`` (see the package docstring).
 """
 
 from __future__ import annotations
 
 import copy
-import os
+from collections.abc import Callable
 
 import pytest
 import torch
 from torch import nn
 
-from go4align.weighting import make
+from go4align.weighting import Weighting, make
 
-DEVICE = torch.device(os.environ.get("GO4ALIGN_TEST_DEVICE", "cpu"))
-DTYPE = getattr(torch, os.environ.get("GO4ALIGN_TEST_DTYPE", "float64"))
+from . import DEVICE, DTYPE
 
 
 class HardSharing(nn.Module):
@@ -85,24 +84,38 @@ def one_step(method, model: HardSharing):
     return weights, gradients(model)
 
 
-def resumes_identically(name: str, num_tasks: int, **options) -> None:
-    """Train 2 steps, checkpoint, train 2 more; a fresh object loaded from the checkpoint and a
-    copy of the model at the checkpoint must produce bit-identical parameters."""
+def resumes_identically(factory: Callable[[], Weighting], num_tasks: int) -> None:
+    """Train 2 steps, checkpoint, train 2 more; a fresh ``factory()`` loaded from the checkpoint
+    and a copy of the model at the checkpoint must produce bit-identical parameters and state."""
     torch.manual_seed(0)
     model = HardSharing(num_tasks)
-    method = build(name, num_tasks, **options)
+    method = factory()
     train(method, model, steps=2)
     state = copy.deepcopy(method.state_dict())
     model_copy = copy.deepcopy(model)
     train(method, model, steps=2)
-    resumed = build(name, num_tasks, **options)
+    resumed = factory()
     resumed.load_state_dict(state)
     train(resumed, model_copy, steps=2)
-    for a, b in zip(model.parameters(), model_copy.parameters()):
+    for a, b in zip(model.parameters(), model_copy.parameters(), strict=True):
         assert torch.equal(a, b)
-    for a, b in zip(method.state_dict().values(), resumed.state_dict().values()):
-        if isinstance(a, torch.Tensor):
-            assert torch.equal(a, b)
+    assert_identical(method.state_dict(), resumed.state_dict())
+
+
+def assert_identical(a, b, where: str = "state") -> None:
+    """Bit-identical nested states: dicts (extra states included), lists, tensors, plain values."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys {list(a)} != {list(b)}"
+        for key in a:
+            assert_identical(a[key], b[key], f"{where}[{key!r}]")
+    elif isinstance(a, list | tuple):
+        assert type(a) is type(b) and len(a) == len(b), f"{where}: {a!r} != {b!r}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_identical(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), f"{where}: {a} != {b}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def task_jacobian(model: HardSharing, wrt: str = "parameters") -> tuple[torch.Tensor, torch.Tensor]:
