@@ -76,7 +76,7 @@ def test_bad_options_are_named(option, value):
 
 def test_grouped_famo_trains_through_the_protocol():
     """GO4Align's Table 4 groups FAMO's weights; the wrapper must pass after_step on."""
-    from helpers import train
+    from helpers.weighting import train
 
     from go4align.weighting import Grouped
 

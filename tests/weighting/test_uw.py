@@ -68,7 +68,7 @@ def test_the_learning_rate_is_the_reference_default_and_an_option():
 
 
 def test_grouped_uw_still_trains_the_log_variances():
-    from helpers import HardSharing, train
+    from helpers.weighting import HardSharing, train
 
     from go4align.weighting import Grouped
 
