@@ -172,4 +172,4 @@ def test_a_damaged_skipped_json_is_named_with_what_to_do(tmp_path):
 
     (tmp_path / grid.SKIPPED).write_text('{"nash-mtl": ')
     with pytest.raises(ValueError, match=r"skipped\.json is not valid JSON .*; delete it: the grid writes it again"):
-        grid._write_skipped(tmp_path, {"famo": "needs x"}, set())
+        run_grid(make_tiny(epochs=1), ["ls"], [0], tmp_path, progress=False)
