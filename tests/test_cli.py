@@ -265,6 +265,7 @@ def test_demo_help_says_what_it_runs():
     assert "--quick" in text and ", ".join(cli.DEMO_METHODS) in text and "5 minutes" in text
 
 
+@pytest.mark.slow
 def test_epoch_lines_only_with_verbose(tmp_path, capsys):
     argv = ["bench", "--benchmark", "toy", "--methods", "ls", "--epochs", "2", "--quiet"]
     assert run(*argv, "--out", tmp_path / "a") == 0

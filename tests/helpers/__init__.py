@@ -15,8 +15,9 @@ Device and dtype of the weighting tests come from the environment, so one suite 
 GPU: ``GO4ALIGN_TEST_DEVICE`` (default ``cpu``), ``GO4ALIGN_TEST_DTYPE`` (``float32`` or
 ``float64``, default ``float64``).
 
-Tests that start processes (DDP, torchrun, the CLI in a subprocess) or take more than a few seconds
-are marked ``slow``; ``pytest -m "not slow"`` is the fast subset for local work, CI runs everything.
+Tests that start DDP or torchrun process groups, train in a child process, or take more than about
+5 s are marked ``slow`` (registered in pyproject.toml, with ``--strict-markers``): ``pytest -m "not
+slow"`` is the fast subset for local work; CI runs everything.
 """
 
 from __future__ import annotations

@@ -122,6 +122,7 @@ train_run(make_tiny(), method, 0, sys.argv[1], checkpoint_every=4, callbacks=[ha
 """
 
 
+@pytest.mark.slow
 def test_killed_process_resumes_bit_identically(uninterrupted, tmp_path):
     run_dir, marker = tmp_path / "killed", tmp_path / "marker"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}

@@ -30,6 +30,7 @@ batch_size = 40
 """
 
 
+@pytest.mark.slow
 def test_torchrun_bench_matches_one_process(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(CONFIG)

@@ -49,6 +49,7 @@ def test_tiny_benchmark(tiny_qm9_cache):
     assert smaller.options["train_size"] == 50 and smaller.options["test_size"] == 20
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_trains_an_epoch_through_the_harness(tiny_qm9_cache, train_one_epoch):
     result = train_one_epoch(get_benchmark("qm9", protocol="tiny", cache_dir=tiny_qm9_cache), METRIC_HIGHER_IS_BETTER)
     assert result["selected_epoch"] == 1 and result["stl_reference"] == STL_REFERENCE

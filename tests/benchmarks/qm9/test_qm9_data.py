@@ -198,6 +198,7 @@ def test_bad_feature_mode_is_named(tmp_path):
         featurise_molecule(*FORMALDEHYDE, features="sanitised")
 
 
+@pytest.mark.slow
 def test_package_import_needs_no_optional_dependency():
     code = (
         "import sys, go4align.benchmarks.qm9; "
