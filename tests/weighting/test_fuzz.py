@@ -1,4 +1,4 @@
-"""The fuzz suite (``fuzzing.py``): every method of ``cases.METHODS``, each constructor argument
+"""The fuzz suite (``fuzzing.py``): every method of ``helpers.methods.METHODS``, each constructor argument
 with hostile values and each option set with hostile losses, ends in a named error or a correct
 result; none in a bare traceback or a silent wrong result."""
 
