@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from go4align import benchmarks, cli
-from go4align.benchmarks import Protocol, celeba, cityscapes, fashion, get_benchmark, nyuv2, qm9
+from go4align.benchmarks import Protocol, get_benchmark, qm9
 from go4align.cli import build_benchmark, load_config, main
 from go4align.weighting import available
 
@@ -148,22 +148,6 @@ def test_configs_of_the_builtin_benchmarks_match_their_code(name):
     configured = build_benchmark(None, load_config(CONFIGS / f"{name}.toml"))
     assert configured.protocol == get_benchmark(name).protocol
     assert configured.options == get_benchmark(name).options
-
-
-@pytest.mark.parametrize(
-    "name, protocol",
-    [
-        ("fashion", fashion.PROTOCOL),
-        ("nyuv2", nyuv2.PROTOCOL),
-        ("cityscapes", cityscapes.PROTOCOL),
-        ("celeba", celeba.PROTOCOL),
-        ("qm9", qm9.TRAINING_PROTOCOLS["full"]),
-        ("qm9-reduced", qm9.TRAINING_PROTOCOLS["reduced"]),
-    ],
-)
-def test_configs_are_copies_of_the_module_protocols(name, protocol):
-    """The modules hold the protocols; the configs are the user-facing copies."""
-    assert Protocol(**load_config(CONFIGS / f"{name}.toml")["protocol"]) == protocol
 
 
 def test_qm9_configs_name_their_split():

@@ -13,7 +13,7 @@ from go4align.metrics import (
     mean_rank,
     standard_error,
 )
-from go4align.report.published import CITYSCAPES, NYUV2, QM9
+from go4align.published import CITYSCAPES, NYUV2, QM9
 
 
 def delta_m_bounds(row, table):
@@ -101,7 +101,7 @@ def test_delta_p_averages_per_task_and_flips_sign():
 
 def test_delta_p_needs_a_grouping_of_every_metric():
     with pytest.raises(ValueError, match="exactly once"):
-        delta_p(NYUV2["rows"]["LS"], NYUV2["stl"], NYUV2["directions"], {"seg": ["mIoU"]})
+        delta_p(NYUV2["rows"]["LS"], NYUV2["stl"], NYUV2["directions"], {"seg": ["miou"]})
 
 
 def test_delta_m_bad_inputs_name_the_problem():

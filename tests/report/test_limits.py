@@ -160,7 +160,7 @@ def test_an_old_command_loses_its_absolute_paths(tmp_path, no_figures):
     edit_grid(
         grid,
         command=[
-            "/home/me/venv/lib/go4align/cli.py",
+            "/home/me/venv/bin/go4align",
             "bench",
             "--config",
             "configs/a.toml",
@@ -171,7 +171,8 @@ def test_an_old_command_loses_its_absolute_paths(tmp_path, no_figures):
         ],
     )
     markdown = report_of(grid)
-    assert "Command (absolute paths left out): go4align bench --config configs/a.toml --quiet." in markdown
+    shown = "go4align bench --config configs/a.toml --out .../a --data-dir=.../x --quiet"
+    assert f"Command (absolute paths left out): {shown}." in markdown
     assert not re.search(r"(^|\s)/(home|data)", markdown)
 
 

@@ -59,6 +59,7 @@ def test_every_published_table_has_provenance_and_consistent_rows():
         assert "arXiv 2404.06486" in table["provenance"], benchmark
         for row in table["rows"].values():
             assert set(row) == set(table["stl"]) == set(table["directions"]) == set(table["decimals"])
+        assert "stl_source" in table
     assert "Table 9" in TABLE9_SECONDS_PER_EPOCH["provenance"]
 
 
@@ -68,3 +69,25 @@ def test_lookups_ignore_spelling_and_say_none_when_unpublished():
     assert lookup_delta_m("digits", "ls") is None
     assert lookup_time_ratio("nyuv2", "ls") == 1.0
     assert lookup_time_ratio("nyuv2", "uw") is None  # Table 9 times gradient methods and FAMO only
+
+
+def _directions(higher_is_better):
+    return {name: "higher" if higher else "lower" for name, higher in higher_is_better.items()}
+
+
+def test_each_benchmark_takes_its_reference_from_its_one_published_table():
+    from go4align.benchmarks import celeba, cityscapes, dense, nyuv2, qm9
+
+    modules = {"nyuv2": nyuv2, "cityscapes": cityscapes, "celeba": celeba}
+    for name, module in modules.items():
+        table = PUBLISHED[name]
+        assert module.STL_REFERENCE is table["stl"] and module.STL_REFERENCE_SOURCE == table["stl_source"]
+    for name, module in (("nyuv2", nyuv2), ("cityscapes", cityscapes)):
+        # keyed by the benchmark's own metric and task names, in its order
+        table = PUBLISHED[name]
+        assert list(table["stl"]) == list(module.HIGHER_IS_BETTER)
+        assert table["directions"] == _directions(module.HIGHER_IS_BETTER)
+        assert table["tasks"] == {task: list(dense.METRICS[task]) for task in module.TASKS}
+    assert qm9.STL_REFERENCE is PUBLISHED["qm9"]["stl"] and list(qm9.STL_REFERENCE) == list(qm9.METRIC_NAMES)
+    assert PUBLISHED["qm9"]["directions"] == _directions(qm9.METRIC_HIGHER_IS_BETTER)
+    assert PUBLISHED["qm9"]["tasks"] == {task: [f"{task}_mae"] for task in qm9.TASK_NAMES}

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from go4align.train import MethodSpec, SingleTask, parse_method_spec, single_task_weighting, split_methods
-from go4align.weighting import GO4Align, LossWeighting, registry
+from go4align.train import MethodSpec, parse_method_spec, single_task_weighting, split_methods
+from go4align.weighting import GO4Align, make
+from go4align.weighting.stl import STL
 
 
 def test_parse_names_options_and_labels():
@@ -77,24 +78,11 @@ def test_build_merges_protocol_defaults_and_explains_errors():
         parse_method_spec("go4align:beta=-1").build(3)
 
 
-def test_single_task_weighting_is_one_hot():
-    weighting = SingleTask(3, 1)
+def test_single_task_weighting_is_the_registered_stl_method():
+    weighting = single_task_weighting(3, 1)
+    assert type(weighting) is STL and repr(weighting) == repr(make("stl", 3, task=1))
     losses = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
     weights = weighting.backward(losses)
     assert weights.tolist() == [0.0, 1.0, 0.0] and losses.grad.tolist() == [0.0, 1.0, 0.0]
     with pytest.raises(ValueError, match="task must be an int in"):
-        SingleTask(3, 3)
-
-
-def test_registered_stl_is_preferred_when_it_takes_a_task(monkeypatch):
-    monkeypatch.delitem(registry._REGISTRY, "stl", raising=False)
-    assert isinstance(single_task_weighting(2, 0), SingleTask)
-
-    class RegisteredSTL(LossWeighting):
-        def __init__(self, num_tasks, task=0):
-            super().__init__(num_tasks)
-            self.task = task
-
-    monkeypatch.setitem(registry._REGISTRY, "stl", RegisteredSTL)
-    built = single_task_weighting(2, 1)
-    assert isinstance(built, RegisteredSTL) and built.task == 1
+        single_task_weighting(3, 3)

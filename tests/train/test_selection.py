@@ -77,3 +77,16 @@ def test_last_k_above_the_epochs_warns_and_averages_every_trained_epoch():
     best = Protocol(epochs=3, batch_size=1, lr=1.0, reporting_rule="best_validation")
     scored = [dict(e, val={"err": 0.0 if e["epoch"] == 0 else float(e["epoch"])}) for e in history]
     assert summarise(scored, ["err"], {"err": "lower"}, best, None) == ({"err": 1.0}, 1)
+
+
+def test_the_delta_m_score_is_metrics_delta_m_over_the_selection_metrics():
+    from go4align.metrics import delta_m
+    from go4align.train.results import validation_score
+
+    protocol = Protocol(epochs=1, batch_size=1, lr=1.0, reporting_rule="best_validation", selection="delta_m")
+    values, reference = {"a_mae": 1.5, "b_acc": 0.4, "c_acc": 9.0}, {"a_mae": 1.0, "b_acc": 0.5, "c_acc": 1.0}
+    directions = {"a_mae": "lower", "b_acc": "higher", "c_acc": "higher"}
+    score = validation_score(values, ["a_mae", "b_acc"], directions, protocol, reference)
+    assert score == delta_m(values, {"a_mae": 1.0, "b_acc": 0.5}, directions) == pytest.approx(35.0)
+    with pytest.raises(ValueError, match="reference value of metric 'a_mae' must be finite and non-zero"):
+        validation_score(values, ["a_mae"], directions, protocol, {"a_mae": 0.0})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from go4align import published
 from go4align.benchmarks import dense
 from go4align.benchmarks.api import Benchmark
 
@@ -24,11 +25,9 @@ FOLDERS = {dense.SEMANTIC: "label_7", dense.DEPTH: "depth"}
 
 HIGHER_IS_BETTER = dense.higher_is_better(TASKS)
 
-STL_REFERENCE = {"miou": 74.01, "pix_acc": 93.16, "abs_err": 0.0125, "rel_err": 27.77}
-STL_REFERENCE_SOURCE = (
-    "the single-task results the paper family compares against (CAGrad's), as BASE in "
-    "Cranial-XIX/FAMO experiments/cityscapes/utils.py, there with rates as fractions"
-)
+# The published single-task reference, keyed by this benchmark's metric names.
+STL_REFERENCE = published.CITYSCAPES["stl"]
+STL_REFERENCE_SOURCE = published.CITYSCAPES["stl_source"]
 
 # The paper's K for M = 2 tasks. FAMO's weight decay 1e-2 is that of its CityScapes script
 # (Cranial-XIX/FAMO experiments/cityscapes), which produced the FAMO row the paper copies; its

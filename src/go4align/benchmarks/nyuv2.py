@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from go4align import published
 from go4align.benchmarks import dense
 from go4align.benchmarks.api import Benchmark
 
@@ -25,21 +26,9 @@ FOLDERS = {dense.SEMANTIC: "label", dense.DEPTH: "depth", dense.NORMAL: "normal"
 
 HIGHER_IS_BETTER = dense.higher_is_better(TASKS)
 
-STL_REFERENCE = {
-    "miou": 38.30,
-    "pix_acc": 63.76,
-    "abs_err": 0.6754,
-    "rel_err": 0.2780,
-    "angle_mean": 25.01,
-    "angle_median": 19.21,
-    "within_11.25": 30.14,
-    "within_22.5": 57.20,
-    "within_30": 69.15,
-}
-STL_REFERENCE_SOURCE = (
-    "the single-task results the paper family compares against (CAGrad's), as BASE in "
-    "AvivNavon/nash-mtl experiments/nyuv2/utils.py, there with rates as fractions"
-)
+# The published single-task reference, keyed by this benchmark's metric names.
+STL_REFERENCE = published.NYUV2["stl"]
+STL_REFERENCE_SOURCE = published.NYUV2["stl_source"]
 
 # The paper's K for M = 3 tasks.
 PROTOCOL = dense.reference_protocol(batch_size=2, method_options={"go4align": {"num_groups": 2}})

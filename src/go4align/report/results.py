@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..commands import entry_command, portable_command
+from ..result_file import RESULT_FILE, ResultFileError, read_result
+
 __all__ = ["Grid", "Invocation", "ReportError", "Run", "StepTime", "find_grids", "load_grid", "load_run"]
 
 STL_FOLDER = "stl"
-_DIRECTIONS = ("higher", "lower")
 
 
 class ReportError(ValueError):
@@ -151,86 +152,50 @@ def _names(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in _as_tuple(kind))
 
 
-def _numbers(mapping: dict[str, Any], key: str, path: Path) -> dict[str, float]:
-    bad = {
-        name: value for name, value in mapping.items() if not isinstance(value, (int, float)) or isinstance(value, bool)
-    }
-    if bad:
-        raise ReportError(f"{path}: {key!r} values must be numbers, got {bad}")
-    return {name: float(value) for name, value in mapping.items()}
-
-
-def _check_trace(trace: dict[str, Any], path: Path) -> None:
-    steps = trace.get("steps")
-    if not isinstance(steps, list):
-        raise ReportError(f"{path}: trace.steps should be a list")
-    for key in ("losses", "weights", "groups", "group_weights"):
-        rows = trace.get(key)
-        if rows is not None and (not isinstance(rows, list) or len(rows) != len(steps)):
-            raise ReportError(f"{path}: trace.{key} should hold one row per step ({len(steps)} steps)")
-
-
-def _check_epochs(epochs: list[Any], path: Path) -> None:
-    for index, epoch in enumerate(epochs):
-        if not isinstance(epoch, dict) or not isinstance(epoch.get("epoch"), int):
-            raise ReportError(f"{path}: epochs[{index}] should be an object with an integer 'epoch'")
-        losses = epoch.get("train_losses")
-        if losses is not None and not isinstance(losses, dict):
-            raise ReportError(f"{path}: epochs[{index}].train_losses should be an object")
-
-
 def load_run(path: Path) -> Run:
-    """Read and check one result.json."""
-    data = read_json(path)
-    metrics = _numbers(_require(data, "metrics", dict, path), "metrics", path)
-    directions = _require(data, "directions", dict, path)
-    undirected = [name for name in metrics if directions.get(name) not in _DIRECTIONS]
-    if undirected:
-        raise ReportError(
-            f"{path}: metrics {undirected} need a direction 'higher' or 'lower' in 'directions', got {directions}"
-        )
-    stl = _optional(data, "stl_reference", dict, path)
-    epochs = _optional(data, "epochs", list, path) or []
-    _check_epochs(epochs, path)
-    trace = _optional(data, "trace", dict, path)
-    if trace is not None:
-        _check_trace(trace, path)
+    """One result.json, read and checked by :func:`go4align.result_file.read_result`."""
+    try:
+        data = read_result(path)
+    except (ResultFileError, OSError) as error:
+        raise ReportError(str(error)) from error
+    stl = data.get("stl_reference")
     return Run(
         path=path,
-        benchmark=_require(data, "benchmark", str, path),
-        method=_require(data, "method", str, path),
-        label=_require(data, "method_label", str, path),
-        options=_optional(data, "method_options", dict, path) or {},
-        seed=_require(data, "seed", int, path),
-        tasks=list(_require(data, "tasks", list, path)),
-        metrics=metrics,
-        directions=dict(directions),
-        reporting_rule=_optional(data, "reporting_rule", str, path),
-        stl_reference=None if stl is None else _numbers(stl, "stl_reference", path),
-        epochs=epochs,
-        time_per_epoch_s=_finite_or_none(_optional(data, "time_per_epoch_s", (int, float), path)),
-        step_time=_step_time(_optional(data, "step_time_ms", dict, path), path),
-        peak_memory_mb=_finite_or_none(_optional(data, "peak_memory_mb", (int, float), path)),
-        peak_memory_method=_optional(data, "peak_memory_method", str, path),
-        trace=trace,
-        complete=_require(data, "complete", bool, path),
-        provenance=_optional(data, "provenance", dict, path) or {},
+        benchmark=data["benchmark"],
+        method=data["method"],
+        label=data["method_label"],
+        options=data.get("method_options") or {},
+        seed=data["seed"],
+        tasks=list(data["tasks"]),
+        metrics=_floats(data["metrics"]),
+        directions=dict(data["directions"]),
+        reporting_rule=data.get("reporting_rule"),
+        stl_reference=None if stl is None else _floats(stl),
+        epochs=data.get("epochs") or [],
+        time_per_epoch_s=_finite_or_none(data.get("time_per_epoch_s")),
+        step_time=_step_time(data.get("step_time_ms")),
+        peak_memory_mb=_finite_or_none(data.get("peak_memory_mb")),
+        peak_memory_method=data.get("peak_memory_method"),
+        trace=data.get("trace"),
+        complete=data["complete"],
+        provenance=data.get("provenance") or {},
     )
 
 
-def _step_time(data: dict[str, Any] | None, path: Path) -> StepTime | None:
+def _floats(mapping: dict[str, Any]) -> dict[str, float]:
+    return {name: float(value) for name, value in mapping.items()}
+
+
+def _step_time(data: dict[str, Any] | None) -> StepTime | None:
     if data is None:
         return None
-    values = _numbers({key: data.get(key) for key in ("median", "p25", "p75", "samples")}, "step_time_ms", path)
-    if not all(math.isfinite(value) for value in values.values()):
-        raise ReportError(f"{path}: 'step_time_ms' values must be finite, got {values}")
     clock, cpu = data.get("clock"), data.get("cpu_median")
     cpu_ok = isinstance(cpu, (int, float)) and not isinstance(cpu, bool) and math.isfinite(cpu)
     return StepTime(
-        values["median"],
-        values["p25"],
-        values["p75"],
-        int(values["samples"]),
+        float(data["median"]),
+        float(data["p25"]),
+        float(data["p75"]),
+        int(data["samples"]),
         clock if isinstance(clock, str) else None,
         float(cpu) if cpu_ok else None,
     )
@@ -257,7 +222,7 @@ def load_grid(grid_dir: str | Path) -> Grid:
     provenance = _optional(spec, "provenance", dict, grid_file) or {}
     runs: dict[str, list[Run]] = {}
     stl: list[Run] = []
-    for path in sorted((root / "runs").glob("*/seed*/result.json")):
+    for path in sorted((root / "runs").glob(f"*/seed*/{RESULT_FILE}")):
         run = load_run(path)
         if run.benchmark != benchmark:
             raise ReportError(f"{path}: benchmark {run.benchmark!r} differs from {benchmark!r} in {grid_file}")
@@ -302,7 +267,8 @@ def _invocations(spec: dict[str, Any], path: Path) -> tuple[list[Invocation], bo
     """The grid's commands as typed, and whether absolute paths had to be dropped from an old one.
 
     grid.json lists every invocation (a resume appends one); older grids kept only the last
-    command as argv, with the program's absolute path, which the report never prints."""
+    command as argv, with the program's absolute path: it is shown as a new grid records its
+    commands (:func:`go4align.commands.portable_command`), never with a path of the machine."""
     listed = _optional(spec, "invocations", list, path)
     if listed is not None:
         invocations = []
@@ -321,25 +287,9 @@ def _invocations(spec: dict[str, Any], path: Path) -> tuple[list[Invocation], bo
     command = _optional(spec, "command", (str, list), path)
     if command is None:
         return [], False
-    text, dropped = _as_typed(command)
-    return [Invocation(text, None)], dropped
-
-
-def _as_typed(command: str | list[str]) -> tuple[str, bool]:
-    """An old argv as the user would have typed it: ``go4align`` for the program, without
-    absolute paths (an option whose value is one goes with it)."""
-    argv = [str(part) for part in command] if isinstance(command, list) else shlex.split(command)
-    kept: list[str] = ["go4align"]
-    dropped = False
-    for part in argv[1:]:
-        value = part.split("=", 1)[1] if part.startswith("--") and "=" in part else part
-        if value.startswith("/"):
-            dropped = True
-            if value is part and kept[-1].startswith("--") and "=" not in kept[-1]:
-                kept.pop()  # the option that took this path
-            continue
-        kept.append(part)
-    return shlex.join(kept), dropped
+    typed = entry_command([str(part) for part in command]) if isinstance(command, list) else command
+    shown = portable_command(typed)
+    return [Invocation(shown, None)], shown != typed
 
 
 def _protocol_text(protocol: str | dict[str, Any] | None) -> str | None:

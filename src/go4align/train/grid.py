@@ -25,6 +25,7 @@ from typing import Any
 
 from go4align import __version__
 from go4align.benchmarks.api import Benchmark, Protocol
+from go4align.result_file import RESULT_FILE, ResultFileError, read_result, write_result
 from go4align.weighting import NonFiniteLossError
 
 from . import provenance
@@ -32,7 +33,7 @@ from .checkpoint import name_max, os_error, remove_stale_temporaries, write_json
 from .placement import is_main_process
 from .progress import WARNINGS_LOG, GridProgress, warnings_to_log
 from .spec import MethodSpec, parse_method_spec, single_task_weighting
-from .trainer import RESULT, Trainer, train_run
+from .trainer import Trainer, train_run
 
 __all__ = ["run_grid", "prepare_grid", "run_dir_of", "merge_stl", "check_output_dir", "steps_per_run", "SKIPPED"]
 
@@ -106,8 +107,13 @@ def _read_complete(path: Path) -> dict | None:
     """A run's result when the run is complete; ``None`` when it is absent or incomplete."""
     if not path.exists():
         return None
-    result = _read_json(path, "delete it and re-run the same command: the run resumes from its checkpoint")
-    return result if result.get("complete") else None
+    try:
+        result = read_result(path)
+    except ResultFileError as error:
+        raise ValueError(
+            f"{error}; delete it and re-run the same command: the run resumes from its checkpoint"
+        ) from error
+    return result if result["complete"] else None
 
 
 def prepare_grid(benchmark: Benchmark, methods: Sequence[str | MethodSpec], seeds: Sequence[int]) -> list[MethodSpec]:
@@ -263,7 +269,7 @@ def _run_stl(benchmark: Benchmark, seed: int, out_dir: Path, options: dict) -> d
     for index, task in enumerate(benchmark.task_names):
         spec = MethodSpec("stl", {}, "stl")
         task_dir = stl_dir / "tasks" / task
-        result = _read_complete(task_dir / RESULT) or train_run(
+        result = _read_complete(task_dir / RESULT_FILE) or train_run(
             benchmark,
             spec,
             seed,
@@ -276,7 +282,7 @@ def _run_stl(benchmark: Benchmark, seed: int, out_dir: Path, options: dict) -> d
     merged = merge_stl(results, benchmark, seed)
     if is_main_process():
         remove_stale_temporaries(stl_dir)  # of a merge killed mid-write
-        write_json_atomic(merged, stl_dir / RESULT)
+        write_result(merged, stl_dir / RESULT_FILE)
     return merged
 
 
@@ -410,7 +416,7 @@ def _grid_run(
     With ``skip_unrunnable``, a ``ValueError`` raised by the run's first step becomes
     :class:`_DoesNotApply`."""
     run_dir, key = run_dir_of(out_dir, spec.label, seed), (benchmark.name, spec.label, seed)
-    done = _read_complete(run_dir / RESULT)
+    done = _read_complete(run_dir / RESULT_FILE)
     if done:
         display.found_complete(key)
         return done
@@ -434,7 +440,7 @@ def _grid_run(
     run_options = {**options, "progress": on_epoch if is_main_process() else False}
     with warnings_to_log(out_dir / WARNINGS_LOG, where, display.note, is_main_process()) as raised:
         if spec.is_stl:
-            result = _read_complete(run_dir / RESULT) or _run_stl(benchmark, seed, out_dir, run_options)
+            result = _read_complete(run_dir / RESULT_FILE) or _run_stl(benchmark, seed, out_dir, run_options)
         else:
             trainer.append(Trainer(benchmark, spec, seed, run_dir, **run_options))
             try:

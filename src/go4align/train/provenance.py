@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import datetime
 import functools
-import os
 import platform
-import shlex
 import subprocess
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +21,7 @@ import numpy as np
 import torch
 
 from go4align import __version__
+from go4align.commands import entry_command, portable_command
 
 __all__ = ["collect", "git_state", "cpu_model", "invocation", "entry_command", "portable_command", "differences"]
 
@@ -122,47 +120,6 @@ def invocation(command: str | None, device: str | torch.device = "cpu") -> dict[
         "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "provenance": collect(device),
     }
-
-
-def entry_command(argv: Sequence[str] | None = None) -> str:
-    """The running program's command line without the path of its script: ``go4align ...`` for
-    the console script, ``python -m pkg ...`` for a module, ``python script.py ...`` otherwise."""
-    argv = list(sys.argv if argv is None else argv) or [""]
-    script = Path(argv[0])
-    if script.name == "__main__.py":
-        head = f"python -m {script.parent.name}"
-    elif script.name == "go4align":
-        head = "go4align"
-    else:
-        head = f"python {shlex.quote(script.name)}" if script.name else "python"
-    return " ".join([head, shlex.join(argv[1:])]) if argv[1:] else head
-
-
-def portable_command(command: str) -> str:
-    """``command`` without a path of the machine: an absolute path argument (also in
-    ``--option=/path``) inside the working directory becomes relative to it (the same command
-    from there); one outside it keeps only its last part, after ``.../`` (elided)."""
-    try:
-        words = shlex.split(command)
-    except ValueError:  # unbalanced quotes: not a command line shlex.join wrote; left as it is
-        return command
-    changed = [_portable(word) for word in words]
-    return command if changed == words else shlex.join(changed)
-
-
-def _portable(word: str) -> str:
-    option, equals, value = word.partition("=")
-    if equals and option.startswith("-") and os.path.isabs(value):
-        return f"{option}={_portable(value)}"
-    if not os.path.isabs(word):
-        return word
-    try:
-        relative = os.path.relpath(word)
-    except ValueError:  # another drive (Windows): no relative path leads there
-        relative = os.pardir
-    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
-        return ".../" + Path(word).name
-    return relative
 
 
 def differences(grid: Mapping[str, Any], results: Iterable[Mapping[str, Any]] = ()) -> list[str]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from go4align.benchmarks.api import Protocol
+from go4align.metrics import delta_m
 
 __all__ = ["validation_score", "summarise", "Trace", "trace_points"]
 
@@ -22,8 +23,7 @@ def validation_score(
     """Lower is better. ``delta_m``: Delta-m% of ``values`` against ``reference`` over ``names``
     (benchmarks.md); ``mean``: the mean of the values, negated when higher is better."""
     if protocol.selection == "delta_m":
-        terms = [(1 if directions[n] == "lower" else -1) * (values[n] - reference[n]) / reference[n] for n in names]
-        return 100.0 * sum(terms) / len(terms)
+        return delta_m(values, {n: reference[n] for n in names}, directions)
     mean = sum(values[n] for n in names) / len(names)
     return -mean if directions[names[0]] == "higher" else mean
 

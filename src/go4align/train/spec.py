@@ -4,7 +4,8 @@ Values are read as JSON literals (``3``, ``1e-3``, ``true``, ``[0, 1, 0]``, ``nu
 otherwise kept as strings (``clustering=lloyd``). The spec string, with the method's name in
 lower case, is the method's label (its directory in a grid and its row in a report), so that
 ``GO4Align`` and ``go4align`` name one run, also on file systems that ignore case. ``stl`` is the
-single-task baseline: one model per task, trained with a one-hot weighting.
+single-task baseline: one model per task, each trained with the ``stl`` weighting
+(:class:`~go4align.weighting.stl.STL`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from go4align.weighting import LossWeighting, Weighting, available, get, make
+from go4align.weighting import Weighting, available, get, make
 from go4align.weighting.grouping import callable_name
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "recordable",
     "parse_method_spec",
     "split_methods",
-    "SingleTask",
     "single_task_weighting",
     "STL",
 ]
@@ -163,26 +162,6 @@ def split_methods(text: str) -> list[str]:
     return specs
 
 
-class SingleTask(LossWeighting):
-    """One-hot weights: only task ``task`` is trained (the STL baseline, one run per task)."""
-
-    def __init__(self, num_tasks: int, task: int):
-        super().__init__(num_tasks)
-        if isinstance(task, bool) or not isinstance(task, int) or not 0 <= task < num_tasks:
-            raise ValueError(f"task must be an int in [0, {num_tasks}), got {task!r}")
-        self.task = task
-
-    def weigh(self, losses: Tensor) -> Tensor:
-        weights = torch.nn.functional.one_hot(torch.tensor(self.task), self.num_tasks).to(losses)
-        self.record(losses=losses, weights=weights)
-        return weights
-
-    def extra_repr(self) -> str:
-        return f"num_tasks={self.num_tasks}, task={self.task}"
-
-
 def single_task_weighting(num_tasks: int, task: int) -> Weighting:
-    """The registered ``stl`` method when it takes ``task=``, else :class:`SingleTask`."""
-    if STL in available() and "task" in inspect.signature(get(STL)).parameters:
-        return make(STL, num_tasks, task=task)
-    return SingleTask(num_tasks, task)
+    """The weighting of one STL run: the registered ``stl`` method training task ``task`` only."""
+    return make(STL, num_tasks, task=task)

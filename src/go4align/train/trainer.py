@@ -55,10 +55,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, default_collate
 
 from go4align.benchmarks.api import Benchmark
+from go4align.result_file import RESULT_FILE, write_result
 from go4align.weighting import NonFiniteLossError, Weighting
 
 from . import provenance
-from .checkpoint import CheckpointStore, remove_stale_temporaries, rng_state, set_rng_state, write_json_atomic
+from .checkpoint import CheckpointStore, remove_stale_temporaries, rng_state, set_rng_state
 from .cost import StepTimer
 from .placement import PeakMemory, Placement
 from .results import Trace, summarise, validation_score
@@ -67,7 +68,6 @@ from .spec import MethodSpec
 __all__ = ["StepInfo", "Trainer", "train_run", "param_groups", "NONFINITE"]
 
 NONFINITE = ("raise", "skip")
-RESULT = "result.json"
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "weighting", "rng", "state", "trace")
 
 
@@ -226,7 +226,7 @@ class Trainer:
     def _write_result(self) -> dict:
         result = self.result()
         if self.placement.rank == 0:
-            write_json_atomic(result, self.run_dir / RESULT)
+            write_result(result, self.run_dir / RESULT_FILE)
         return result
 
     def _setup(self) -> None:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from go4align import published
+
 # Order of torch_geometric's targets 0, 1, 2, 3, 5, 6, 12, 13, 14, 15, 11 as used by Nash-MTL/FAMO/
 # GO4Align. "R2" stands for <R2> and "c_v" for the heat capacity; the names are identifiers so they can
 # serve as dictionary keys, module names and file names.
@@ -52,30 +54,9 @@ REPORT_UNITS: dict[str, str] = {task: ("meV" if unit == "eV" else unit) for task
 METRIC_NAMES: tuple[str, ...] = tuple(f"{task}_mae" for task in TASK_NAMES)
 METRIC_HIGHER_IS_BETTER: dict[str, bool] = {name: False for name in METRIC_NAMES}
 
-STL_REFERENCE: dict[str, float] = dict(
-    zip(
-        METRIC_NAMES,
-        (
-            0.0671,
-            0.1814,
-            60.576,
-            53.915,
-            0.5027,
-            4.539,
-            58.838,
-            64.244,
-            63.852,
-            66.223,
-            0.07212,
-        ),
-    )
-)
-STL_REFERENCE_SOURCE = (
-    "Single-task MPNN test MAE (reported units) from Navon et al., Multi-Task Learning as a "
-    "Bargaining Game (Nash-MTL), ICML 2022, QM9 table; reused unchanged as the Delta-m baseline by "
-    "FAMO (NeurIPS 2023) and GO4Align (NeurIPS 2024); also the BASE array of the Nash-MTL repository, "
-    "experiments/quantum_chemistry/utils.py"
-)
+# The published single-task reference (reported units), keyed by METRIC_NAMES.
+STL_REFERENCE: dict[str, float] = published.QM9["stl"]
+STL_REFERENCE_SOURCE = published.QM9["stl_source"]
 
 
 @dataclass(frozen=True)
