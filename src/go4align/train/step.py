@@ -31,7 +31,8 @@ NONFINITE = ("raise", "skip")
 
 class TrainingStep:
     """Calling it with a batch ``(inputs, targets)`` (on the device) and the run's step number
-    takes one step and returns this process's losses (detached) and whether the step was skipped.
+    takes one step, in train mode (the model is switched to it if it is not), and returns this
+    process's losses (detached) and whether the step was skipped.
 
     Args:
         model: the model, never a wrapper; the ``no_grad`` recomputation of ``after_step`` runs it.
@@ -66,7 +67,8 @@ class TrainingStep:
     def __call__(self, batch: Any, step: int) -> tuple[Tensor, bool]:
         inputs, targets = batch
         model, weighting = self.model, self.weighting
-        model.train()
+        if not model.training:  # Module.train() walks every submodule: 80 us on a LeNet, 2% of its step
+            model.train()
         self.optimizer.zero_grad(set_to_none=True)
         # Gradient-oriented methods average the gradients over ranks themselves: DDP must not.
         own_reduction = weighting.reduces_gradients and self.net is not model

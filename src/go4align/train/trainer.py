@@ -12,7 +12,7 @@ The run is put together from parts that each do one thing and can be used on the
 * :class:`~go4align.train.run_checkpoint.RunCheckpoint`, saving and restoring all of it.
 
 :class:`Trainer` runs them: every step, the step, then the run's bookkeeping (the state's
-counts, the step timer, the trace); every epoch,
+counts, the step timer, and every ``trace_every``-th step the trace); every epoch,
 ``weighting.end_epoch()``, evaluation on val (if the benchmark has it) and test, the scheduler
 step, a checkpoint and ``result.json``. Callbacks see a :class:`StepInfo` after every step.
 
@@ -141,6 +141,10 @@ class Trainer:
         focus_task: rank epochs by this task's metrics only (an STL run's own task).
         nonfinite: ``"raise"`` (default) or ``"skip"``: what a NaN or infinite loss does (see
             the module docstring).
+        trace_every: record the weighting's diagnostics in ``result.json``'s ``trace`` every
+            this many steps, GO4Align's smooth alignment and indicators included (1: every
+            step, in full detail); ``None`` (default): every
+            :data:`~go4align.train.results.TRACE_EVERY` steps, at most 500 points a run.
 
     After :meth:`fit`, ``model`` (never the DDP wrapper) and ``weighting`` are the trained
     objects, and ``state`` the :class:`~go4align.train.state.RunState`.
@@ -160,19 +164,21 @@ class Trainer:
         weighting: Weighting | None = None,
         focus_task: str | None = None,
         nonfinite: str = "raise",
+        trace_every: int | None = None,
     ):
         if nonfinite not in NONFINITE:
             raise ValueError(f"nonfinite must be one of {NONFINITE}, got {nonfinite!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         _positive_or_none(checkpoint_every, "checkpoint_every")
+        _positive_or_none(trace_every, "trace_every")
         if focus_task is not None and focus_task not in benchmark.task_names:
             raise ValueError(f"focus_task must be one of {benchmark.task_names}, got {focus_task!r}")
         self.benchmark, self.method, self.seed = benchmark, method, seed
         self.protocol = benchmark.protocol
         self.run_dir = Path(run_dir)
         self.placement = Placement(device)
-        self.checkpoint_every, self.nonfinite = checkpoint_every, nonfinite
+        self.checkpoint_every, self.trace_every, self.nonfinite = checkpoint_every, trace_every, nonfinite
         self.callbacks = list(callbacks)
         self.progress = progress if self.placement.rank == 0 else False
         self.focus_task = focus_task
@@ -207,13 +213,15 @@ class Trainer:
         """Train every remaining epoch; returns (and writes) ``result.json``."""
         try:
             self._setup()
+            result = None
             while self.state.epoch < self.protocol.epochs:
                 self.train_epoch()
                 self.weighting.end_epoch()
                 self.end_epoch()
                 self.save_checkpoint()
-                self._write_result()
-            result = self._write_result()
+                result = self._write_result()
+            if result is None:  # nothing left to train: written again, with this process's provenance
+                result = self._write_result()
             # every rank leaves with the files written, so all skip the same completed runs later
             self.placement.barrier()
         finally:
@@ -240,7 +248,7 @@ class Trainer:
         self.train_set = bench.dataset("train")
         self.data_order = torch.Generator().manual_seed(self.seed)
         total_steps = protocol.epochs * math.ceil(len(self.train_set) / protocol.batch_size)
-        self.trace = Trace(total_steps, bench.num_tasks)
+        self.trace = Trace(total_steps, bench.num_tasks, every=self.trace_every)
         self.checkpoint = RunCheckpoint(
             self.run_dir,
             self.identity(),
@@ -388,8 +396,9 @@ class Trainer:
         and checkpoints excluded: see :mod:`~go4align.train.cost`); ``peak_memory_method`` says
         how ``peak_memory_mb`` was measured, ``None`` where it was not (see
         :class:`~go4align.train.placement.PeakMemory`); ``trace`` holds the
-        weighting's diagnostics at most every ``stride`` steps (``groups`` and
-        ``group_weights`` are ``None`` for methods without groups); ``provenance`` is
+        weighting's diagnostics every ``trace_every`` steps (see
+        :class:`~go4align.train.results.Trace`; ``groups`` and ``group_weights`` are ``None``
+        for methods without groups); ``provenance`` is
         :func:`go4align.train.provenance.collect`'s record of the process writing it (for a
         resumed run, the last one; ``grid.json`` lists every invocation's). STL runs of one task
         add ``focus_task``. Nothing in it is a path of the machine.
