@@ -52,7 +52,8 @@ def test_cpu_memory_reads_not_measured_and_process_wide_figures_are_not_shown(tm
     rows = [line for line in markdown.splitlines() if line.startswith("| ls |") and "IQR" in line]
     assert rows and all("| not measured |" in row for row in rows)
     assert "| 0 |" not in markdown
-    assert 'cpu_rss_sampled_per_step (earlier versions, process-wide) read "not measured"' in markdown
+    assert "cpu_rss_sampled_per_step (process-wide, so depending on the runs before; the STL references" in markdown
+    assert 'stored under results/ carry it) read "not measured"' in markdown
 
 
 @pytest.mark.parametrize("epochs", [1, 3])

@@ -56,7 +56,8 @@ def test_digits_end_to_end_result_json(digits, tmp_path):
     assert result["peak_memory_mb"] is None and result["peak_memory_method"] == "not_measured_on_cpu"
     assert result["device"] == "cpu"
     trace = result["trace"]
-    assert trace["steps"] == list(range(32)) and len(trace["losses"]) == len(trace["weights"]) == 32
+    # sampled every TRACE_EVERY (10) steps by default
+    assert trace["steps"] == [0, 10, 20, 30] and len(trace["losses"]) == len(trace["weights"]) == 4
     assert len(trace["groups"][0]) == 2 and len(trace["group_weights"][0]) == 2
 
 
@@ -205,3 +206,50 @@ def test_a_progress_callable_receives_the_epoch_lines(tiny, tmp_path, capsys):
     assert len(lines) == 3
     assert all(line.startswith(f"[tiny] ls seed0 epoch {k}/3 ") for k, line in zip((1, 2, 3), lines))
     assert capsys.readouterr().out == ""  # the callable shows them, not print
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_trace_every_records_every_kth_step_in_full_detail(digits, tmp_path, every):
+    """trace_every=k records every k-th step, GO4Align's Q and indicators included; the default
+    records the same values at its own steps, and reading them changes nothing in the run."""
+    spec = parse_method_spec("go4align")
+    full = train_run(digits, spec, 0, tmp_path / "full", progress=False, trace_every=every)
+    default = train_run(digits, spec, 0, tmp_path / "default", progress=False)
+    steps = list(range(0, 32, every))
+    trace, sampled = full["trace"], default["trace"]
+    assert trace["steps"] == steps and trace["detail"]["steps"] == steps
+    assert len(trace["groups"]) == len(trace["detail"]["indicators"]) == len(steps)
+    assert sampled["steps"] == [0, 10, 20, 30]
+    for key in ("losses", "weights", "groups", "group_weights"):
+        assert [trace[key][steps.index(s)] for s in sampled["steps"] if s in steps] == [
+            sampled[key][i] for i, s in enumerate(sampled["steps"]) if s in steps
+        ]
+    assert (
+        full["metrics"] == default["metrics"]
+        and full["epochs"][-1]["train_losses"] == default["epochs"][-1]["train_losses"]
+    )
+
+
+def test_trace_every_is_checked_and_kept_on_resume(tiny, tmp_path):
+    with pytest.raises(ValueError, match="trace_every must be a positive int or None, got 0"):
+        Trainer(tiny, parse_method_spec("ls"), 0, tmp_path, trace_every=0)
+    with pytest.raises(ValueError, match="every must be a positive int or None, got True"):
+        Trace(10, 2, every=True)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_step_9(info):
+        if info.global_step == 9:
+            raise Stop
+
+    trainer = Trainer(
+        tiny, parse_method_spec("ls"), 0, tmp_path, trace_every=2, checkpoint_every=4, callbacks=[stop_at_step_9]
+    )
+    assert trainer.global_step is None
+    with pytest.raises(Stop):
+        trainer.fit()
+    assert trainer.global_step == 9 and trainer.state.epoch == 1
+    # resumed from step 8 without the option: the trace keeps the stride it started with
+    resumed = Trainer(tiny, parse_method_spec("ls"), 0, tmp_path, progress=False)
+    assert resumed.fit()["trace"]["steps"] == list(range(0, 21, 2)) and resumed.global_step == 21

@@ -209,7 +209,8 @@ def _memory(summary: GridSummary) -> str:
     untrusted = sorted(methods & set(UNTRUSTED_MEMORY))
     if untrusted:
         text += (
-            f' Results measured with {", ".join(untrusted)} (earlier versions, process-wide) read "not measured" here.'
+            f" Results measured with {', '.join(untrusted)} (process-wide, so depending on the runs before; "
+            'the STL references stored under results/ carry it) read "not measured" here.'
         )
     return text + f" Measures in these results: {', '.join(sorted(methods))}."
 

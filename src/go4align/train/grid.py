@@ -433,7 +433,7 @@ def _grid_run(
     trainer: list[Trainer] = []
 
     def where() -> str:
-        step = getattr(trainer[0], "state", {}).get("global_step") if trainer else None
+        step = trainer[0].global_step if trainer else None
         return f"{spec.label} seed {seed}" + (f" step {step}" if step is not None else "")
 
     display.begin(description)
@@ -446,7 +446,7 @@ def _grid_run(
             try:
                 result = trainer[0].fit()
             except ValueError as error:
-                first_step = getattr(trainer[0], "state", {}).get("global_step") == 0
+                first_step = trainer[0].global_step == 0
                 if skip_unrunnable and first_step and not isinstance(error, NonFiniteLossError):
                     raise _DoesNotApply(str(error)) from error
                 raise

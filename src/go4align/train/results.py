@@ -10,7 +10,7 @@ import torch
 from go4align.benchmarks.api import Protocol
 from go4align.metrics import delta_m
 
-__all__ = ["validation_score", "summarise", "Trace", "trace_points"]
+__all__ = ["validation_score", "summarise", "Trace", "trace_points", "TRACE_EVERY"]
 
 
 def validation_score(
@@ -75,17 +75,33 @@ def _values(tensor: torch.Tensor) -> list:
     return [float(f"{v:.{TRACE_DIGITS}g}") for v in values]
 
 
+#: Steps between two points of a trace by default: reading a step's diagnostics costs (GO4Align
+#: computes its group labels only when they are read), and at every step it was half of the
+#: trainer's overhead over a bare loop on a small model.
+TRACE_EVERY = 10
+
+
 class Trace:
-    """The weighting's ``diagnostics`` every ``stride`` steps, at most ``trace_points`` points;
-    the ``DETAIL_KEYS`` (GO4Align's) every ``detail_stride`` steps, at most ``DETAIL_POINTS``;
-    floats to ``TRACE_DIGITS`` significant digits."""
+    """The weighting's ``diagnostics`` every ``stride`` steps; floats to ``TRACE_DIGITS``
+    significant digits.
+
+    By default (``every=None``) every ``TRACE_EVERY`` steps, and at most ``trace_points``
+    points (longer runs a larger stride), the ``DETAIL_KEYS`` (GO4Align's) at most
+    ``DETAIL_POINTS`` times. ``every=k`` asks for every k-th step, ``DETAIL_KEYS`` included
+    (``every=1``: every step in full detail), however long the run.
+    """
 
     KEYS = ("losses", "weights", "groups", "group_weights")
     DETAIL_KEYS = ("smooth_alignment", "indicators")
 
-    def __init__(self, total_steps: int, num_tasks: int):
-        self.stride = max(1, math.ceil(total_steps / trace_points(num_tasks)))
-        self.detail_stride = self.stride * max(1, math.ceil(total_steps / self.stride / DETAIL_POINTS))
+    def __init__(self, total_steps: int, num_tasks: int, every: int | None = None):
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ValueError(f"every must be a positive int or None, got {every!r}")
+        if every is None:
+            self.stride = max(TRACE_EVERY, math.ceil(total_steps / trace_points(num_tasks)))
+            self.detail_stride = self.stride * max(1, math.ceil(total_steps / self.stride / DETAIL_POINTS))
+        else:
+            self.stride = self.detail_stride = every
         self.steps: list[int] = []
         self.detail_steps: list[int] = []
         self.series: dict[str, list] = {key: [] for key in (*self.KEYS, *self.DETAIL_KEYS)}

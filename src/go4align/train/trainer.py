@@ -1,10 +1,20 @@
 """One training run, (benchmark, method, seed), driven only through the weighting protocol.
 
-Every step: ``zero_grad``; predictions and shared representation; the task losses;
-``weighting.backward(losses, shared_parameters=..., shared_representation=...)``;
-``optimizer.step()``; ``weighting.after_step(closure)`` where ``closure`` recomputes the losses of
-the same batch without gradients. Every epoch: ``weighting.end_epoch()``, evaluation on val (if
-the benchmark has it) and test, the scheduler step, a checkpoint and ``result.json``.
+The run is put together from parts that each do one thing and can be used on their own:
+
+* :class:`~go4align.train.step.TrainingStep`, one step: ``zero_grad``; predictions and shared
+  representation; the task losses; ``weighting.backward(losses, shared_parameters=...,
+  shared_representation=...)``; ``optimizer.step()``; ``weighting.after_step(closure)`` where
+  ``closure`` recomputes the losses of the same batch without gradients;
+* :func:`~go4align.train.evaluation.evaluate`, the benchmark's metrics on one split;
+* :class:`~go4align.train.state.RunState`, where the run stands (epoch, steps, the epoch's loss
+  sums, the history, skipped steps);
+* :class:`~go4align.train.run_checkpoint.RunCheckpoint`, saving and restoring all of it.
+
+:class:`Trainer` runs them: every step, the step, then the run's bookkeeping (the state's
+counts, the step timer, and every ``trace_every``-th step the trace); every epoch,
+``weighting.end_epoch()``, evaluation on val (if the benchmark has it) and test, the scheduler
+step, a checkpoint and ``result.json``. Callbacks see a :class:`StepInfo` after every step.
 
 Exact resume: everything that the rest of a run depends on is in ``checkpoint.pt`` (model,
 optimiser, scheduler, weighting state, the python/numpy/torch RNG states, the data-order
@@ -36,15 +46,12 @@ nothing of their own (no dropout or augmentation).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import random
 import statistics
-import sys
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,23 +59,24 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, default_collate
 
 from go4align.benchmarks.api import Benchmark
 from go4align.result_file import RESULT_FILE, write_result
 from go4align.weighting import NonFiniteLossError, Weighting
 
 from . import provenance
-from .checkpoint import CheckpointStore, remove_stale_temporaries, rng_state, set_rng_state
+from .checkpoint import remove_stale_temporaries
 from .cost import StepTimer
+from .data import iterate_batches
+from .evaluation import evaluate
 from .placement import PeakMemory, Placement
 from .results import Trace, summarise, validation_score
+from .run_checkpoint import RunCheckpoint
 from .spec import MethodSpec
+from .state import RunState
+from .step import NONFINITE, TrainingStep
 
 __all__ = ["StepInfo", "Trainer", "train_run", "param_groups", "NONFINITE"]
-
-NONFINITE = ("raise", "skip")
-CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "weighting", "rng", "state", "trace")
 
 
 @dataclass(frozen=True)
@@ -110,23 +118,9 @@ def param_groups(model: nn.Module, weighting: Weighting, *, train_weighting: boo
     return groups
 
 
-def iterate_batches(dataset: Any, index_batches: Sequence[Tensor], collate_fn, num_workers: int, seed: int) -> Iterator:
-    """Batches in the given order: ``dataset.get_batch`` when offered, else a DataLoader.
-
-    The loader gets its own generator (seeded with ``seed``) because starting a loader draws
-    its workers' base seed from it, which would otherwise come from torch's global generator and
-    make a run resumed mid-epoch (one more loader start) diverge.
-    """
-    if callable(getattr(dataset, "get_batch", None)):
-        return (dataset.get_batch(indices) for indices in index_batches)
-    loader = DataLoader(
-        dataset,
-        batch_sampler=[indices.tolist() for indices in index_batches],
-        collate_fn=collate_fn or default_collate,
-        num_workers=num_workers,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    return iter(loader)
+def _positive_or_none(value: Any, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
 
 
 class Trainer:
@@ -146,8 +140,13 @@ class Trainer:
         focus_task: rank epochs by this task's metrics only (an STL run's own task).
         nonfinite: ``"raise"`` (default) or ``"skip"``: what a NaN or infinite loss does (see
             the module docstring).
+        trace_every: record the weighting's diagnostics in ``result.json``'s ``trace`` every
+            this many steps, GO4Align's smooth alignment and indicators included (1: every
+            step, in full detail); ``None`` (default): every
+            :data:`~go4align.train.results.TRACE_EVERY` steps, at most 500 points a run.
 
-    After :meth:`fit`, ``model`` (never the DDP wrapper) and ``weighting`` are the trained objects.
+    After :meth:`fit`, ``model`` (never the DDP wrapper) and ``weighting`` are the trained
+    objects, and ``state`` the :class:`~go4align.train.state.RunState`.
     """
 
     def __init__(
@@ -164,23 +163,21 @@ class Trainer:
         weighting: Weighting | None = None,
         focus_task: str | None = None,
         nonfinite: str = "raise",
+        trace_every: int | None = None,
     ):
         if nonfinite not in NONFINITE:
             raise ValueError(f"nonfinite must be one of {NONFINITE}, got {nonfinite!r}")
-        self.nonfinite = nonfinite
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-        if checkpoint_every is not None and (
-            isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1
-        ):
-            raise ValueError(f"checkpoint_every must be a positive int or None, got {checkpoint_every!r}")
+        _positive_or_none(checkpoint_every, "checkpoint_every")
+        _positive_or_none(trace_every, "trace_every")
         if focus_task is not None and focus_task not in benchmark.task_names:
             raise ValueError(f"focus_task must be one of {benchmark.task_names}, got {focus_task!r}")
         self.benchmark, self.method, self.seed = benchmark, method, seed
         self.protocol = benchmark.protocol
         self.run_dir = Path(run_dir)
         self.placement = Placement(device)
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_every, self.trace_every, self.nonfinite = checkpoint_every, trace_every, nonfinite
         self.callbacks = list(callbacks)
         self.progress = progress if self.placement.rank == 0 else False
         self.focus_task = focus_task
@@ -190,7 +187,12 @@ class Trainer:
         )
         tasks = [t for t in benchmark.tasks if focus_task in (None, t.name)]
         self.selection_metrics = [m.name for t in tasks for m in t.metrics]
-        self.checkpoints = CheckpointStore(self.run_dir)
+        self.state: RunState | None = None
+
+    @property
+    def global_step(self) -> int | None:
+        """Steps done in the run; ``None`` before :meth:`fit` has set the run up."""
+        return None if self.state is None else self.state.global_step
 
     # -- identity of a run, checked when resuming ----------------------------------------------
     def identity(self) -> dict:
@@ -210,23 +212,19 @@ class Trainer:
         """Train every remaining epoch; returns (and writes) ``result.json``."""
         try:
             self._setup()
-            while self.state["epoch"] < self.protocol.epochs:
-                self._train_epoch()
+            result = None
+            while self.state.epoch < self.protocol.epochs:
+                self.train_epoch()
                 self.weighting.end_epoch()
-                self._end_epoch()
-                self._save()
-                self._write_result()
-            result = self._write_result()
+                self.end_epoch()
+                self.save_checkpoint()
+                result = self._write_result()
+            if result is None:  # nothing left to train: written again, with this process's provenance
+                result = self._write_result()
             # every rank leaves with the files written, so all skip the same completed runs later
             self.placement.barrier()
         finally:
             self.net = None  # drop the DDP wrapper: it must not outlive the process group
-        return result
-
-    def _write_result(self) -> dict:
-        result = self.result()
-        if self.placement.rank == 0:
-            write_result(result, self.run_dir / RESULT_FILE)
         return result
 
     def _setup(self) -> None:
@@ -238,131 +236,89 @@ class Trainer:
         self.memory = PeakMemory(place.device)
         self.model = place.model(bench.build_model(self.seed))
         self.net = place.wrap(self.model)  # what the training forward runs through
-        self.shared = self.model.shared_parameters()
         self.weighting = place.module(self.weighting)
         self.optimizer = protocol.build_optimizer(
             param_groups(self.model, self.weighting, train_weighting=protocol.train_weighting_parameters)
         )
         self.scheduler = protocol.build_scheduler(self.optimizer)
+        self.step = TrainingStep(
+            self.model, self.weighting, self.optimizer, bench.losses, place, net=self.net, nonfinite=self.nonfinite
+        )
         self.train_set = bench.dataset("train")
         self.data_order = torch.Generator().manual_seed(self.seed)
-        steps_per_epoch = math.ceil(len(self.train_set) / protocol.batch_size)
-        self.trace = Trace(protocol.epochs * steps_per_epoch, bench.num_tasks)
-        self.state = {
-            "epoch": 0,  # epochs completed
-            "step_in_epoch": 0,
-            "global_step": 0,
-            "loss_sums": torch.zeros(bench.num_tasks, dtype=torch.float64),
-            "epoch_time": 0.0,
-            "history": [],
-            "data_order_at_epoch_start": self.data_order.get_state(),
-            "previous_peak_mb": None,
-            "skipped_steps": 0,
-            "skipped_in_epoch": 0,
-            "step_times": [],
-        }
-        if self.placement.rank == 0:
-            remove_stale_temporaries(self.run_dir)  # left by writers killed mid-write
-        if self.checkpoints.exists():
-            self._restore()
-        self.step_timer = StepTimer(
-            place.device, self.state["global_step"], protocol.epochs * steps_per_epoch, self.state.pop("step_times")
+        total_steps = protocol.epochs * math.ceil(len(self.train_set) / protocol.batch_size)
+        self.trace = Trace(total_steps, bench.num_tasks, every=self.trace_every)
+        self.checkpoint = RunCheckpoint(
+            self.run_dir,
+            self.identity(),
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            weighting=self.weighting,
+            trace=self.trace,
+            main_process=place.rank == 0,
         )
+        self.state, step_times = RunState.start(bench.num_tasks, self.data_order), []
+        if place.rank == 0:
+            remove_stale_temporaries(self.run_dir)  # left by writers killed mid-write
+        if self.checkpoint.exists():
+            self.state, step_times = self.checkpoint.restore()
+        self.step_timer = StepTimer(place.device, self.state.global_step, total_steps, step_times)
 
-    def _train_epoch(self) -> None:
-        """The rest of the current epoch, from ``step_in_epoch`` on, in the epoch's data order."""
-        state, protocol = self.state, self.protocol
-        epoch = state["epoch"]
-        self.data_order.set_state(state["data_order_at_epoch_start"])
+    def _epoch_batches(self) -> list[Tensor]:
+        """This process's index batches of the current epoch, drawn from the data order at its start."""
+        self.data_order.set_state(self.state.data_order_at_epoch_start)
         order = torch.randperm(len(self.train_set), generator=self.data_order)
-        batches = self.placement.shard(order.split(protocol.batch_size))
-        start = state["step_in_epoch"]
-        loss_sums = state["loss_sums"].to(self.placement.device)
+        return self.placement.shard(order.split(self.protocol.batch_size))
+
+    def train_epoch(self) -> None:
+        """The rest of the current epoch, from ``step_in_epoch`` on, in the epoch's data order."""
+        state, place = self.state, self.placement
+        epoch, batches = state.epoch, self._epoch_batches()
+        state.loss_sums = state.loss_sums.to(place.device)
         loader_seed = self.seed * 1_000_003 + epoch
         timer = time.perf_counter()
-        self.step_timer.restart(state["global_step"])
+        self.step_timer.restart(state.global_step)
+        remaining = batches[state.step_in_epoch :]
         for batch in iterate_batches(
-            self.train_set, batches[start:], self.benchmark.collate_fn, protocol.num_workers, loader_seed
+            self.train_set, remaining, self.benchmark.collate_fn, self.protocol.num_workers, loader_seed
         ):
-            losses, skipped = self._step(self.placement.batch(batch))
-            losses = self.placement.mean(losses)
-            if skipped:
-                state["skipped_steps"] += 1
-                state["skipped_in_epoch"] += 1
-            else:
-                loss_sums += losses.double()
-                self.trace.record(state["global_step"], self.weighting.diagnostics)
-            self.step_timer.lap(state["global_step"])
-            state["step_in_epoch"] += 1
-            state["global_step"] += 1
-            due = self.checkpoint_every is not None and state["global_step"] % self.checkpoint_every == 0
+            try:
+                losses, skipped = self.step(place.batch(batch), state.global_step)
+            except NonFiniteLossError as error:
+                raise self._named(error) from error
+            losses = place.mean(losses)
+            if not skipped:
+                self.trace.record(state.global_step, self.weighting.diagnostics)
+            self.step_timer.lap(state.global_step)
+            state.count_step(losses, skipped)
+            due = self.checkpoint_every is not None and state.global_step % self.checkpoint_every == 0
             if due or self.callbacks:
                 # Checkpoints and callbacks are not training time: stop the clock around them.
-                state["epoch_time"] += time.perf_counter() - timer
-                state["loss_sums"] = loss_sums.cpu()
-                if due and state["step_in_epoch"] < len(batches):  # the epoch end saves anyway
-                    self._save()
-                info = StepInfo(epoch, state["step_in_epoch"], state["global_step"], losses, self.run_dir, skipped)
+                state.epoch_time += time.perf_counter() - timer
+                if due and state.step_in_epoch < len(batches):  # the epoch end saves anyway
+                    self.save_checkpoint()
+                info = StepInfo(epoch, state.step_in_epoch, state.global_step, losses, self.run_dir, skipped)
                 for callback in self.callbacks:
                     callback(info)
                 timer = time.perf_counter()
-                self.step_timer.restart(state["global_step"])
-        state["epoch_time"] += time.perf_counter() - timer
-        state["loss_sums"] = loss_sums.cpu()
+                self.step_timer.restart(state.global_step)
+        state.epoch_time += time.perf_counter() - timer
         self.step_timer.flush()
 
-    def _step(self, batch) -> tuple[Tensor, bool]:
-        """One training step; returns the detached local losses and whether it was skipped."""
-        inputs, targets = batch
-        model, weighting = self.model, self.weighting
-        model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        # Gradient-oriented methods average the gradients over ranks themselves: DDP must not.
-        own_reduction = weighting.reduces_gradients and self.net is not model
-        with self.net.no_sync() if own_reduction else contextlib.nullcontext():
-            predictions, representation = self.net(inputs, return_representation=True)
-            losses = self.benchmark.losses(predictions, targets)
-            try:
-                if not weighting.validate:
-                    self._check_finite(losses)
-                weighting.backward(losses, shared_parameters=self.shared, shared_representation=representation)
-            except NonFiniteLossError as error:
-                self._nonfinite(error)
-                self.optimizer.zero_grad(set_to_none=True)
-                return losses.detach(), True
-        self.optimizer.step()
-
-        def closure() -> Tensor:
-            # the unwrapped model: no gradients, so nothing for DDP to synchronise
-            with torch.no_grad():
-                return self.benchmark.losses(model(inputs), targets)
-
-        weighting.after_step(closure)
-        return losses.detach(), False
-
-    def _check_finite(self, losses: Tensor) -> None:
-        """The weighting's own check, for one built with ``validate=False`` (on the rank-averaged
-        losses, so that every rank agrees)."""
-        averaged = self.placement.mean(losses.detach())
-        bad = [m for m, finite in enumerate(torch.isfinite(averaged).tolist()) if not finite]
-        if bad:
-            raise NonFiniteLossError(f"non-finite loss for task(s) {bad}", bad, self.state["global_step"])
-
-    def _nonfinite(self, error: NonFiniteLossError) -> None:
-        """Raise with the tasks' names and the run's step, unless the policy skips the step."""
-        if self.nonfinite == "skip":
-            return
+    def _named(self, error: NonFiniteLossError) -> NonFiniteLossError:
+        """The step's error with the run, the tasks' names and the epoch, and what to do instead."""
         names = [self.benchmark.task_names[m] for m in error.tasks]
-        step = self.state["global_step"]
-        raise NonFiniteLossError(
+        step = self.state.global_step
+        return NonFiniteLossError(
             f"{self.benchmark.name} {self.method.label} seed {self.seed}: non-finite loss for task(s) {names} "
-            f"at step {step} (epoch {self.state['epoch'] + 1}): {error}; nonfinite='skip' "
+            f"at step {step} (epoch {self.state.epoch + 1}): {error}; nonfinite='skip' "
             "(go4align bench --nonfinite skip) skips such steps",
             error.tasks,
             step,
-        ) from error
+        )
 
-    def _end_epoch(self) -> None:
+    def end_epoch(self) -> None:
         """Evaluate, step the scheduler, append the epoch to the history, move to the next epoch."""
         state, bench = self.state, self.benchmark
         val = self.evaluate(self.model, "val") if "val" in bench.splits else None
@@ -371,49 +327,27 @@ class Trainer:
             self.scheduler.step(self._score(val))
         elif self.scheduler is not None:
             self.scheduler.step()
-        train_losses = state["loss_sums"] / max(1, state["step_in_epoch"] - state["skipped_in_epoch"])
         entry = {
-            "epoch": state["epoch"] + 1,
-            "time_s": state["epoch_time"],
-            "train_losses": dict(zip(bench.task_names, train_losses.tolist())),
+            "epoch": state.epoch + 1,
+            "time_s": state.epoch_time,
+            "train_losses": dict(zip(bench.task_names, state.train_losses().tolist())),
             "val": val,
             "test": test,
         }
-        state["history"].append(entry)
-        state.update(epoch=state["epoch"] + 1, step_in_epoch=0, epoch_time=0.0, skipped_in_epoch=0)
-        state["loss_sums"] = torch.zeros(bench.num_tasks, dtype=torch.float64)
-        state["data_order_at_epoch_start"] = self.data_order.get_state()
+        state.next_epoch(entry, self.data_order)
         if callable(self.progress):
             self.progress(self._progress_line(entry))
         elif self.progress:
             print(self._progress_line(entry), flush=True)
 
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        """The benchmark's metrics of ``model`` on ``split`` (:func:`~go4align.train.evaluation.evaluate`)."""
+        return evaluate(self.benchmark, model, split, self.placement)
+
     def _score(self, values: dict[str, float]) -> float:
         return validation_score(
             values, self.selection_metrics, self.benchmark.directions, self.protocol, self.benchmark.stl_reference
         )
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
-        """The benchmark's metrics of ``model`` on ``split``, in eval mode."""
-        bench = self.benchmark
-        dataset = bench.dataset(split)
-        size = self.protocol.eval_batch_size or self.protocol.batch_size
-        accumulator = bench.metrics()
-        model.eval()
-        batches = torch.arange(len(dataset)).split(size)
-        for batch in iterate_batches(dataset, batches, bench.collate_fn, self.protocol.num_workers, 0):
-            inputs, targets = self.placement.batch(batch)
-            accumulator.update(model(inputs), targets)
-        model.train()
-        values = {name: float(value) for name, value in accumulator.compute().items()}
-        expected = set(bench.directions)
-        if set(values) != expected:
-            raise ValueError(
-                f"benchmark {bench.name!r}: the metric accumulator returned {sorted(values)}, "
-                f"but the tasks declare {sorted(expected)}"
-            )
-        return values
 
     def _progress_line(self, entry: dict) -> str:
         losses = " ".join(f"{v:.4g}" for v in list(entry["train_losses"].values())[:4])
@@ -428,50 +362,15 @@ class Trainer:
         )
 
     # -- checkpoints and results -------------------------------------------------------------
-    def _save(self) -> None:
-        if self.placement.rank != 0:
-            return
-        payload = {  # CHECKPOINT_KEYS
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "weighting": self.weighting.state_dict(),
-            "rng": rng_state(),
-            "state": {
-                **self.state,
-                "previous_peak_mb": self.peak_memory_mb(),
-                "step_times": self.step_timer.state_dict(),
-            },
-            "trace": self.trace.state_dict(),
-        }
-        self.checkpoints.save(
-            payload, self.identity(), global_step=self.state["global_step"], threads=torch.get_num_threads()
-        )
+    def save_checkpoint(self) -> None:
+        """Checkpoint the run as it stands (rank 0 writes)."""
+        self.checkpoint.save(self.state, step_times=self.step_timer.state_dict(), peak_memory_mb=self.peak_memory_mb())
 
-    def _restore(self) -> None:
-        """Resume from the newest verified checkpoint (the run's identity is checked first)."""
-        loaded = self.checkpoints.load(self.identity(), keys=CHECKPOINT_KEYS)
+    def _write_result(self) -> dict:
+        result = self.result()
         if self.placement.rank == 0:
-            for path, reason in loaded.refused:
-                print(f"go4align: refused {path} ({reason}); resuming from {loaded.path} instead", file=sys.stderr)
-        threads = torch.get_num_threads()
-        if loaded.threads is not None and loaded.threads != threads and self.placement.rank == 0:
-            warnings.warn(
-                f"{self.run_dir}: resuming with {threads} torch thread(s), but the run was written with "
-                f"{loaded.threads}; the result may differ in the last bits from an uninterrupted run "
-                f"(use --threads {loaded.threads} for a bit-identical resume)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        checkpoint = loaded.payload
-        self.model.load_state_dict(checkpoint["model"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.weighting.load_state_dict(checkpoint["weighting"])
-        self.trace.load_state_dict(checkpoint["trace"])
-        self.state = checkpoint["state"]
-        set_rng_state(checkpoint["rng"])
+            write_result(result, self.run_dir / RESULT_FILE)
+        return result
 
     @functools.cached_property
     def provenance(self) -> dict:
@@ -479,9 +378,8 @@ class Trainer:
         return provenance.collect(self.placement.device)
 
     def peak_memory_mb(self) -> float | None:
-        """The run's peak over its processes (a resume is a new one); ``None`` where not measured
-        (an older checkpoint's CPU figure, taken process-wide, is not carried over either)."""
-        current, previous = self.memory.megabytes(), self.state["previous_peak_mb"]
+        """The run's peak over its processes (a resume is a new one); ``None`` where not measured."""
+        current, previous = self.memory.megabytes(), self.state.previous_peak_mb
         if current is None or previous is None:
             return current
         return max(previous, current)
@@ -497,13 +395,14 @@ class Trainer:
         and checkpoints excluded: see :mod:`~go4align.train.cost`); ``peak_memory_method`` says
         how ``peak_memory_mb`` was measured, ``None`` where it was not (see
         :class:`~go4align.train.placement.PeakMemory`); ``trace`` holds the
-        weighting's diagnostics at most every ``stride`` steps (``groups`` and
-        ``group_weights`` are ``None`` for methods without groups); ``provenance`` is
+        weighting's diagnostics every ``trace_every`` steps (see
+        :class:`~go4align.train.results.Trace`; ``groups`` and ``group_weights`` are ``None``
+        for methods without groups); ``provenance`` is
         :func:`go4align.train.provenance.collect`'s record of the process writing it (for a
         resumed run, the last one; ``grid.json`` lists every invocation's). STL runs of one task
         add ``focus_task``. Nothing in it is a path of the machine.
         """
-        bench, protocol, history = self.benchmark, self.protocol, self.state["history"]
+        bench, protocol, history = self.benchmark, self.protocol, self.state.history
         metrics, selected = summarise(history, self.selection_metrics, bench.directions, protocol, bench.stl_reference)
         result = {
             "benchmark": bench.name,
@@ -526,7 +425,7 @@ class Trainer:
             "trace": self.trace.to_json(),
             "complete": len(history) == protocol.epochs,
             "nonfinite": self.nonfinite,
-            "skipped_steps": self.state["skipped_steps"],
+            "skipped_steps": self.state.skipped_steps,
             "provenance": self.provenance,
         }
         if self.focus_task is not None:
