@@ -1,6 +1,10 @@
 import itertools
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ from helpers import sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import go4align
 from go4align.weighting import FAMO, UW, Grouped, Grouping, kmeans_1d, kmeans_random_1d, lloyd_1d, spectral_1d
 
 
@@ -373,3 +378,51 @@ def test_ten_thousand_tasks_group_without_quadratic_tables(num_groups):
     # equal-width groups are optimal for uniform data up to noise: sizes near M / K
     sizes = torch.bincount(labels).tolist()
     assert all(abs(size - 10_000 / num_groups) < 400 for size in sizes)
+
+
+WAKE_PROBE = """
+import os, sys, time, torch
+from go4align.weighting import Grouping
+
+torch.set_num_threads(2)
+torch.ones(1 << 22).add_(1)  # starts the second intra-op thread
+
+
+def worker_time():  # nanoseconds the other threads of this process have run
+    tasks = [t for t in os.listdir("/proc/self/task") if int(t) != os.getpid()]
+    return sum(int(open(f"/proc/self/task/{t}/schedstat").read().split()[0]) for t in tasks)
+
+
+def wakes(function):
+    function()
+    time.sleep(0.05)
+    before = worker_time()
+    for _ in range(20):
+        function()
+    return worker_time() > before
+
+
+matrix = torch.rand(41, 41, dtype=torch.float64)
+print("control", wakes(lambda: torch.max(matrix, dim=1)))
+for m, k in [(3, 2), (40, 5), (1000, 2), (1000, 5)]:
+    grouping, indicators = Grouping(m, k), torch.rand(m, dtype=torch.float64)
+    print(m, k, wakes(lambda: grouping(indicators)))
+"""
+
+
+@pytest.mark.slow
+def test_the_exact_grouping_stays_on_one_thread():
+    """With two torch threads on a busy machine, an operation that enters a parallel region waits
+    for a descheduled thread (milliseconds for a microsecond step). Up to 1,000 tasks the exact
+    grouping must not wake torch's second thread: measured by that thread's run time, with
+    OpenMP told to let it sleep between regions. The control (max with indices, which always
+    enters one) shows that the probe sees a wake."""
+    if not os.path.exists(f"/proc/{os.getpid()}/schedstat"):
+        pytest.skip("needs Linux's per-thread schedstat")
+    source = str(Path(go4align.__file__).resolve().parents[1])
+    env = dict(os.environ, OMP_WAIT_POLICY="passive", PYTHONPATH=source)
+    output = subprocess.run([sys.executable, "-c", WAKE_PROBE], env=env, capture_output=True, text=True, check=True)
+    lines = output.stdout.splitlines()
+    if lines[0] != "control True":
+        pytest.skip(f"this torch build's threads cannot be observed: {lines[0]}")
+    assert lines[1:] == ["3 2 False", "40 5 False", "1000 2 False", "1000 5 False"]

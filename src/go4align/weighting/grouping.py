@@ -5,20 +5,23 @@ indicators, so Eq. 3 is one-dimensional K-means and the centroid is the group we
 order the optimal groups are contiguous runs, so a dynamic programme over the split points finds
 the global optimum (:func:`kmeans_1d`): deterministic, no restarts, no empty-cluster loops.
 
-The programme, for indicators sorted as ``x_1 <= ... <= x_M`` and centred (``P[b]``, the sum of
-``x_i - mean(x)`` over ``i <= b``, is their prefix sum): a partition's K-means cost is
-``sum (x - mean)^2`` minus the sum over its groups ``[a, b)`` of the segment gain
-``(P[b] - P[a])^2 / (b - a)``, so the optimum maximises the total gain. With ``best_j[b]`` the
-largest gain of ``x[0:b]`` in ``j`` groups, ``best_1[b] = gain(0, b)``, each further group is one
-max-plus step ``best_j[b] = max_{a <= b} best_{j-1}[a] + gain(a, b)``, and the last group's start
-maximises ``best_{K-1}[a] + gain(a, M)``; the other starts are read back through the maximisers.
-``K = 2`` needs no step: O(M) after the sort.
+The programme. Sort the indicators, ``x_0 <= ... <= x_{M-1}``, and take the prefix sums of the
+centred values, ``P[b] = sum_{i < b} (x_i - mean(x))``. A group ``[a, b)`` (the values
+``x_a..x_{b-1}``) has within-group cost ``sum (x_i - mean(x))^2 - gain(a, b)`` with the segment
+gain ``gain(a, b) = (P[b] - P[a])^2 / (b - a)``, so an optimal partition maximises the total
+gain. With ``best_j[b]`` the largest gain of ``x_0..x_{b-1}`` in ``j`` groups:
 
-A step is computed over the whole ``(M+1)^2`` gain matrix for up to ``_DENSE_TASKS`` tasks (a few
-tensor operations; time goes to their dispatch, not their work), and beyond by divide and conquer
-(see :func:`_halve`), O(M log M) time and O(M) memory, where the matrix would spill out
-of cache (M = 1000) or out of memory (M = 10,000). Both take the leftmost maximiser, so they
-agree. No host synchronisation: every shape depends on ``M`` only.
+* ``best_1[b] = gain(0, b)``;
+* each further group is one max-plus step ``best_j[b] = max_{a <= b} best_{j-1}[a] + gain(a, b)``,
+  remembering the maximiser ``a`` (the start of group ``j``);
+* the last group starts at the ``a`` maximising ``best_{K-1}[a] + gain(a, M)``, and the earlier
+  starts are read back through the maximisers.
+
+``K = 2`` needs no step: O(M) after the sort. A step reads the whole ``(M+1)^2`` gain matrix up to
+``_DENSE_TASKS`` tasks (a few tensor operations, O(M^2)); beyond, where that matrix spills out of
+the cache (M = 1,000) or out of memory (M = 10,000), it is solved by divide and conquer
+(:func:`_halve`), O(M log M) time and O(M) memory. Both take the leftmost maximiser, so they
+agree. Every shape depends on ``M`` and ``K`` only: no value is read back to the host.
 
 Groups are numbered by increasing group weight. Equal indicators are never split between groups
 (an optimum that does not split them always exists), which keeps the result permutation
@@ -102,7 +105,7 @@ def optimal_offsets(sorted_values: Tensor, num_groups: int) -> Tensor:
     last = (prefix[-1] - prefix).square_().mul_(constants["inverse_lengths_to_end"]).add_(best).add_(barred)
     starts = [torch.argmax(last, 0, keepdim=True)]
     for maximiser in reversed(maximisers):  # each group's start: the maximiser at the next one's
-        starts.append(maximiser[starts[-1]])
+        starts.append(maximiser.index_select(0, starts[-1]))
     return torch.cat([ends[:1], *reversed(starts), ends[1:]])
 
 
@@ -117,7 +120,6 @@ def _constants(m: int, device: torch.device) -> dict[str, Tensor]:
         "inf": torch.full((1,), math.inf, dtype=torch.float64, device=device),
         "minus_inf": torch.full((1,), -math.inf, dtype=torch.float64, device=device),
         "boundaries": torch.arange(m + 1, device=device),
-        "positions": torch.arange(m, device=device),
         "inverse_lengths": inverse_lengths,
         "inverse_lengths_to_end": inverse_lengths.flip(0),  # of [a, M), by a
     }
@@ -135,7 +137,14 @@ def _dense_step(prefix: Tensor, barred: Tensor) -> Callable[[Tensor], tuple[Tens
     inverse, barrier = _dense_constants(prefix.shape[0] - 1, prefix.device)
     # the operations of _segment_gains, so that both give the same bits
     gains = (prefix[:, None] - prefix).square_().mul_(inverse).add_(barrier).add_(barred)
-    return lambda best: torch.max(gains + best, dim=1)  # the first (leftmost) maximum
+    return lambda best: _max_and_argmax(gains + best)
+
+
+def _max_and_argmax(total: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.max(total, dim=1)`` (the first maximum on ties) as two reductions: max with
+    indices enters a parallel region at any size, and with two threads on a busy machine waits
+    milliseconds for a descheduled one; these two stay serial below aten's grain size."""
+    return total.amax(1), total.argmax(1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -170,7 +179,7 @@ def _halve(previous: Tensor, prefix: Tensor) -> tuple[Tensor, Tensor]:
         low = maximiser[before]
         high = torch.minimum(maximiser[after], middles)  # >= low: maximisers never decrease
         ends = torch.cumsum(high - low + 1, 0)  # slots [ends - count, ends) hold low..high
-        owner = torch.searchsorted(ends[:-1], slots, right=True)
+        owner = _count_at_or_before(ends[:-1], slots.shape[0])  # the range of each slot
         target = middles[owner]
         # a = low + (slot - first slot of the owner); slots past the last range are masked
         a = torch.minimum(slots + (high + 1 - ends)[owner], target)
@@ -207,10 +216,19 @@ def _halving_plan(m: int, device: torch.device) -> list[tuple[Tensor, ...]]:
 def _segment_means(sorted_values: Tensor, offsets: Tensor) -> Tensor:
     """Each sorted value's group mean under the partition of ``offsets`` (``unsafe`` skips
     segment_reduce's checks, which read the offsets back to the host; they hold by construction)."""
+    m = sorted_values.shape[0]
     means = torch.segment_reduce(sorted_values, "mean", offsets=offsets, unsafe=True, initial=0.0)
-    # the group of position p: how many boundaries after the first are <= p (the last, M, never is)
-    positions = _constants(sorted_values.shape[0], sorted_values.device)["positions"]
-    return means[torch.searchsorted(offsets[1:], positions, right=True)]
+    # the group of position p: how many boundaries between the first and the last are <= p
+    return means[_count_at_or_before(offsets[1:-1], m + 1)[:m]]
+
+
+def _count_at_or_before(points: Tensor, size: int) -> Tensor:
+    """For each ``i`` in ``[0, size)``, how many of ``points`` (ints in ``[0, size)``) are ``<= i``.
+    This is ``searchsorted(sorted points, arange(size), right=True)``, but searchsorted splits
+    its queries between threads from 400 on, and with two threads on a busy machine then waits
+    milliseconds for a descheduled one; these three operations stay on one thread."""
+    marks = torch.zeros(size, dtype=torch.int64, device=points.device)
+    return torch.cumsum(marks.index_add_(0, points, torch.ones_like(points)), 0)
 
 
 def _offset_labels(offsets: Tensor, m: int) -> Tensor:
