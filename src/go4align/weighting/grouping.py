@@ -56,7 +56,7 @@ __all__ = [
 CLUSTERINGS = ("exact", "kmeans-random", "lloyd", "spectral", "random")
 
 #: Up to this many tasks a max-plus step reads the whole gain matrix; beyond, it is solved by
-#: divide and conquer. Measured on a 2-core VM (perf/weighting_step.py): the whole matrix is 5-10x
+#: divide and conquer. Measured at K = 5 on the project's 2-core VM: the whole matrix is 5-10x
 #: faster up to 400 tasks (1.3 MiB, in cache), as fast at 500 and 3x slower at 1,000.
 _DENSE_TASKS = 400
 
