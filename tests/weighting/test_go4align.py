@@ -1,3 +1,4 @@
+import inspect
 import math
 
 import pytest
@@ -358,6 +359,15 @@ def test_bad_losses(losses, error, match):
 def test_strict_mode_refuses_losses_at_or_below_zero(make_strict, losses, bad):
     with pytest.raises(ValueError, match=r"loss <= 0 at step 0 for task\(s\) " + bad + ".*loss_floor"):
         make_strict()(torch.tensor(losses))
+
+
+@pytest.mark.parametrize("name", ["si", "gls", "go4align-paper"])
+def test_a_loss_at_zero_is_refused_naming_only_options_the_method_has(name):
+    """SI and GLS have no loss_floor: their error must not send users to it; GO4Align's does."""
+    method = make(name, 3)
+    with pytest.raises(ValueError, match=r"loss <= 0 at step 0 for task\(s\) \[1\]") as error:
+        method(torch.tensor([1.0, 0.0, 3.0]))
+    assert ("loss_floor" in str(error.value)) == ("loss_floor" in inspect.signature(type(method)).parameters)
 
 
 @pytest.mark.parametrize("num_tasks", [3, 64, 65, 1000])

@@ -1,6 +1,10 @@
 import itertools
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +13,8 @@ from helpers.weighting import sse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from go4align.weighting import FAMO, UW, Grouped, Grouping, kmeans_1d, lloyd_1d, spectral_1d
+import go4align
+from go4align.weighting import FAMO, UW, Grouped, Grouping, kmeans_1d, kmeans_random_1d, lloyd_1d, spectral_1d
 
 
 def brute_force_sse(values, k):
@@ -234,70 +239,88 @@ def test_grouped_refuses_the_losses_its_method_refuses_before_either_changes_sta
 
 
 def reference_cost(values, k):
-    """Minimum K-means cost by a plain O(K M^2) dynamic programme in Python floats."""
-    x = sorted(values)
+    """Minimum K-means cost into at most ``k`` groups by a plain O(K M^2) dynamic programme over
+    the sorted values (numpy, float64): ``cost[j][b]``, the best cost of the first ``b`` values
+    in ``j`` groups."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
     m = len(x)
-
-    def cost(a, b):  # within-group cost of x[a:b]
-        segment = x[a:b]
-        mean = sum(segment) / len(segment)
-        return sum((v - mean) ** 2 for v in segment)
-
-    best = [cost(0, b) if b else 0.0 for b in range(m + 1)]
+    sums, squares = np.concatenate([[0.0], np.cumsum(x)]), np.concatenate([[0.0], np.cumsum(x * x)])
+    a, b = np.meshgrid(np.arange(m + 1), np.arange(m + 1))  # segment [a, b) at [b, a]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        segment = squares[b] - squares[a] - (sums[b] - sums[a]) ** 2 / (b - a)
+    segment = np.where(a < b, segment, np.where(a == b, 0.0, np.inf))
+    cost = segment[:, 0]
     for _ in range(k - 1):
-        best = [min([best[b]] + [best[a] + cost(a, b) for a in range(1, b)]) for b in range(m + 1)]
-    return best[m]
+        cost = np.min(segment + cost[None, :], axis=1)
+    return cost[m]
 
 
-@pytest.mark.parametrize("block_entries", [None, 1 << 6])
+def tied_values(m, seed, ties=8):
+    """``m`` values in [0, 1), ``ties`` of them equal, in random order."""
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.rand(m, generator=generator, dtype=torch.float64)
+    values[:ties] = 0.5
+    return values[torch.randperm(m, generator=generator)]
+
+
+@pytest.mark.parametrize("m", [38, 150, 700, 1500])
 @pytest.mark.parametrize("k", [3, 4, 6])
-def test_exact_kmeans_matches_a_reference_dp_whole_and_in_row_blocks(monkeypatch, block_entries, k):
-    """The DP of K >= 3 at moderate M, with many ties, in one block and in row blocks of 16
-    rows (the large-M code path): the optimum's cost, and identical labels either way."""
-    from go4align.weighting import grouping
-
-    gen = torch.Generator().manual_seed(k)
-    values = torch.cat([torch.rand(30, generator=gen, dtype=torch.float64), torch.full((8,), 0.5, dtype=torch.float64)])
-    values = values[torch.randperm(len(values), generator=gen)]
-    whole = kmeans_1d(values, k)
-    if block_entries is not None:
-        monkeypatch.setattr(grouping, "_WHOLE_ENTRIES", 0)
-        monkeypatch.setattr(grouping, "_BLOCK_ENTRIES", block_entries)
-        grouping._dp_tables.cache_clear()
-        assert len(grouping._dp_tables(len(values), values.device, 0)["blocks"]) > 1
-        labels = kmeans_1d(values, k)
-        grouping._dp_tables.cache_clear()
-        assert torch.equal(labels, whole)
+def test_exact_kmeans_matches_a_reference_dp_at_every_size(m, k):
+    """From a few tasks to well beyond where the whole gain matrix fits in cache: the optimum's
+    cost, the tied values in one group, and groups contiguous in sorted order."""
+    values = tied_values(m, seed=m + k)
+    labels = kmeans_1d(values, k)
     listed = values.tolist()
-    assert sse(listed, whole.tolist()) == pytest.approx(reference_cost(listed, k), rel=1e-9, abs=1e-12)
-    assert len(set(whole[values == 0.5].tolist())) == 1  # the tied values share a group
+    assert sse(listed, labels.tolist()) == pytest.approx(reference_cost(listed, k), rel=1e-9, abs=1e-12)
+    assert len(set(labels[values == 0.5].tolist())) == 1
+    order = torch.argsort(values)
+    assert torch.all(torch.diff(labels[order]) >= 0) and labels.max().item() == k - 1
 
 
-def test_small_problems_enumerate_partitions_and_agree_with_the_dp(monkeypatch):
-    """K >= 3 at small M takes the optimum over every partition (tables of all of them); it must
-    find the DP's partition, with equal values kept together, and in tables of bounded size."""
-    from go4align.weighting import grouping
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 30), min_size=2, max_size=600).map(lambda v: [x / 7 for x in v]),
+    k=st.integers(2, 7),
+)
+def test_exact_kmeans_with_many_ties_matches_the_reference_dp(values, k):
+    """Values on a coarse grid (many equal values) at up to 600 tasks: optimal cost, equal
+    values never split."""
+    labels = kmeans_1d(torch.tensor(values, dtype=torch.float64), k).tolist()
+    assert sse(values, labels) == pytest.approx(reference_cost(values, k), rel=1e-9, abs=1e-9)
+    assert all(len({l for v, l in zip(values, labels) if v == value}) == 1 for value in set(values))
 
-    assert grouping._tabled(11, 5) and grouping._tabled(3, 2) and grouping._tabled(64, 2)
-    assert not grouping._tabled(40, 5) and not grouping._tabled(65, 2) and not grouping._tabled(5, 5)
-    gen = torch.Generator().manual_seed(0)
-    cases = [(m, k) for m in range(4, 14) for k in range(3, min(m, 7)) if grouping._tabled(m, k)]
-    assert (11, 5) in cases and len(cases) > 20
-    for m, k in cases:
-        values = torch.rand(m, generator=gen, dtype=torch.float64)
-        values[: m // 3] = values[0]  # a run of equal values
-        if m % 2:
-            values[m // 2 :] = torch.round(values[m // 2 :] * 4) / 4  # more ties
-        enumerated = kmeans_1d(values, k)
-        with monkeypatch.context() as patch:
-            patch.setattr(grouping, "_PARTITION_STEP_ENTRIES", 0)
-            assert not grouping._tabled(m, k)
-            dp = kmeans_1d(values, k)
-        listed = values.tolist()
-        assert sse(listed, enumerated.tolist()) == pytest.approx(sse(listed, dp.tolist()), rel=1e-12, abs=1e-15)
-        assert torch.equal(enumerated, dp), (m, k, listed)
-        for value in values.unique():
-            assert len(set(enumerated[values == value].tolist())) == 1
+
+@pytest.mark.parametrize("m, k", [(11, 5), (40, 3), (900, 5)])
+@pytest.mark.parametrize("power", [-20, 3, 40])
+def test_scaling_the_values_by_a_power_of_two_keeps_the_groups(m, k, power):
+    """Every step of the programme scales exactly, so the partition, ties included, is the same."""
+    values = tied_values(m, seed=m)
+    assert torch.equal(kmeans_1d(values * 2.0**power, k), kmeans_1d(values, k))
+
+
+@pytest.mark.parametrize("m, k", [(3, 2), (40, 5), (1000, 5), (1000, 2)])
+def test_exact_grouping_reads_no_value_to_the_host(m, k):
+    """On the meta device (shapes without values) the exact grouping runs through: every shape
+    it makes depends on M and K only, so on a GPU it never waits for the device."""
+    indicators = torch.empty(m, dtype=torch.float64, device="meta")
+    result = Grouping(m, k)(indicators)
+    assert result.weights.shape == (m,) and result.weights.device.type == "meta"
+    assert result.labels.shape == (m,) and result.group_weights.shape == (k,)
+    assert kmeans_1d(indicators, k).shape == (m,)
+
+
+def test_the_exact_optimum_is_the_best_of_the_authors_random_restarts():
+    """The authors' clustering (Lloyd from random data points) reaches a local optimum that
+    depends on the draw; the exact partition costs no more than any draw and is what the
+    luckiest draws find."""
+    values = torch.tensor([0.1, 0.12, 0.5, 0.52, 0.55, 0.9, 1.4, 1.45, 2.0, 2.1, 2.2], dtype=torch.float64)
+    exact = kmeans_1d(values, 5)
+    draws = [kmeans_random_1d(values, 5, torch.Generator().manual_seed(seed)) for seed in range(30)]
+    costs = [sse(values.tolist(), labels.tolist()) for labels in draws]
+    assert min(costs) == pytest.approx(sse(values.tolist(), exact.tolist()), rel=1e-12)
+    assert all(cost >= min(costs) for cost in costs)
+    assert any(torch.equal(labels, exact) for labels in draws)
+    assert max(costs) > min(costs) * 1.5  # some draws are stuck in a worse optimum
 
 
 @pytest.mark.parametrize(
@@ -319,11 +342,10 @@ def test_small_problems_enumerate_partitions_and_agree_with_the_dp(monkeypatch):
     ],
 )
 def test_grouped_weights_are_the_group_means(m, k, distinct):
-    """The weights come straight from the optimal partition of the sorted indicators (tables of
-    every split or partition at small M; segment means of the closed form or of the DP beyond),
-    the labels only when read: every task gets exactly its group's mean indicator, the labels
-    are kmeans_1d's, and with fewer distinct values than groups the unused ones come last with
-    weight and size 0."""
+    """The weights come straight from the optimal partition of the sorted indicators as segment
+    means, the labels only when read: every task gets exactly its group's mean indicator, the
+    labels are kmeans_1d's, and with fewer distinct values than groups the unused ones come last
+    with weight and size 0."""
     gen = torch.Generator().manual_seed(m * k + distinct)
     pool = torch.rand(distinct, generator=gen, dtype=torch.float64)
     values = pool[torch.randint(distinct, (m,), generator=gen)]
@@ -345,45 +367,10 @@ def test_grouped_weights_are_the_group_means(m, k, distinct):
     assert torch.allclose(single.weights.double(), result.weights, rtol=1e-6)
 
 
-@settings(max_examples=80, deadline=None)
-@given(
-    values=st.lists(st.integers(0, 30), min_size=4, max_size=80).map(lambda v: [x / 7 for x in v]),
-    k=st.integers(3, 7),
-)
-def test_divide_and_conquer_dp_matches_the_whole_matrix_dp(values, k):
-    """The DP beyond _LARGE_TASKS (divide and conquer, no M^2 tables) is as good as the DP over
-    the whole gain matrix, ties (repeated values) included; with distinct random values, where
-    the optimum is unique, it is the same partition."""
-    import go4align.weighting.grouping as grouping
-
-    x = torch.tensor(values, dtype=torch.float64)
-    k = min(k, len(values) - 1)
-    expected = kmeans_1d(x, k)
-    saved = grouping._LARGE_TASKS
-    grouping._LARGE_TASKS = 1
-    try:
-        got = kmeans_1d(x, k)
-    finally:
-        grouping._LARGE_TASKS = saved
-    assert abs(sse(values, got.tolist()) - sse(values, expected.tolist())) <= 1e-12 * (
-        1 + sse(values, [0] * len(values))
-    )
-    # equally good partitions may differ in the last bits of their gains: compare labels on
-    # continuous values only
-    x = torch.rand(len(values), generator=torch.Generator().manual_seed(len(values)), dtype=torch.float64)
-    expected = kmeans_1d(x, k)
-    grouping._LARGE_TASKS = 1
-    try:
-        got = kmeans_1d(x, k)
-    finally:
-        grouping._LARGE_TASKS = saved
-    assert torch.equal(got, expected)
-
-
 @pytest.mark.parametrize("num_groups", [2, 5])
 def test_ten_thousand_tasks_group_without_quadratic_tables(num_groups):
-    """M = 10,000: the optimum of K = 2 from prefix sums and of K = 5 by divide and conquer; the
-    result is a valid optimum-shaped partition (contiguous in sorted order, means increasing)."""
+    """M = 10,000 (an M^2 gain matrix would be 800 MB): a valid optimum-shaped partition
+    (contiguous in sorted order, means increasing)."""
     x = torch.rand(10_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     labels = kmeans_1d(x, num_groups)
     order = torch.argsort(x)
@@ -391,3 +378,51 @@ def test_ten_thousand_tasks_group_without_quadratic_tables(num_groups):
     # equal-width groups are optimal for uniform data up to noise: sizes near M / K
     sizes = torch.bincount(labels).tolist()
     assert all(abs(size - 10_000 / num_groups) < 400 for size in sizes)
+
+
+WAKE_PROBE = """
+import os, sys, time, torch
+from go4align.weighting import Grouping
+
+torch.set_num_threads(2)
+torch.ones(1 << 22).add_(1)  # starts the second intra-op thread
+
+
+def worker_time():  # nanoseconds the other threads of this process have run
+    tasks = [t for t in os.listdir("/proc/self/task") if int(t) != os.getpid()]
+    return sum(int(open(f"/proc/self/task/{t}/schedstat").read().split()[0]) for t in tasks)
+
+
+def wakes(function):
+    function()
+    time.sleep(0.05)
+    before = worker_time()
+    for _ in range(20):
+        function()
+    return worker_time() > before
+
+
+matrix = torch.rand(41, 41, dtype=torch.float64)
+print("control", wakes(lambda: torch.max(matrix, dim=1)))
+for m, k in [(3, 2), (40, 5), (1000, 2), (1000, 5)]:
+    grouping, indicators = Grouping(m, k), torch.rand(m, dtype=torch.float64)
+    print(m, k, wakes(lambda: grouping(indicators)))
+"""
+
+
+@pytest.mark.slow
+def test_the_exact_grouping_stays_on_one_thread():
+    """With two torch threads on a busy machine, an operation that enters a parallel region waits
+    for a descheduled thread (milliseconds for a microsecond step). Up to 1,000 tasks the exact
+    grouping must not wake torch's second thread: measured by that thread's run time, with
+    OpenMP told to let it sleep between regions. The control (max with indices, which always
+    enters one) shows that the probe sees a wake."""
+    if not os.path.exists(f"/proc/{os.getpid()}/schedstat"):
+        pytest.skip("needs Linux's per-thread schedstat")
+    source = str(Path(go4align.__file__).resolve().parents[1])
+    env = dict(os.environ, OMP_WAIT_POLICY="passive", PYTHONPATH=source)
+    output = subprocess.run([sys.executable, "-c", WAKE_PROBE], env=env, capture_output=True, text=True, check=True)
+    lines = output.stdout.splitlines()
+    if lines[0] != "control True":
+        pytest.skip(f"this torch build's threads cannot be observed: {lines[0]}")
+    assert lines[1:] == ["3 2 False", "40 5 False", "1000 2 False", "1000 5 False"]

@@ -203,7 +203,7 @@ class Weighting(nn.Module):
 
     def count_step(self) -> None:
         """Called once by every step."""
-        self.__dict__["_step"] += 1  # a plain attribute: skip nn.Module.__setattr__'s checks
+        self._step += 1
 
     def _save_to_state_dict(self, destination, prefix, keep_vars) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
@@ -258,7 +258,7 @@ class Weighting(nn.Module):
             raise TypeError(f"losses must be a floating-point tensor, got dtype {losses.dtype}")
         if losses.is_meta:  # checked before the state follows the losses there and loses its values
             raise ValueError("losses are on the meta device, which holds no values: compute them on a real device")
-        if self._buffers["_device_probe"].device != losses.device:  # _buffers: no nn.Module.__getattr__
+        if self._device_probe.device != losses.device:
             self.to(losses.device)
         return losses
 
@@ -317,17 +317,14 @@ class Weighting(nn.Module):
 
     @property
     def loss_sign_reason(self) -> str:
-        """Why the method refuses losses of that sign, and what to do (the error's last words)."""
-        reason = "the method takes logs of the losses or divides by them"
-        if hasattr(self, "loss_floor"):  # GO4Align's option
-            reason += " (pass loss_floor=... for losses that can be zero or negative)"
-        return reason
+        """Why the method refuses losses of that sign (the error's last words); a method with an
+        option for such losses names it in its own."""
+        return "the method takes logs of the losses or divides by them"
 
     def record(self, **tensors: Tensor | Callable[[], Tensor]) -> None:
         """Keep the tensors of this step for ``diagnostics``; callers pass detached tensors, or
         zero-argument callables that compute one when it is first read."""
-        # a plain attribute: skip nn.Module.__setattr__'s checks, which cost a step microseconds
-        self.__dict__["diagnostics"] = Diagnostics(tensors)
+        self.diagnostics = Diagnostics(tensors)
 
     def extra_repr(self) -> str:
         return f"num_tasks={self.num_tasks}"

@@ -178,9 +178,6 @@ class GO4Align(LossWeighting):
         self.min_weight_ratio = ratio
         self.grouping = Grouping(self.num_tasks, num_groups, clustering, group_weights, seed)
         self._warned_bound = False
-        self.register_buffer(
-            "mean_weights", torch.full((self.num_tasks,), 1 / self.num_tasks, dtype=torch.float64), persistent=False
-        )
         # log Q_t up to an additive constant: -beta times the cumulative risk (Eq. 6 as written;
         # Q_t = softmax of it), from log Q_0 = -log M.
         self.register_buffer(
@@ -202,30 +199,25 @@ class GO4Align(LossWeighting):
         """The risk of Eq. 6: the loss, or the loss over its running mean (0 while that is 0)."""
         if self.smoothing == "absolute":
             return losses
-        totals = torch.add(self._buffers["loss_totals"], losses)  # new tensor: see below
-        self._buffers["loss_totals"] = totals
+        # a new tensor rather than in place: a state_dict taken earlier keeps its values
+        self.loss_totals = totals = self.loss_totals + losses
         relative = torch.div(losses * (self.step + 1), totals)
         return torch.where(totals > 0, relative, torch.zeros_like(relative))
 
     def indicators(self, losses: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Scale-balance, smooth-alignment and indicators for detached ``losses``; updates Q."""
-        # As few tensor operations as possible: each costs microseconds of dispatch on a CPU;
-        # buffers through _buffers, not nn.Module.__getattr__, for the same reason.
-        buffers = self._buffers
         risk = cast(losses, torch.float64)
         if self.loss_floor is not None:
             risk = risk.clamp_min(self.loss_floor)
         if self.smooth_alignment:
-            if self.beta > 0:  # log Q_t = log Q_{t-1} - beta r_t, up to a constant (new tensor:
-                # a state_dict taken earlier keeps its values)
-                buffers["log_alignment"] = torch.sub(buffers["log_alignment"], self._risk(risk), alpha=self.beta)
-            smooth = torch.softmax(buffers["log_alignment"], 0)
+            if self.beta > 0:  # log Q_t = log Q_{t-1} - beta r_t, up to a constant (a new tensor, as above)
+                self.log_alignment = torch.sub(self.log_alignment, self._risk(risk), alpha=self.beta)
+            smooth = torch.softmax(self.log_alignment, 0)
         else:
             smooth = torch.full_like(risk, 1 / self.num_tasks)
         if self.scale_balance is None:
             return torch.ones_like(risk), smooth, smooth
-        # the mean as one dot product rather than sum and division
-        mean = torch.dot(risk, buffers["mean_weights"])
+        mean = risk.mean()
         total = mean if self.scale_balance == "mean" else mean * self.num_tasks
         if self.max_scale < math.inf:  # p <= max_scale: each loss at least mean / max_scale
             floor = mean / self.max_scale
@@ -238,7 +230,7 @@ class GO4Align(LossWeighting):
         if self.validate and not self.positive_losses:
             self._check_bound(losses)
         scale, smooth, gamma = self.indicators(losses)
-        assignment = self._modules["grouping"].forward(gamma)  # a plain call: no hooks to run
+        assignment = self.grouping(gamma)
         weights = assignment.weights
         if self.min_weight_ratio > 0:
             weights = weights.clamp_min(weights.max().mul_(self.min_weight_ratio))
@@ -261,6 +253,10 @@ class GO4Align(LossWeighting):
             **assignment.diagnostics(),
         )
         return weights
+
+    @property
+    def loss_sign_reason(self) -> str:
+        return "Eq. 5 divides by the losses (pass loss_floor=... for losses that can be zero or negative)"
 
     def _bounded(self, losses: Tensor) -> Tensor:
         """Which tasks' ``p`` the bound ``max_scale`` holds down this step."""
