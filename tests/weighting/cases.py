@@ -66,7 +66,7 @@ def _grouped(inner: type) -> Callable:
 # the options every gradient method shares (GradientWeighting's)
 REPRESENTATION = {"target": "representation"}
 UNWEIGHTED_HEADS = {"head_gradients": "unweighted"}
-BATCHED = {"batched": True}
+BATCHED = {"jacobian": "batched"}
 
 METHODS: tuple[MethodInfo, ...] = (
     MethodInfo("ls"),
@@ -94,7 +94,7 @@ METHODS: tuple[MethodInfo, ...] = (
         "mgda", ({}, {"solver": "exact", "normalisation": "loss+"}, {"normalisation": "norm", **REPRESENTATION})
     ),
     MethodInfo("mgda-ub", ({}, {"normalisation": "loss"})),
-    MethodInfo("pcgrad", ({}, {"reduction": "mean", "seed": 5}, BATCHED)),
+    MethodInfo("pcgrad", ({}, {"reduction": "mean", "seed": 5}, {**BATCHED, "max_norm": 1.0})),
     MethodInfo("graddrop", ({}, {"leak": 0.5, "activation_sign": False}), weightless=True),
     MethodInfo("cagrad", ({}, {"c": 0.0, "rescale": 2}, {"solver": "projected", **UNWEIGHTED_HEADS})),
     MethodInfo("imtl-g", ({}, REPRESENTATION, BATCHED)),
