@@ -160,7 +160,7 @@ def gramian(jacobian: Tensor) -> Tensor:
     and the result rescaled in float64."""
     if jacobian.dtype == torch.float64:
         return jacobian @ jacobian.T
-    peaks = jacobian.abs().amax(1)
+    peaks = torch.linalg.vector_norm(jacobian, ord=math.inf, dim=1)  # the rows' largest magnitudes, without a copy
     low, high = torch.aminmax(peaks)
     if _SAFE_PEAKS[0] <= float(low) and float(high) <= _SAFE_PEAKS[1]:
         return (jacobian @ jacobian.T).to(torch.float64)
@@ -311,7 +311,8 @@ class GradientWeighting(Weighting):
         the solvers return NaN weights: it raises a ValueError naming the tasks instead)."""
         if scale == 1.0 and not self.validate:
             return True
-        rows = torch.isfinite(jacobian).all(1)
+        # a row's largest magnitude is finite iff the row is: one pass over J, no copy of it
+        rows = torch.isfinite(torch.linalg.vector_norm(jacobian, ord=math.inf, dim=1))
         if bool(rows.all()):
             return True
         if scale != 1.0:
