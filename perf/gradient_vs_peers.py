@@ -53,6 +53,8 @@ METHODS = {
     "aligned-mtl": ("AlignedMTL", lambda gram, m: aligned_mtl_weights(gram)[0]),
     "cagrad": ("CAGrad", lambda gram, m: cagrad_weights(gram)[0]),
 }
+#: TorchJD aggregators' arguments that have no default, at the reference's values
+TORCHJD_OPTIONS = {"cagrad": {"c": 0.4}}
 #: the reference's heads: the weighted loss (MGDA, IMTL-G, Aligned-MTL) or the plain sum
 UNWEIGHTED_HEADS = {"pcgrad", "cagrad"}
 
@@ -107,7 +109,7 @@ def torchjd_step(model, name: str):
     from torchjd import aggregation
     from torchjd.autojac import jac_to_grad, mtl_backward
 
-    aggregator = getattr(aggregation, METHODS[name][0])()
+    aggregator = getattr(aggregation, METHODS[name][0])(**TORCHJD_OPTIONS.get(name, {}))
     shared = list(model.trunk.parameters())
 
     def backward():
