@@ -76,7 +76,7 @@ def build(name: str, num_tasks: int):
     if name == REFERENCE_LOOP:
         return PerTaskLoop()
     if name == BATCHED:
-        return make("imtl-g", num_tasks, batched=True)
+        return make("imtl-g", num_tasks, jacobian="batched")
     return make(name, num_tasks)
 
 

@@ -79,7 +79,7 @@ def _grouped(inner: type) -> Callable:
 # the options every gradient method shares (GradientWeighting's)
 REPRESENTATION = {"target": "representation"}
 UNWEIGHTED_HEADS = {"head_gradients": "unweighted"}
-BATCHED = {"batched": True}
+BATCHED = {"jacobian": "batched"}
 
 METHODS: tuple[MethodInfo, ...] = (
     MethodInfo("ls"),
@@ -112,7 +112,7 @@ METHODS: tuple[MethodInfo, ...] = (
         ddp={},
     ),
     MethodInfo("mgda-ub", ({}, {"normalisation": "loss"})),
-    MethodInfo("pcgrad", ({}, {"reduction": "mean", "seed": 5}, BATCHED), ddp={"seed": 3}),
+    MethodInfo("pcgrad", ({}, {"reduction": "mean", "seed": 5}, {**BATCHED, "max_norm": 1.0}), ddp={"seed": 3}),
     MethodInfo("graddrop", ({}, {"leak": 0.5, "activation_sign": False}), weightless=True, ddp={"seed": 3}),
     MethodInfo("cagrad", ({}, {"c": 0.0, "rescale": 2}, {"solver": "projected", **UNWEIGHTED_HEADS})),
     # on the representation: the DDP case whose Jacobian is gathered over ranks, not averaged

@@ -82,15 +82,29 @@ def test_parameters_direction_by_hand_with_the_same_draws(leak):
 
 
 def test_the_shared_gradient_is_clipped_to_max_norm():
-    jac = 10 * torch.randn(3, 20, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    unclipped = GradDrop(3, max_norm=0, seed=5).aggregate(jac, torch.ones(3, dtype=torch.float64), []).direction
-    clipped = GradDrop(3, max_norm=0.5, seed=5).aggregate(jac, torch.ones(3, dtype=torch.float64), [])
-    norm = torch.linalg.vector_norm(unclipped)
+    model = HardSharing(3)
+    model.y.mul_(100)  # large losses: a shared gradient far longer than max_norm
+    _, unclipped = one_step(GradDrop(3, max_norm=0, seed=5), model)
+    method = GradDrop(3, max_norm=0.5, seed=5)
+    _, clipped = one_step(method, model)
+    shared = len(model.shared_parameters())
+    norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in unclipped[:shared]]).double())
     assert norm > 0.5
-    torch.testing.assert_close(clipped.direction, unclipped * 0.5 / (norm + 1e-6))
-    torch.testing.assert_close(clipped.extras["shared_grad_norm"], norm)
-    short = GradDrop(3, max_norm=1e3, seed=5).aggregate(jac, torch.ones(3, dtype=torch.float64), [])
-    torch.testing.assert_close(short.direction, unclipped)  # shorter than max_norm: unchanged
+    torch.testing.assert_close(method.diagnostics["shared_grad_norm"], norm)
+    factor = float(0.5 / (norm + 1e-6))
+    assert_close_lists(clipped[:shared], [g * factor for g in unclipped[:shared]])
+    assert_close_lists(clipped[shared:], unclipped[shared:])  # heads are not clipped
+
+
+def test_representation_target_clips_the_shared_parameters_when_asked():
+    model = HardSharing(3)
+    model.y.mul_(100)
+    method = GradDrop(3, target="representation", max_norm=0.25)
+    _, grads = one_step(method, model)
+    shared = len(model.shared_parameters())
+    norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads[:shared]]))
+    assert float(method.diagnostics["shared_grad_norm"]) > 0.25
+    assert abs(float(norm) - 0.25) < 1e-5
 
 
 def test_parameters_backward_writes_the_direction_and_plain_head_gradients():
@@ -176,7 +190,6 @@ def test_representation_backward_needs_the_representation():
         ({"activation_sign": True}, "activation_sign"),  # parameters have no activation
         ({"max_norm": -1.0}, "max_norm"),
         ({"max_norm": float("nan")}, "max_norm"),
-        ({"max_norm": 1.0, "target": "representation"}, "max_norm"),
         ({"target": "features"}, "target"),
         ({"seed": "a"}, "seed"),
     ],

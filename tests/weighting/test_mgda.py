@@ -143,7 +143,7 @@ def test_bad_options_are_named(option, value):
 
 def test_repr():
     assert repr(MGDA(3, normalisation="loss", solver="exact")) == (
-        "MGDA(num_tasks=3, target='parameters', head_gradients='weighted', batched=False, "
+        "MGDA(num_tasks=3, target='parameters', head_gradients='weighted', jacobian='auto', max_norm=0.0, "
         "normalisation='loss', solver='exact', max_iter=250)"
     )
 

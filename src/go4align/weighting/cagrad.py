@@ -14,7 +14,7 @@ from ._simplex import minimise_on_simplex
 from .base import check_choice
 from .gradient import Aggregation, GradientWeighting, gramian
 
-__all__ = ["CAGrad"]
+__all__ = ["CAGrad", "cagrad_weights", "cagrad_dual"]
 
 SOLVERS = ("slsqp", "projected")
 
@@ -47,7 +47,7 @@ class CAGrad(GradientWeighting):
             or ``"projected"`` (accelerated projected gradient on the simplex to machine precision,
             no extra dependency; a few milliseconds per step for ``M <= 8`` in this project's
             tests, but up to a second on ill-conditioned Gramians, where SLSQP stays fast).
-        target, head_gradients, batched, validate: see
+        target, head_gradients, jacobian, max_norm, validate: see
             :class:`~go4align.weighting.gradient.GradientWeighting` (defaults: the reference's
             shared parameters and unweighted heads).
     """
@@ -61,66 +61,81 @@ class CAGrad(GradientWeighting):
         solver: str = "slsqp",
         target: str = "parameters",
         head_gradients: str = "unweighted",
-        batched: bool = False,
+        jacobian: str = "auto",
+        max_norm: float = 0.0,
         validate: bool = True,
     ):
-        super().__init__(num_tasks, target=target, head_gradients=head_gradients, batched=batched, validate=validate)
+        super().__init__(
+            num_tasks,
+            target=target,
+            head_gradients=head_gradients,
+            jacobian=jacobian,
+            max_norm=max_norm,
+            validate=validate,
+        )
         self.c = check_number("c", c, low=0.0, high=1e6)
         check_choice("rescale", rescale, (0, 1, 2))
         check_choice("solver", solver, SOLVERS)
         self.rescale, self.solver = rescale, solver
-        self._minimize = None
         if solver == "slsqp":
             try:
-                from scipy.optimize import minimize
+                import scipy.optimize  # noqa: F401
             except ImportError as error:
                 raise ImportError(
                     "CAGrad(solver='slsqp') needs scipy: pip install 'go4align[cagrad]' (or use solver='projected')"
                 ) from error
-            self._minimize = minimize
-
-    def dual_weights(self, gram: np.ndarray) -> tuple[np.ndarray, float]:
-        """Simplex weights solving the dual, and the radius :math:`\\sqrt{\\phi}` used."""
-        m = self.num_tasks
-        radius = self.c * math.sqrt(gram.mean() + 1e-8) + 1e-8
-        average = np.full(m, 1.0 / m)
-        towards_average = gram @ average
-
-        def value(w):
-            return float(w @ towards_average + radius * math.sqrt(w @ gram @ w + 1e-8))
-
-        def gradient(w):
-            return towards_average + radius * (gram @ w) / math.sqrt(w @ gram @ w + 1e-8)
-
-        if self.solver == "slsqp":
-            result = self._minimize(
-                value,
-                average,
-                jac=gradient,
-                method="SLSQP",
-                bounds=[(0.0, 1.0)] * m,
-                constraints={"type": "eq", "fun": lambda w: 1.0 - w.sum()},
-            )
-            return result.x, radius
-
-        def optimal(w):
-            """``w`` itself once the optimality conditions hold to 1e-8 (relative)."""
-            g = gradient(w)
-            level = g[w > 1e-12]
-            slack = 1e-8 * np.abs(g).max()
-            return w if level.max() - level.min() <= slack and g.min() >= level.min() - slack else None
-
-        return minimise_on_simplex(value, gradient, average, tol=1e-10, finish=optimal), radius
 
     def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
-        m = self.num_tasks
-        gram = gramian(jacobian).cpu().numpy()
-        dual, radius = self.dual_weights(gram)
-        step = radius / (math.sqrt(max(dual @ gram @ dual, 0.0)) + 1e-8)
-        coefficients = np.full(m, 1.0 / m) + step * dual
-        coefficients *= m / {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale]
-        weights, dual = (torch.as_tensor(a, dtype=torch.float64, device=losses.device) for a in (coefficients, dual))
+        weights, dual = cagrad_weights(gramian(jacobian), c=self.c, rescale=self.rescale, solver=self.solver)
         return Aggregation(weights, None, {"dual_weights": dual})
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, c={self.c}, rescale={self.rescale}, solver={self.solver!r}"
+
+
+def cagrad_weights(gram: Tensor, *, c: float = 0.4, rescale: int = 1, solver: str = "slsqp") -> tuple[Tensor, Tensor]:
+    """CAGrad's effective task weights (the direction is ``weights @ J``) and its dual simplex
+    weights, from the float64 Gramian; see :class:`CAGrad` for the options."""
+    m = gram.shape[0]
+    products = gram.cpu().numpy()
+    dual, radius = cagrad_dual(products, c, solver)
+    step = radius / (math.sqrt(max(dual @ products @ dual, 0.0)) + 1e-8)
+    coefficients = np.full(m, 1.0 / m) + step * dual
+    coefficients *= m / {0: 1.0, 1: 1.0 + c**2, 2: 1.0 + c}[rescale]
+    return tuple(torch.as_tensor(a, dtype=torch.float64, device=gram.device) for a in (coefficients, dual))
+
+
+def cagrad_dual(gram: np.ndarray, c: float, solver: str = "slsqp") -> tuple[np.ndarray, float]:
+    """Simplex weights solving CAGrad's dual, and the radius :math:`\\sqrt{\\phi}` used."""
+    m = gram.shape[0]
+    radius = c * math.sqrt(gram.mean() + 1e-8) + 1e-8
+    average = np.full(m, 1.0 / m)
+    towards_average = gram @ average
+
+    def value(w):
+        return float(w @ towards_average + radius * math.sqrt(w @ gram @ w + 1e-8))
+
+    def gradient(w):
+        return towards_average + radius * (gram @ w) / math.sqrt(w @ gram @ w + 1e-8)
+
+    if solver == "slsqp":
+        from scipy.optimize import minimize
+
+        result = minimize(
+            value,
+            average,
+            jac=gradient,
+            method="SLSQP",
+            bounds=[(0.0, 1.0)] * m,
+            constraints={"type": "eq", "fun": lambda w: 1.0 - w.sum()},
+        )
+        return result.x, radius
+
+    def optimal(w):
+        """``w`` itself once the optimality conditions hold to 1e-8 (relative)."""
+        g = gradient(w)
+        level = g[w > 1e-12]
+        slack = 1e-8 * np.abs(g).max()
+        return w if level.max() - level.min() <= slack and g.min() >= level.min() - slack else None
+
+    return minimise_on_simplex(value, gradient, average, tol=1e-10, finish=optimal), radius

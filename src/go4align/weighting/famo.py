@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ._checks import check_max_norm, check_number
+from ._clipping import GradientClip
 from .base import LossWeighting, check_parameters
 
 __all__ = ["FAMO"]
@@ -45,10 +46,11 @@ class FAMO(LossWeighting):
         eps: :math:`\epsilon \in [0, 1]` (reference 1e-8), which keeps the log finite at a zero
             loss; larger values would drown the losses' own scale (and overflow the objective's
             coefficients ``z / c``).
-        max_norm: if positive, clip the norm of the shared parameters' gradient after the
-            backward (FAMO's standalone ``famo.py``, default 1.0 there). Default ``0``: the
-            repositories' shared base class clips *before* the backward, a no-op, and that is
-            the code behind the published tables. A positive value is at least float32's
+        max_norm: if positive, clip the gradient the backward adds to the shared parameters to
+            this norm (FAMO's standalone ``famo.py``, default 1.0 there; clipping has one
+            meaning in this package: see ``go4align/weighting/_clipping.py``). Default ``0``:
+            the repositories' shared base class clips *before* the backward, a no-op, and that
+            is the code behind the published tables. A positive value is at least float32's
             smallest normal number (~1.2e-38), below which clipping writes zeros.
         validate: check the loss values each step.
     """
@@ -101,15 +103,17 @@ class FAMO(LossWeighting):
         retain_graph: bool = False,
         grad_scaler: torch.amp.GradScaler | None = None,
     ) -> Tensor:
+        clip = None
         if self.max_norm > 0:
             if shared_parameters is None:
                 raise ValueError("FAMO with max_norm > 0 needs shared_parameters=... (the clipped gradients)")
-            shared_parameters = check_parameters(shared_parameters)
+            clip = GradientClip(check_parameters(shared_parameters), self.max_norm)
         weights = super().backward(losses, retain_graph=retain_graph, grad_scaler=grad_scaler)
-        if self.max_norm > 0:
-            # the gradients are scaled by the scaler's factor: so is the norm they are clipped to
+        if clip is not None:
             scale = grad_scaler.get_scale() if grad_scaler is not None and grad_scaler.is_enabled() else 1.0
-            torch.nn.utils.clip_grad_norm_(shared_parameters, self.max_norm * scale)
+            norm = clip.apply(scale)
+            if norm is not None:
+                self.diagnostics["shared_grad_norm"] = norm
         return weights
 
     def after_step(self, closure: Callable[[], Tensor] | None = None) -> None:

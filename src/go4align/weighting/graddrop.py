@@ -7,10 +7,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._checks import check_bool, check_max_norm, check_number, check_seed
-from .gradient import Aggregation, GradientWeighting
+from ._checks import check_bool, check_number, check_seed
+from .base import check_choice
+from .gradient import TARGETS, Aggregation, GradientWeighting
 
-__all__ = ["GradDrop"]
+__all__ = ["GradDrop", "graddrop_direction"]
 
 # The small constant of the purity's denominator: the reference code's on the parameters,
 # LibMTL's on the representation.
@@ -58,12 +59,12 @@ class GradDrop(GradientWeighting):
         activation_sign: with ``target="representation"``, multiply the gradients by the sign
             of ``z`` before summing over the batch (``None`` or ``True``: as the paper and
             LibMTL; ``False``: not). Parameters have no activation: ``True`` is an error there.
-        max_norm: clip the norm of the shared parameters' gradient to this value (``0``: no
-            clipping). ``None``: 1.0 with ``target="parameters"`` (the reference), 0 with
-            ``"representation"`` (LibMTL), where a positive value is an error (the gradient
-            there is not the parameters').
+        max_norm: clip the gradient added to the shared parameters to this norm (``0``: no
+            clipping; the one meaning of :class:`~go4align.weighting.gradient.GradientWeighting`).
+            ``None``: 1.0 with ``target="parameters"`` (the reference), 0 with
+            ``"representation"`` (LibMTL). A positive value needs ``shared_parameters``.
         seed: seed of the generator of ``U`` (saved in ``state_dict``).
-        batched, validate: see :class:`~go4align.weighting.gradient.GradientWeighting`; the
+        jacobian, validate: see :class:`~go4align.weighting.gradient.GradientWeighting`; the
             heads always receive the plain sum of the task gradients, as in the reference.
     """
 
@@ -76,13 +77,20 @@ class GradDrop(GradientWeighting):
         activation_sign: bool | None = None,
         max_norm: float | None = None,
         seed: int = 0,
-        batched: bool = False,
+        jacobian: str = "auto",
         validate: bool = True,
     ):
-        super().__init__(num_tasks, target=target, head_gradients="unweighted", batched=batched, validate=validate)
+        check_choice("target", target, TARGETS)
+        super().__init__(
+            num_tasks,
+            target=target,
+            head_gradients="unweighted",
+            jacobian=jacobian,
+            max_norm=DEFAULT_MAX_NORM[target] if max_norm is None else max_norm,
+            validate=validate,
+        )
         self.leak = check_number("leak", leak, low=0.0, high=1.0)
         self.activation_sign = self._activation_sign(activation_sign)
-        self.max_norm = self._max_norm(max_norm)
         self.seed = check_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -94,17 +102,6 @@ class GradDrop(GradientWeighting):
             raise ValueError("activation_sign=True needs target='representation': parameters have no activation sign")
         return value
 
-    def _max_norm(self, value: float | None) -> float:
-        if value is None:
-            return DEFAULT_MAX_NORM[self.target]
-        value = check_max_norm(value)
-        if value > 0 and self.target == "representation":
-            raise ValueError(
-                f"max_norm={value} clips the shared parameters' gradient, which target='representation' "
-                "does not form; use max_norm=0 (or None) with it"
-            )
-        return value
-
     def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
         if self.target == "parameters":
             grads, signed = jacobian, jacobian
@@ -114,20 +111,9 @@ class GradDrop(GradientWeighting):
             signed = grads * z.sign() if self.activation_sign else grads
             if z.dim() > 1:
                 signed = signed.sum(1)  # over the batch: one purity per feature
-        purity = 0.5 * (1 + signed.sum(0) / (signed.abs().sum(0) + PURITY_EPS[self.target]))
-        draw = torch.rand(purity.shape, generator=self.generator, dtype=purity.dtype).to(purity.device)
-        mask = ((purity > draw) & (signed > 0)) | ((purity < draw) & (signed < 0))
-        keep = self.leak + (1 - self.leak) * mask.to(grads.dtype)
-        if self.target == "representation" and grads.dim() > 2:
-            keep = keep.unsqueeze(1)  # the same features kept for every sample
-        direction = (grads * keep).sum(0).reshape(-1)
-        extras = {
-            "kept_fraction": mask.flatten(1).to(torch.float64).mean(1),
-            "mean_purity": purity.mean().to(torch.float64),
-        }
-        if self.max_norm > 0:
-            direction, extras["shared_grad_norm"] = clip_norm(direction, self.max_norm)
-        return Aggregation(None, direction, extras)
+        draw = torch.rand(signed.shape[1:], generator=self.generator, dtype=signed.dtype).to(signed.device)
+        direction, kept, purity = graddrop_direction(grads, signed, draw, leak=self.leak, eps=PURITY_EPS[self.target])
+        return Aggregation(None, direction, {"kept_fraction": kept, "mean_purity": purity})
 
     def get_extra_state(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -139,15 +125,21 @@ class GradDrop(GradientWeighting):
         return (
             f"num_tasks={self.num_tasks}, target={self.target!r}, leak={self.leak}, "
             f"activation_sign={self.activation_sign}, max_norm={self.max_norm}, seed={self.seed}, "
-            f"batched={self.batched}"
+            f"jacobian={self.jacobian_strategy!r}"
         )
 
 
-def clip_norm(direction: Tensor, max_norm: float) -> tuple[Tensor, Tensor]:
-    """``direction`` scaled to norm ``max_norm`` when longer, as ``clip_grad_norm_`` does (the
-    same ``1e-6`` in the factor), and its norm before clipping. The norm is taken in float64:
-    squares of float32 gradients above ~1e19 overflow, and an infinite norm would clip the
-    gradient to zero."""
-    norm = torch.linalg.vector_norm(direction, dtype=torch.float64)
-    factor = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    return direction * factor.to(direction.dtype), norm.detach()
+def graddrop_direction(
+    grads: Tensor, signed: Tensor, draw: Tensor, *, leak: float = 0.0, eps: float = 1e-8
+) -> tuple[Tensor, Tensor, Tensor]:
+    """GradDrop's shared direction ``[P]`` from the task gradients ``grads`` (``[M, ...]``), their
+    signed values per entry ``signed`` (``[M, E]``: the gradients themselves, or summed over the
+    batch with the activation's sign) and one uniform draw per entry ``draw`` (``[E]``); with
+    each task's kept fraction of entries and the mean purity (float64)."""
+    purity = 0.5 * (1 + signed.sum(0) / (signed.abs().sum(0) + eps))
+    mask = ((purity > draw) & (signed > 0)) | ((purity < draw) & (signed < 0))
+    keep = leak + (1 - leak) * mask.to(grads.dtype)
+    if grads.dim() > signed.dim():
+        keep = keep.unsqueeze(1)  # the same features kept for every sample
+    direction = (grads * keep).sum(0).reshape(-1)
+    return direction, mask.flatten(1).to(torch.float64).mean(1), purity.mean().to(torch.float64)

@@ -1,24 +1,37 @@
-"""Gradient-oriented methods: one gradient per task, an aggregation, the gradients written.
+"""Gradient-oriented methods in three stages: collect the Jacobian, aggregate it, write ``.grad``.
 
-Every gradient-oriented method (MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, Aligned-MTL, GradDrop)
-does the same three things, which :class:`GradientWeighting` does once for all of them:
+Every gradient-oriented method (MGDA, PCGrad, CAGrad, IMTL-G, Nash-MTL, Aligned-MTL, GradDrop,
+the TorchJD adapter) is a :class:`GradientWeighting`, whose :meth:`~GradientWeighting.backward`
+runs three stages, each a short method:
 
-1. **Collect** the task gradients as a Jacobian matrix ``J`` of shape ``[M, P]``, either with
-   respect to an explicit list of ``shared_parameters`` (``target="parameters"``, the reference
-   code's default) or with respect to the ``shared_representation`` tensor
+1. **Collect** (:meth:`~GradientWeighting.collect`) the task gradients as one Jacobian ``J`` of
+   shape ``[M, P]`` in the model's dtype (float32 at least), kept once, either with respect to
+   an explicit list of ``shared_parameters`` (``target="parameters"``, the reference code's
+   default) or with respect to the ``shared_representation`` tensor
    (``target="representation"``: MGDA-UB, GradDrop, feature-level IMTL-G), ``P`` being the
-   total number of entries.
-2. **Aggregate** ``J`` into task weights ``w`` (MGDA, IMTL-G, Nash-MTL, Aligned-MTL; also the
-   *effective* weights of PCGrad and CAGrad, whose directions are combinations of the task
-   gradients too), and/or a direction ``d`` of shape ``[P]`` (GradDrop, whose masks are not a
-   combination of task gradients). Without a direction, ``d = w @ J``.
-3. **Write the gradients**: the shared part receives ``d``; every other parameter the losses
-   reach (the task-specific heads, found by walking the autograd graph, so they never have to be
-   listed) receives the gradient of ``sum_m h_m L_m``, where ``h = w``
-   (``head_gradients="weighted"``: the reference behaviour of the weight methods, whose weighted
-   loss reaches the heads) or ``h = 1`` (``"unweighted"``: PCGrad, CAGrad and GradDrop in the
-   reference, whose heads get the plain summed gradient). Gradients are added into ``.grad``
-   like autograd does (earlier gradients are kept).
+   total number of entries. How (the ``jacobian`` option): ``"loop"``, one
+   ``torch.autograd.grad`` per task; ``"batched"``, one vmapped call
+   (``is_grads_batched=True``), which falls back to the loop, once and for the rest of the run,
+   when the model has an operation that vmap cannot batch; ``"auto"`` (default), the loop (see
+   below why).
+2. **Aggregate** ``J`` with the method's pure function of the Jacobian or its Gramian
+   (``mgda_weights``, ``pcgrad_weights``, ``cagrad_weights``, ``imtl_g_weights``,
+   ``aligned_mtl_weights``, ``nash_mtl_weights``, ``graddrop_direction``: each testable alone,
+   like TorchJD's aggregators), called by the method's :meth:`~GradientWeighting.aggregate`,
+   which only adds the method's state (random draws, previous weights) and warnings. The result
+   is an :class:`Aggregation`: task weights ``w`` (also the *effective* weights of PCGrad and
+   CAGrad, whose directions are combinations of the task gradients too), and/or a direction
+   ``d`` of shape ``[P]`` (GradDrop's masks are not a combination). Without a direction,
+   ``d = w @ J``.
+3. **Write** (:meth:`~GradientWeighting.write`) the gradients: the shared part receives ``d``;
+   every other parameter the losses reach (the task-specific heads, found by walking the
+   autograd graph, so they never have to be listed) receives the gradient of
+   ``sum_m h_m L_m``, where ``h = w`` (``head_gradients="weighted"``: the reference behaviour
+   of the weight methods, whose weighted loss reaches the heads) or ``h = 1``
+   (``"unweighted"``: PCGrad, CAGrad and GradDrop in the reference, whose heads get the plain
+   summed gradient). Gradients are added into ``.grad`` like autograd does (earlier gradients
+   are kept). Then, with ``max_norm > 0``, the gradient added to the shared parameters is
+   clipped (one meaning for every method: see ``_clipping.py``).
 
    With ``target="parameters"`` the per-task passes already give every parameter's per-task
    gradient, so the heads' gradients are combined from them and nothing more is back-propagated:
@@ -26,6 +39,13 @@ does the same three things, which :class:`GradientWeighting` does once for all o
    ``target="representation"`` the per-task passes stop at the representation (cheap), and one
    backward of ``sum_m h_m L_m`` follows, in which a tensor hook on the representation replaces
    the gradient arriving there by ``d``.
+
+Why the loop by default: ``perf/gradient_vs_peers.py`` (CPU, one thread; docs/performance.md)
+found the looped Jacobian as fast as or faster than the vmapped one on an MLP at ``M`` = 2 to 40
+and on a CNN, and the vmapped one needs ``M`` copies of every intermediate gradient at once
+(benchmarks.md found it 3x slower on QM9's graph network). When the losses were put together
+with ``torch.stack``, each looped pass starts at its own task loss instead of at ``losses[m]``,
+which would send zero gradients through every other task's head (``M^2`` head passes per step).
 
 Distributed data parallel (``torch.distributed`` initialised, world size ``R > 1``): the direct
 writes bypass the accumulation hooks that ``DistributedDataParallel`` averages gradients with,
@@ -54,21 +74,14 @@ the aggregation and writes NaN into the gradients of the parameters the losses r
 makes ``scaler.step`` skip the step and ``scaler.update`` lower the scale, as it would for
 ``scaler.scale(loss).backward()``.
 
-Batching: the Jacobian is computed with one ``torch.autograd.grad`` call per task
-(``batched=False``, the default) or with one vmapped call (``batched=True``,
-``is_grads_batched=True``), which falls back to the per-task loop, once and for the rest of the
-run, when the model has an operation that vmap cannot batch. The loop is the default because it
-was faster in every measurement: ``perf/methods_cost.py`` (IMTL-G, MLP, CPU, one thread) gives
-3.1 / 4.8 / 15.5 / 59 ms a step looped against 3.8 / 5.1 / 19.5 / 181 ms vmapped at
-``M`` = 2 / 3 / 11 / 40, with twice the memory at ``M = 40``; benchmarks.md found the vmapped
-call 3x slower on QM9's graph network. When the losses were put together with ``torch.stack``,
-each looped pass starts at its own task loss instead of at ``losses[m]``, which would send zero
-gradients through every other task's head (``M^2`` head passes per step); the vmapped call
-cannot do that.
-
-Post-processing: :meth:`GradientWeighting.transform_weights` is called on the weights before the
-direction is formed; a wrapper that groups the weights of a gradient method (GO4Align Table 4)
-overrides it, and the direction becomes ``transformed_weights @ J``.
+Precision: the Gramian ``J J^T`` is formed in the Jacobian's dtype and only the ``M x M`` result
+is widened to float64 for the solvers (:func:`gramian`), without a float64 copy of ``J``. That is
+safe for the range (rows whose largest entry lies in ``[1e-15, 1e15]`` are multiplied as they
+are; others are normalised first), but a float32 Gramian resolves its small eigenvalues only down
+to ~1e-7 of the largest: directions in which the task gradients nearly cancel are lost. That is
+what Aligned-MTL's rank tolerance (``lambda_max * M * eps_float32``) accounts for; MGDA's
+minimum norm, Nash-MTL's solver and IMTL-G's linear system inherit the same relative accuracy.
+A model in float64 gives a float64 Jacobian and Gramian throughout.
 """
 
 from __future__ import annotations
@@ -81,14 +94,29 @@ import torch
 from torch import Tensor
 from torch.autograd.graph import GradientEdge
 
-from ._checks import check_bool
+from ._checks import check_max_norm
+from ._clipping import GradientClip, clip_
 from ._distributed import average, gather_batches, world_size
 from .base import Weighting, check_choice, check_parameters
 
-__all__ = ["GradientWeighting", "Aggregation", "TARGETS", "HEAD_GRADIENTS", "gramian", "combination"]
+__all__ = [
+    "GradientWeighting",
+    "Aggregation",
+    "Collected",
+    "TARGETS",
+    "HEAD_GRADIENTS",
+    "JACOBIANS",
+    "gramian",
+    "combination",
+]
 
 TARGETS = ("parameters", "representation")
 HEAD_GRADIENTS = ("weighted", "unweighted")
+JACOBIANS = ("auto", "loop", "batched")
+
+# Rows whose largest entry lies in this range are multiplied as they are in float32: their
+# squares, summed over up to ~1e8 entries, neither overflow nor underflow.
+_SAFE_PEAKS = (1e-15, 1e15)
 
 
 class Aggregation(NamedTuple):
@@ -104,16 +132,39 @@ class Aggregation(NamedTuple):
     extras: dict[str, Tensor] | None = None
 
 
-def gramian(jacobian: Tensor) -> Tensor:
-    """``J J^T`` as float64 (the inner products of the task gradients).
+class Collected(NamedTuple):
+    """The collect stage's result.
 
-    Below float64 each row is divided by its largest entry before the product, and the result
-    rescaled in float64: squares of gradients above ~1e19 overflow float32 (which gave infinite
-    Gramians and NaN weights although every gradient was finite), and a row far smaller than the
-    largest one (losses spanning 1e-30..1e30) would otherwise underflow to a zero gradient."""
+    ``jacobian``: ``[M, P]``, unscaled, of the global batch under ``torch.distributed``.
+    ``targets``: what it was taken w.r.t. (the gathered representation under DDP).
+    ``span``: this rank's ``(offset, length)`` in the gathered batch (representation, DDP).
+    ``heads`` and ``head_grads``: with ``target="parameters"``, the other parameters the losses
+    reach and, per parameter, its gradient from each task (``None`` where a task does not reach
+    it), so that writing needs no further backward; empty otherwise.
+    """
+
+    jacobian: Tensor
+    targets: list[Tensor]
+    span: tuple[int, int] | None = None
+    heads: list[Tensor] = []
+    head_grads: list[list[Tensor | None]] = []
+
+
+def gramian(jacobian: Tensor) -> Tensor:
+    """``J J^T`` as float64 (the inner products of the task gradients), formed in ``J``'s dtype.
+
+    Below float64, a row whose largest entry is outside ``[1e-15, 1e15]`` would overflow
+    (squares above ~1e38: infinite Gramians and NaN weights although every gradient is finite)
+    or underflow (a row far smaller than the largest one, losses spanning 1e-30..1e30). Then
+    each row is divided by its largest entry before the product (a normalised copy of ``J``),
+    and the result rescaled in float64."""
     if jacobian.dtype == torch.float64:
         return jacobian @ jacobian.T
-    peaks = jacobian.abs().amax(1).clamp_min(torch.finfo(jacobian.dtype).tiny)
+    peaks = torch.linalg.vector_norm(jacobian, ord=math.inf, dim=1)  # the rows' largest magnitudes, without a copy
+    low, high = torch.aminmax(peaks)
+    if _SAFE_PEAKS[0] <= float(low) and float(high) <= _SAFE_PEAKS[1]:
+        return (jacobian @ jacobian.T).to(torch.float64)
+    peaks = peaks.clamp_min(torch.finfo(jacobian.dtype).tiny)
     normed = jacobian / peaks[:, None]
     peaks = peaks.to(torch.float64)
     return (normed @ normed.T).to(torch.float64) * peaks[:, None] * peaks[None, :]
@@ -137,7 +188,11 @@ class GradientWeighting(Weighting):
             ``"representation"`` (w.r.t. ``shared_representation``).
         head_gradients: ``"weighted"`` (the task-specific parameters receive
             ``sum_m w_m grad L_m``) or ``"unweighted"`` (``sum_m grad L_m``).
-        batched: compute the Jacobian with one vmapped backward instead of ``M`` backwards.
+        jacobian: how the Jacobian is collected: ``"auto"`` (the loop), ``"loop"`` (one
+            backward per task) or ``"batched"`` (one vmapped backward).
+        max_norm: clip the gradient added to ``shared_parameters`` to this norm (``0``: off;
+            else at least float32's smallest normal number, ~1.2e-38, below which clipping
+            writes zeros); needs ``shared_parameters`` whatever the target.
         validate: check the loss values each step.
 
     Subclasses implement :meth:`aggregate`; they may override :meth:`reuse` to skip the Jacobian
@@ -152,15 +207,18 @@ class GradientWeighting(Weighting):
         *,
         target: str = "parameters",
         head_gradients: str = "weighted",
-        batched: bool = False,
+        jacobian: str = "auto",
+        max_norm: float = 0.0,
         validate: bool = True,
     ):
         super().__init__(num_tasks, validate=validate)
         check_choice("target", target, TARGETS)
         check_choice("head_gradients", head_gradients, HEAD_GRADIENTS)
+        check_choice("jacobian", jacobian, JACOBIANS)
         self.target = target
         self.head_gradients = head_gradients
-        self.batched = check_bool("batched", batched)
+        self.jacobian_strategy = jacobian
+        self.max_norm = check_max_norm(max_norm)
         self._vmap_failed = False
 
     # -- to implement ---------------------------------------------------------------------------
@@ -169,12 +227,8 @@ class GradientWeighting(Weighting):
         raise NotImplementedError
 
     def reuse(self) -> Aggregation | None:
-        """An aggregation to use this step without computing the Jacobian, or ``None``."""
+        """Weights to use this step without aggregating a new Jacobian, or ``None``."""
         return None
-
-    def transform_weights(self, weights: Tensor) -> Tensor:
-        """Post-process the task weights (identity); the direction follows the result."""
-        return weights
 
     # -- the protocol -----------------------------------------------------------------------------
     def backward(
@@ -190,54 +244,66 @@ class GradientWeighting(Weighting):
         self.check_differentiable(losses)
         detached = self.global_losses(losses, positive=self.positive_losses)  # checked values (and the mean over ranks)
         targets = self.targets(shared_parameters, shared_representation)
+        clipped = self.clipped(shared_parameters)
         scale = scaler_factor(grad_scaler, losses.device)
-        aggregation = self.reuse()
-        # Gradients w.r.t. parameters: the per-task passes also yield the other parameters'
-        # (heads') gradients, so no backward is needed after the aggregation.
-        direct = aggregation is None and self.target == "parameters"
-        others = reachable_leaves(losses, exclude=targets) if direct else []
-        jacobian = other_grads = span = None
-        # averaged over ranks after the backward (or poisoned on an overflow); found now,
-        # while the graph exists
-        leaves = reachable_leaves(losses) if (world_size() > 1 and not direct) or scale != 1.0 else []
-        if aggregation is None:
-            keep = retain_graph or not direct
-            jacobian, other_grads = self.task_gradients(losses, targets, others, keep, scale)
-            jacobian, seen, span = self.global_jacobian(unscaled(jacobian, scale), targets)
-            if not self.finite(jacobian, scale):
-                return self.overflow(leaves, detached)
-            aggregation = self.aggregate(jacobian, detached, seen)
-        weights, direction, extras = aggregation
-        if weights is not None:
-            transformed = self.transform_weights(weights)
-            if transformed is not weights:
-                weights, direction = transformed, None
-        unweighted = weights is None or self.head_gradients == "unweighted"
-        heads = torch.ones_like(losses) if unweighted else weights.to(losses.dtype)
-        if direction is None and (jacobian is not None or unweighted):
-            if jacobian is None:  # reused weights with unweighted heads: w @ J is still needed
-                local = unscaled(self.task_gradients(losses, targets, [], True, scale)[0], scale)
-                jacobian, _, span = self.global_jacobian(local, targets)
-                if not self.finite(jacobian, scale):
-                    return self.overflow(leaves, detached)
-            direction = combination(weights, jacobian)
-        if direction is not None and scale != 1.0:
-            direction = direction * scale  # the other gradients come scaled from their backward
-        if direct:
-            accumulate(targets, direction.split([t.numel() for t in targets]))
-            accumulate(others, average_present(combine(None if unweighted else heads, other_grads)))
-        else:
-            if span is not None and direction is not None:
-                direction = local_share(direction, targets[0], *span)
-            self.backpropagate(losses, heads * scale, targets, direction, retain_graph)
-            if world_size() > 1:
-                present = [leaf.grad for leaf in leaves if leaf.grad is not None]
-                for grad, mean in zip(present, average(present)):
-                    grad.copy_(mean)
+        aggregation, collected = self.reuse(), None
+        # reused weights reach the shared parameters through the weighted loss, without a Jacobian
+        if aggregation is None or self.head_gradients == "unweighted":
+            poisoned = reachable_leaves(losses) if scale != 1.0 else []  # found while the graph exists
+            collected = self.collect(losses, targets, retain_graph, scale)
+            if collected is None:
+                return self.overflow(poisoned, detached)
+            if aggregation is None:
+                aggregation = self.aggregate(collected.jacobian, detached, collected.targets)
+        weights, _, extras = aggregation
+        norm = self.write(losses, targets, collected, aggregation, clipped, scale, retain_graph)
         self.count_step()
         record = {"losses": detached} if weights is None else {"losses": detached, "weights": weights.detach()}
+        if norm is not None:
+            record["shared_grad_norm"] = norm
         self.record(**record, **(extras or {}))
         return None if weights is None else weights.detach()
+
+    # -- stage 1: collect ---------------------------------------------------------------------------
+    def collect(self, losses: Tensor, targets: Sequence[Tensor], retain_graph: bool, scale: float) -> Collected | None:
+        """The Jacobian of the (global) losses w.r.t. ``targets``, or ``None`` when a scaled
+        backward overflowed. With ``target="parameters"`` the per-task passes also give the
+        heads' gradients, and the graph is freed unless ``retain_graph``; otherwise it is kept
+        for the write stage's backward."""
+        direct = self.target == "parameters"
+        heads = reachable_leaves(losses, exclude=targets) if direct else []
+        jacobian, head_grads = self.task_gradients(losses, targets, heads, retain_graph or not direct, scale)
+        jacobian = unscaled(jacobian, scale)
+        if not self.finite(jacobian, scale):
+            return None
+        jacobian, seen, span = self.global_jacobian(jacobian, targets)
+        return Collected(jacobian, seen, span, heads, head_grads)
+
+    def task_gradients(
+        self,
+        losses: Tensor,
+        targets: Sequence[Tensor],
+        others: Sequence[Tensor],
+        retain_graph: bool,
+        scale: float = 1.0,
+    ) -> tuple[Tensor, list[list[Tensor | None]]]:
+        """The Jacobian w.r.t. ``targets`` and, for each tensor of ``others``, its gradient from
+        each task (``None`` where a task does not reach it), of the losses times ``scale``."""
+        result = None
+        if self.jacobian_strategy == "batched" and not self._vmap_failed:
+            try:
+                result = batched_task_gradients(losses, targets, others, scale)
+            except (RuntimeError, NotImplementedError):
+                self._vmap_failed = True  # an operation vmap cannot batch: loop from now on
+        if result is None:
+            result = looped_task_gradients(losses, targets, others, retain_graph, scale)
+        if result[0] is None:
+            self.unreached()
+        return result
+
+    def jacobian(self, losses: Tensor, targets: Sequence[Tensor]) -> Tensor:
+        """Per-task gradients w.r.t. ``targets`` as a ``[M, P]`` matrix, rows in task order."""
+        return self.task_gradients(losses, targets, [], True)[0]
 
     def finite(self, jacobian: Tensor, scale: float) -> bool:
         """Whether the task gradients are finite: checked under a scaler (an overflow skips the
@@ -245,7 +311,8 @@ class GradientWeighting(Weighting):
         the solvers return NaN weights: it raises a ValueError naming the tasks instead)."""
         if scale == 1.0 and not self.validate:
             return True
-        rows = torch.isfinite(jacobian).all(1)
+        # a row's largest magnitude is finite iff the row is: one pass over J, no copy of it
+        rows = torch.isfinite(torch.linalg.vector_norm(jacobian, ord=math.inf, dim=1))
         if bool(rows.all()):
             return True
         if scale != 1.0:
@@ -256,29 +323,6 @@ class GradientWeighting(Weighting):
             f"(dtype {jacobian.dtype}): the losses are finite, so the backward overflowed; "
             "use torch.amp.GradScaler (grad_scaler=...) or a wider dtype"
         )
-
-    def overflow(self, leaves: Sequence[Tensor], losses: Tensor) -> None:
-        """A scaled backward overflowed: NaN gradients make ``scaler.step`` skip this step."""
-        accumulate(leaves, [torch.full_like(leaf, math.nan) for leaf in leaves])
-        self.count_step()
-        self.record(losses=losses, overflow=torch.ones((), device=losses.device))
-        return None
-
-    # -- the machinery ------------------------------------------------------------------------------
-    def targets(self, shared_parameters, shared_representation) -> list[Tensor]:
-        """The tensors the task gradients are taken with respect to."""
-        if self.target == "representation":
-            if shared_representation is None:
-                raise ValueError(f"{type(self).__name__} with target='representation' needs shared_representation=...")
-            if not isinstance(shared_representation, Tensor) or not shared_representation.requires_grad:
-                raise ValueError("shared_representation must be a tensor that requires grad")
-            return [shared_representation]
-        if shared_parameters is None:
-            raise ValueError(f"{type(self).__name__} with target='parameters' needs shared_parameters=...")
-        params = [p for p in check_parameters(shared_parameters) if p.requires_grad]
-        if not params:
-            raise ValueError("shared_parameters holds no tensor that requires grad")
-        return params
 
     def global_jacobian(
         self, jacobian: Tensor, targets: Sequence[Tensor]
@@ -298,58 +342,75 @@ class GradientWeighting(Weighting):
         gathered, _, _ = gather_batches(representation.detach(), 0)
         return whole.reshape(self.num_tasks, -1) / world, [gathered], (offset, length)
 
-    def jacobian(self, losses: Tensor, targets: Sequence[Tensor]) -> Tensor:
-        """Per-task gradients w.r.t. ``targets`` as a ``[M, P]`` matrix, rows in task order."""
-        return self.task_gradients(losses, targets, [], True)[0]
-
-    def task_gradients(
+    # -- stage 3: write -----------------------------------------------------------------------------
+    def write(
         self,
         losses: Tensor,
         targets: Sequence[Tensor],
-        others: Sequence[Tensor],
+        collected: Collected | None,
+        aggregation: Aggregation,
+        clipped: list[Tensor] | None,
+        scale: float,
         retain_graph: bool,
-        scale: float = 1.0,
-    ) -> tuple[Tensor, list[list[Tensor | None]]]:
-        """The Jacobian w.r.t. ``targets`` and, for each tensor of ``others``, its gradient from
-        each task (``None`` where a task does not reach it), of the losses times ``scale``."""
-        m, inputs = self.num_tasks, [*targets, *others]
-        if self.batched and not self._vmap_failed:
-            eye = scale * torch.eye(m, dtype=losses.dtype, device=losses.device)
-            try:
-                # the graph is kept even when it is not needed later: the loop below may need it
-                grads = torch.autograd.grad(
-                    losses, inputs, eye, retain_graph=True, is_grads_batched=True, allow_unused=True
-                )
-            except (RuntimeError, NotImplementedError):
-                self._vmap_failed = True  # an operation vmap cannot batch: loop from now on
-            else:
-                if all(g is None for g in grads[: len(targets)]):
-                    self.unreached()
-                rows = [
-                    (torch.zeros((m, t.numel()), dtype=t.dtype, device=t.device) if g is None else g.reshape(m, -1))
-                    for g, t in zip(grads, targets)
-                ]
-                tail = [[None] * m if g is None else list(g.unbind(0)) for g in grads[len(targets) :]]
-                return torch.cat(rows, 1), tail
-        size = sum(t.numel() for t in targets)
-        jacobian = torch.empty(m, size, dtype=targets[0].dtype, device=targets[0].device)
-        tail = [[] for _ in others]
-        one = torch.full((), scale, dtype=losses.dtype, device=losses.device)
-        reached = False
-        for task, (row, output) in enumerate(zip(jacobian, task_outputs(losses))):
-            keep = retain_graph or task < m - 1
-            grads = torch.autograd.grad(output, inputs, one, retain_graph=keep, allow_unused=True)
-            reached = reached or any(g is not None for g in grads[: len(targets)])
-            # rows written in place: peak memory J plus one gradient
-            torch.cat(
-                [torch.zeros_like(t).reshape(-1) if g is None else g.reshape(-1) for g, t in zip(grads, targets)],
-                out=row,
+    ) -> Tensor | None:
+        """Add the aggregation's gradients into ``.grad`` (see the module docstring), clipped
+        when ``max_norm > 0``; returns the shared gradient's norm before clipping, when clipped."""
+        weights, direction, _ = aggregation
+        if direction is None and collected is not None:
+            direction = combination(weights, collected.jacobian)
+        if direction is not None and scale != 1.0:
+            direction = direction * scale  # the heads' gradients come scaled from their backward
+        head_weights = None if weights is None or self.head_gradients == "unweighted" else weights
+        if collected is not None and self.target == "parameters":
+            # the direction is the shared parameters' whole new gradient: clipped before it is written
+            pieces = list(direction.split([t.numel() for t in targets]))
+            norm = None if clipped is None else clip_(pieces, self.max_norm, scale)
+            accumulate(targets, pieces)
+            accumulate(collected.heads, average_present(combine(head_weights, collected.head_grads)))
+            return norm
+        clip = None if clipped is None else GradientClip(clipped, self.max_norm)
+        if collected is not None and collected.span is not None:
+            direction = local_share(direction, targets[0], *collected.span)
+        heads = torch.ones_like(losses) if head_weights is None else head_weights.to(losses.dtype)
+        leaves = reachable_leaves(losses) if world_size() > 1 else []  # averaged after the backward
+        backpropagate(losses, heads * scale, targets if collected is not None else [], direction, retain_graph)
+        present = [leaf.grad for leaf in leaves if leaf.grad is not None]
+        for grad, mean in zip(present, average(present)):
+            grad.copy_(mean)
+        return None if clip is None else clip.apply(scale)
+
+    # -- the machinery ------------------------------------------------------------------------------
+    def targets(self, shared_parameters, shared_representation) -> list[Tensor]:
+        """The tensors the task gradients are taken with respect to."""
+        if self.target == "representation":
+            if shared_representation is None:
+                raise ValueError(f"{type(self).__name__} with target='representation' needs shared_representation=...")
+            if not isinstance(shared_representation, Tensor) or not shared_representation.requires_grad:
+                raise ValueError("shared_representation must be a tensor that requires grad")
+            return [shared_representation]
+        if shared_parameters is None:
+            raise ValueError(f"{type(self).__name__} with target='parameters' needs shared_parameters=...")
+        params = [p for p in check_parameters(shared_parameters) if p.requires_grad]
+        if not params:
+            raise ValueError("shared_parameters holds no tensor that requires grad")
+        return params
+
+    def clipped(self, shared_parameters) -> list[Tensor] | None:
+        """The parameters whose added gradient is clipped (``None`` without ``max_norm``)."""
+        if self.max_norm == 0:
+            return None
+        if shared_parameters is None:
+            raise ValueError(
+                f"{type(self).__name__} with max_norm > 0 needs shared_parameters=... (the clipped gradients)"
             )
-            for collected, g in zip(tail, grads[len(targets) :]):
-                collected.append(g)
-        if not reached:
-            self.unreached()
-        return jacobian, tail
+        return check_parameters(shared_parameters)
+
+    def overflow(self, leaves: Sequence[Tensor], losses: Tensor) -> None:
+        """A scaled backward overflowed: NaN gradients make ``scaler.step`` skip this step."""
+        accumulate(leaves, [torch.full_like(leaf, math.nan) for leaf in leaves])
+        self.count_step()
+        self.record(losses=losses, overflow=torch.ones((), device=losses.device))
+        return None
 
     def unreached(self) -> None:
         """No task loss depends on the targets: every task gradient would be zero, silently."""
@@ -359,29 +420,54 @@ class GradientWeighting(Weighting):
             f"{'tensor the task heads read' if self.target == 'representation' else 'parameters the losses go through'}"
         )
 
-    @staticmethod
-    def backpropagate(
-        losses: Tensor, heads: Tensor, targets: Sequence[Tensor], direction: Tensor | None, retain_graph: bool
-    ) -> None:
-        """Back-propagate ``sum_m heads_m L_m``; the gradient arriving at the targets is ``direction``."""
-        handles = []
-        if direction is not None:
-            offset = 0
-            for tensor in targets:
-                piece = direction[offset : offset + tensor.numel()].view_as(tensor).to(tensor.dtype)
-                offset += tensor.numel()
-                handles.append(tensor.register_hook(lambda _grad, piece=piece: piece))
-        try:
-            torch.autograd.backward((heads * losses).sum(), retain_graph=retain_graph)
-        finally:
-            for handle in handles:
-                handle.remove()
-
     def extra_repr(self) -> str:
         return (
-            f"num_tasks={self.num_tasks}, target={self.target!r}, "
-            f"head_gradients={self.head_gradients!r}, batched={self.batched}"
+            f"num_tasks={self.num_tasks}, target={self.target!r}, head_gradients={self.head_gradients!r}, "
+            f"jacobian={self.jacobian_strategy!r}, max_norm={self.max_norm}"
         )
+
+
+# -- collecting ---------------------------------------------------------------------------------------
+def looped_task_gradients(
+    losses: Tensor, targets: Sequence[Tensor], others: Sequence[Tensor], retain_graph: bool, scale: float = 1.0
+) -> tuple[Tensor | None, list[list[Tensor | None]]]:
+    """One backward per task: the Jacobian w.r.t. ``targets`` (``None`` when no task reaches
+    them) and each of ``others``' per-task gradients, of the losses times ``scale``. The rows
+    are written in place: peak memory ``J`` plus one task's gradients."""
+    m, inputs = losses.shape[0], [*targets, *others]
+    size = sum(t.numel() for t in targets)
+    jacobian = torch.empty(m, size, dtype=targets[0].dtype, device=targets[0].device)
+    tail: list[list[Tensor | None]] = [[] for _ in others]
+    one = torch.full((), scale, dtype=losses.dtype, device=losses.device)
+    reached = False
+    for task, (row, output) in enumerate(zip(jacobian, task_outputs(losses))):
+        keep = retain_graph or task < m - 1
+        grads = torch.autograd.grad(output, inputs, one, retain_graph=keep, allow_unused=True)
+        reached = reached or any(g is not None for g in grads[: len(targets)])
+        torch.cat(
+            [torch.zeros_like(t).reshape(-1) if g is None else g.reshape(-1) for g, t in zip(grads, targets)], out=row
+        )
+        for collected, g in zip(tail, grads[len(targets) :]):
+            collected.append(g)
+    return (jacobian if reached else None), tail
+
+
+def batched_task_gradients(
+    losses: Tensor, targets: Sequence[Tensor], others: Sequence[Tensor], scale: float = 1.0
+) -> tuple[Tensor | None, list[list[Tensor | None]]]:
+    """As :func:`looped_task_gradients`, with one vmapped backward (``is_grads_batched``). The
+    graph is kept: if vmap cannot batch an operation (a ``RuntimeError``), the loop needs it."""
+    m, inputs = losses.shape[0], [*targets, *others]
+    eye = scale * torch.eye(m, dtype=losses.dtype, device=losses.device)
+    grads = torch.autograd.grad(losses, inputs, eye, retain_graph=True, is_grads_batched=True, allow_unused=True)
+    if all(g is None for g in grads[: len(targets)]):
+        return None, []
+    rows = [
+        torch.zeros((m, t.numel()), dtype=t.dtype, device=t.device) if g is None else g.reshape(m, -1)
+        for g, t in zip(grads, targets)
+    ]
+    tail = [[None] * m if g is None else list(g.unbind(0)) for g in grads[len(targets) :]]
+    return torch.cat(rows, 1), tail
 
 
 def task_outputs(losses: Tensor) -> list[Tensor | GradientEdge]:
@@ -412,21 +498,6 @@ def reachable_leaves(losses: Tensor, exclude: Sequence[Tensor] = ()) -> list[Ten
     return found
 
 
-def combine(weights: Tensor | None, grads: Sequence[Sequence[Tensor | None]]) -> list[Tensor | None]:
-    """For each tensor, ``sum_m weights_m grads[tensor][m]`` (``weights=None``: all ones) over the
-    tasks whose gradient exists; one fused multiply-add per task over all the tensors."""
-    totals = [next((torch.zeros_like(g) for g in per_task if g is not None), None) for per_task in grads]
-    for task in range(len(grads[0]) if grads else 0):
-        present = [k for k, per_task in enumerate(grads) if per_task[task] is not None]
-        if not present:
-            continue
-        terms = [grads[k][task] for k in present]
-        if weights is not None:
-            terms = torch._foreach_mul(terms, weights[task].to(terms[0].dtype))
-        torch._foreach_add_([totals[k] for k in present], terms)
-    return totals
-
-
 def scaler_factor(grad_scaler: torch.amp.GradScaler | None, device: torch.device) -> float:
     """The scaler's current factor (1 without an enabled scaler). Read through ``scale()``, which
     also initialises a fresh scaler's state as ``scaler.scale(loss)`` would, so ``scaler.step``
@@ -442,6 +513,41 @@ def unscaled(jacobian: Tensor, scale: float) -> Tensor:
     if jacobian.dtype in (torch.float16, torch.bfloat16):
         jacobian = jacobian.float()
     return jacobian / scale if scale != 1.0 else jacobian
+
+
+# -- writing ----------------------------------------------------------------------------------------
+def combine(weights: Tensor | None, grads: Sequence[Sequence[Tensor | None]]) -> list[Tensor | None]:
+    """For each tensor, ``sum_m weights_m grads[tensor][m]`` (``weights=None``: all ones) over the
+    tasks whose gradient exists; one fused multiply-add per task over all the tensors."""
+    totals = [next((torch.zeros_like(g) for g in per_task if g is not None), None) for per_task in grads]
+    for task in range(len(grads[0]) if grads else 0):
+        present = [k for k, per_task in enumerate(grads) if per_task[task] is not None]
+        if not present:
+            continue
+        terms = [grads[k][task] for k in present]
+        if weights is not None:
+            terms = torch._foreach_mul(terms, weights[task].to(terms[0].dtype))
+        torch._foreach_add_([totals[k] for k in present], terms)
+    return totals
+
+
+def backpropagate(
+    losses: Tensor, heads: Tensor, targets: Sequence[Tensor], direction: Tensor | None, retain_graph: bool
+) -> None:
+    """Back-propagate ``sum_m heads_m L_m``; the gradient arriving at the targets is ``direction``
+    (when given)."""
+    handles = []
+    if direction is not None:
+        offset = 0
+        for tensor in targets:
+            piece = direction[offset : offset + tensor.numel()].view_as(tensor).to(tensor.dtype)
+            offset += tensor.numel()
+            handles.append(tensor.register_hook(lambda _grad, piece=piece: piece))
+    try:
+        torch.autograd.backward((heads * losses).sum(), retain_graph=retain_graph)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def average_present(values: Sequence[Tensor | None]) -> list[Tensor | None]:

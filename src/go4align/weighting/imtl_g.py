@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .gradient import Aggregation, GradientWeighting, gramian
 
-__all__ = ["IMTLG"]
+__all__ = ["IMTLG", "imtl_g_weights"]
 
 
 class IMTLG(GradientWeighting):
@@ -39,48 +39,51 @@ class IMTLG(GradientWeighting):
         num_tasks: ``M``.
         target: ``"parameters"`` (the reference code) or ``"representation"`` (the feature-level
             gradients the Nash-MTL paper describes for IMTL-G).
-        head_gradients, batched, validate: see
+        head_gradients, jacobian, max_norm, validate: see
             :class:`~go4align.weighting.gradient.GradientWeighting`.
     """
 
     def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
-        gram = gramian(jacobian)
-        norms = gram.diagonal().clamp_min(0).sqrt()
-        degenerate = norms == 0
+        weights, norms, degenerate = imtl_g_weights(gramian(jacobian))
         if bool(degenerate.any()):
-            return self._without_degenerate(gram, norms, degenerate)
-        return Aggregation(self.solve(gram, norms), None, {"gradient_norms": norms, "degenerate": degenerate.double()})
-
-    def _without_degenerate(self, gram: Tensor, norms: Tensor, degenerate: Tensor) -> Aggregation:
-        tasks = degenerate.nonzero().flatten().tolist()
-        warnings.warn(
-            f"IMTLG: task(s) {tasks} have a zero shared gradient at step {self.step}; they are left "
-            f"out of IMTL-G's projections and weighted 1/M on their own parameters",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        weights = torch.full_like(norms, 1 / self.num_tasks)
-        rest = ~degenerate
-        if bool(rest.any()):
-            weights[rest] = self.solve(gram[rest][:, rest], norms[rest])
+            warnings.warn(
+                f"IMTLG: task(s) {degenerate.nonzero().flatten().tolist()} have a zero shared gradient at step "
+                f"{self.step}; they are left out of IMTL-G's projections and weighted 1/M on their own parameters",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         return Aggregation(weights, None, {"gradient_norms": norms, "degenerate": degenerate.double()})
 
-    @staticmethod
-    def solve(gram: Tensor, norms: Tensor) -> Tensor:
-        """IMTL-G's weights for the Gramian of gradients with positive ``norms``."""
-        if gram.shape[0] == 1:
-            return torch.ones_like(norms)
-        # k[a, b] = g_a . u_b
-        k = gram / norms[None, :]
-        first = k[0, 0] - k[0, 1:]
-        system = k[0, 0] - k[0, 1:][None, :] - k[1:, 0][:, None] + k[1:, 1:]
-        try:
-            rest = torch.linalg.solve(system.T, first)
-        except torch.linalg.LinAlgError:
-            rest = None
-        if rest is None or not bool(torch.isfinite(rest).all()):
-            # Linearly dependent gradients (identical ones, more tasks than dimensions): the
-            # least-norm solution. An absolute ridge (1e-8 * I) vanished next to the entries of
-            # large gradients and failed again, or divided by ~0 into inf and NaN weights.
-            rest = torch.linalg.pinv(system.T, rtol=1e-8) @ first
-        return torch.cat([(1 - rest.sum()).reshape(1), rest])
+
+def imtl_g_weights(gram: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """IMTL-G's weights from the float64 Gramian, with the gradient norms and the (boolean)
+    degenerate tasks, those with a zero gradient, weighted ``1 / M`` (see :class:`IMTLG`)."""
+    norms = gram.diagonal().clamp_min(0).sqrt()
+    degenerate = norms == 0
+    if not bool(degenerate.any()):
+        return solve(gram, norms), norms, degenerate
+    weights = torch.full_like(norms, 1 / gram.shape[0])
+    rest = ~degenerate
+    if bool(rest.any()):
+        weights[rest] = solve(gram[rest][:, rest], norms[rest])
+    return weights, norms, degenerate
+
+
+def solve(gram: Tensor, norms: Tensor) -> Tensor:
+    """IMTL-G's weights for the Gramian of gradients with positive ``norms``."""
+    if gram.shape[0] == 1:
+        return torch.ones_like(norms)
+    # k[a, b] = g_a . u_b
+    k = gram / norms[None, :]
+    first = k[0, 0] - k[0, 1:]
+    system = k[0, 0] - k[0, 1:][None, :] - k[1:, 0][:, None] + k[1:, 1:]
+    try:
+        rest = torch.linalg.solve(system.T, first)
+    except torch.linalg.LinAlgError:
+        rest = None
+    if rest is None or not bool(torch.isfinite(rest).all()):
+        # Linearly dependent gradients (identical ones, more tasks than dimensions): the
+        # least-norm solution. An absolute ridge (1e-8 * I) vanished next to the entries of
+        # large gradients and failed again, or divided by ~0 into inf and NaN weights.
+        rest = torch.linalg.pinv(system.T, rtol=1e-8) @ first
+    return torch.cat([(1 - rest.sum()).reshape(1), rest])

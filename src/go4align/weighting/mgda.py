@@ -14,7 +14,7 @@ from ._simplex import min_norm_weights, project_simplex
 from .base import check_choice
 from .gradient import Aggregation, GradientWeighting, gramian
 
-__all__ = ["MGDA", "MGDAUB", "reference_min_norm"]
+__all__ = ["MGDA", "MGDAUB", "mgda_weights", "reference_min_norm"]
 
 NORMALISATIONS = ("none", "loss", "norm", "loss+")
 SOLVERS = ("reference", "exact")
@@ -54,7 +54,7 @@ class MGDA(GradientWeighting):
             optimality (accelerated projected gradient, then the optimality system solved
             exactly on the support found).
         max_iter: iteration cap of the solver (reference: 250).
-        target, head_gradients, batched, validate: see
+        target, head_gradients, jacobian, max_norm, validate: see
             :class:`~go4align.weighting.gradient.GradientWeighting`; the reference uses the shared
             parameters and weighted heads.
     """
@@ -70,11 +70,19 @@ class MGDA(GradientWeighting):
         max_iter: int = 250,
         target: str | None = None,
         head_gradients: str = "weighted",
-        batched: bool = False,
+        jacobian: str = "auto",
+        max_norm: float = 0.0,
         validate: bool = True,
     ):
         target = self.default_target if target is None else target
-        super().__init__(num_tasks, target=target, head_gradients=head_gradients, batched=batched, validate=validate)
+        super().__init__(
+            num_tasks,
+            target=target,
+            head_gradients=head_gradients,
+            jacobian=jacobian,
+            max_norm=max_norm,
+            validate=validate,
+        )
         check_choice("normalisation", normalisation, NORMALISATIONS)
         check_choice("solver", solver, SOLVERS)
         self.normalisation = normalisation
@@ -83,23 +91,9 @@ class MGDA(GradientWeighting):
         self.max_iter = check_int("max_iter", max_iter, 1)
 
     def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
-        gram = gramian(jacobian)
-        norms = gram.diagonal().clamp_min(0).sqrt()
-        risk = losses.to(torch.float64)
-        scale = {
-            "none": torch.ones_like(risk),
-            "loss": risk,
-            "norm": norms,
-            "loss+": risk * norms,
-        }[self.normalisation]
-        scale = scale.clamp_min(torch.finfo(torch.float64).tiny)
-        normalised = (gram / scale[:, None] / scale[None, :]).cpu().numpy()
-        if self.solver == "reference":
-            simplex = reference_min_norm(normalised, self.max_iter)
-        else:
-            simplex = min_norm_weights(normalised, max_iter=max(self.max_iter, 5000))
-        weights = torch.as_tensor(simplex * self.num_tasks, dtype=torch.float64, device=losses.device)
-        min_norm = (weights @ gram @ weights).clamp_min(0).sqrt() / self.num_tasks
+        weights, norms, min_norm = mgda_weights(
+            gramian(jacobian), losses, normalisation=self.normalisation, solver=self.solver, max_iter=self.max_iter
+        )
         if bool(min_norm == 0) and bool(norms.max() > 0):
             warnings.warn(
                 f"{type(self).__name__}: the minimum-norm point is zero at step {self.step} (a zero task "
@@ -122,6 +116,30 @@ class MGDAUB(MGDA):
     :class:`MGDA`, with ``target="representation"`` by default."""
 
     default_target = "representation"
+
+
+def mgda_weights(
+    gram: Tensor, losses: Tensor, *, normalisation: str = "none", solver: str = "reference", max_iter: int = 250
+) -> tuple[Tensor, Tensor, Tensor]:
+    """MGDA's weights (summing to ``M``) from the float64 Gramian of the task gradients and the
+    losses, with the gradient norms and the minimum norm ``||sum_m w_m g_m|| / M`` (see
+    :class:`MGDA` for the options). Pure: the same inputs give the same weights."""
+    m = gram.shape[0]
+    norms = gram.diagonal().clamp_min(0).sqrt()
+    risk = losses.to(torch.float64)
+    scale = {"none": None, "loss": risk, "norm": norms, "loss+": risk * norms}[normalisation]
+    normalised = gram
+    if scale is not None:
+        scale = scale.clamp_min(torch.finfo(torch.float64).tiny)
+        normalised = gram / scale[:, None] / scale[None, :]
+    normalised = normalised.cpu().numpy()
+    if solver == "reference":
+        simplex = reference_min_norm(normalised, max_iter)
+    else:
+        simplex = min_norm_weights(normalised, max_iter=max(max_iter, 5000))
+    weights = torch.as_tensor(simplex * m, dtype=torch.float64, device=losses.device)
+    min_norm = (weights @ gram @ weights).clamp_min(0).sqrt() / m
+    return weights, norms, min_norm
 
 
 def _pair(v11: float, v12: float, v22: float) -> tuple[float, float]:

@@ -9,11 +9,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import check_int, check_max_norm
-from .base import check_parameters
+from ._checks import check_int
 from .gradient import Aggregation, GradientWeighting, gramian
 
-__all__ = ["NashMTL"]
+__all__ = ["NashMTL", "NashProblem", "nash_mtl_weights"]
 
 
 class NashMTL(GradientWeighting):
@@ -57,7 +56,7 @@ class NashMTL(GradientWeighting):
             the Jacobian) in between (reference 1).
         optim_niter: maximum convex solves per update (reference 20).
         solver: cvxpy solver name (default ``"CLARABEL"``; ``"SCS"`` also works).
-        target, head_gradients, batched, validate: see
+        target, head_gradients, jacobian, validate: see
             :class:`~go4align.weighting.gradient.GradientWeighting`.
 
     Needs cvxpy: ``pip install 'go4align[nashmtl]'``; checked when the object is built.
@@ -73,11 +72,17 @@ class NashMTL(GradientWeighting):
         solver: str = "CLARABEL",
         target: str = "parameters",
         head_gradients: str = "weighted",
-        batched: bool = False,
+        jacobian: str = "auto",
         validate: bool = True,
     ):
-        super().__init__(num_tasks, target=target, head_gradients=head_gradients, batched=batched, validate=validate)
-        self.max_norm = check_max_norm(max_norm)
+        super().__init__(
+            num_tasks,
+            target=target,
+            head_gradients=head_gradients,
+            jacobian=jacobian,
+            max_norm=max_norm,
+            validate=validate,
+        )
         self.update_weights_every = check_int("update_weights_every", update_weights_every, 1)
         self.optim_niter = check_int("optim_niter", optim_niter, 1)
         try:
@@ -89,80 +94,17 @@ class NashMTL(GradientWeighting):
                 f"solver must be one of cvxpy's installed solvers {cp.installed_solvers()}, got {solver!r}"
             )
         self.solver = solver.upper()
-        self._build_problem()
+        self._problem = NashProblem(num_tasks, self.solver)
         self.register_buffer("alpha", torch.ones(self.num_tasks, dtype=torch.float64))
-
-    def _build_problem(self) -> None:
-        import cvxpy as cp
-
-        m = self.num_tasks
-        self._alpha = cp.Variable(m, nonneg=True)
-        self._gram = cp.Parameter((m, m))
-        self._linear = cp.Parameter(m)
-        self._floor = cp.Parameter(m)
-        k_alpha = self._gram @ self._alpha
-        objective = cp.Minimize(cp.sum(k_alpha) + self._linear @ self._alpha)
-        self._problem = cp.Problem(objective, [cp.log(self._alpha) + cp.log(k_alpha) >= self._floor])
-        # cvxpy's first solve compiles the problem and gives answers a few 1e-9 away from the later,
-        # cached solves: solve once here so that every real solve takes the same path and a run
-        # resumed from a checkpoint continues bit-identically.
-        self._gram.value, self._linear.value, self._floor.value = np.eye(m), np.ones(m), np.zeros(m)
-        self._problem.solve(solver=self.solver)
 
     # The compiled cvxpy problem holds solver objects that cannot be copied or pickled: it is
     # left out of copies and rebuilt.
-    _PROBLEM = ("_problem", "_alpha", "_gram", "_linear", "_floor")
-
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in self._PROBLEM}
+        return {k: v for k, v in self.__dict__.items() if k != "_problem"}
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
-        self._build_problem()
-
-    def solve(self, gram: np.ndarray) -> tuple[np.ndarray, bool]:
-        """Weights for the unnormalised Gramian ``gram``, from the previous ones; and whether a
-        solve failed."""
-        import cvxpy as cp
-
-        norm = float(np.linalg.norm(gram))
-        alpha = self.alpha.cpu().numpy()
-        if not np.isfinite(norm) or norm == 0:  # no gradient to bargain over: keep the weights
-            return alpha, True
-        zero = np.nonzero(np.diagonal(gram) == 0)[0].tolist()
-        if zero:  # G^T G alpha = 1 / alpha has no solution: keep the weights, and say so
-            warnings.warn(
-                f"NashMTL: task(s) {zero} have a zero shared gradient at step {self.step}, so no "
-                "bargaining solution exists; the previous weights are kept (diagnostics['solver_failed'])",
-                RuntimeWarning,
-                stacklevel=5,
-            )
-            return alpha, True
-        k = gram / norm
-        self._gram.value = k
-        self._floor.value = np.full(self.num_tasks, -np.log(norm))
-        failed = False
-        for _ in range(self.optim_niter):
-            linear = (1 / alpha + (1 / (k @ alpha)) @ k) / norm
-            if not np.isfinite(linear).all():  # gradients too far apart in size for float64
-                return alpha, True
-            self._linear.value = linear
-            self._alpha.value = alpha
-            try:
-                self._problem.solve(solver=self.solver, warm_start=True)
-                ok = self._problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
-            except cp.error.SolverError:
-                ok = False
-            new = self._alpha.value if ok else None
-            failed = failed or new is None
-            if (
-                new is None
-                or np.linalg.norm(k @ alpha - 1 / (alpha + 1e-10)) < 1e-3
-                or np.linalg.norm(new - alpha) < 1e-6
-            ):
-                break
-            alpha = new
-        return alpha, failed
+        self._problem = NashProblem(self.num_tasks, self.solver)
 
     def reuse(self) -> Aggregation | None:
         if self.step % self.update_weights_every == 0:
@@ -170,8 +112,16 @@ class NashMTL(GradientWeighting):
         return Aggregation(self.alpha.clone(), None, {"updated": torch.zeros((), device=self.alpha.device)})
 
     def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
-        gram = gramian(jacobian)
-        alpha, failed = self.solve(gram.cpu().numpy())
+        gram = gramian(jacobian).cpu().numpy()
+        zero = np.nonzero(np.diagonal(gram) == 0)[0].tolist()
+        if zero and np.isfinite(gram).all() and gram.any():
+            warnings.warn(
+                f"NashMTL: task(s) {zero} have a zero shared gradient at step {self.step}, so no "
+                "bargaining solution exists; the previous weights are kept (diagnostics['solver_failed'])",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        alpha, failed = nash_mtl_weights(gram, self.alpha.cpu().numpy(), self._problem, optim_niter=self.optim_niter)
         self.alpha.copy_(torch.as_tensor(alpha, dtype=torch.float64))
         extras = {
             "updated": torch.ones((), device=self.alpha.device),
@@ -179,58 +129,69 @@ class NashMTL(GradientWeighting):
         }
         return Aggregation(self.alpha.clone(), None, extras)
 
-    def backward(
-        self,
-        losses: Tensor,
-        *,
-        shared_parameters: Sequence[Tensor] | None = None,
-        shared_representation: Tensor | None = None,
-        retain_graph: bool = False,
-        grad_scaler: torch.amp.GradScaler | None = None,
-    ) -> Tensor:
-        if self.max_norm == 0:
-            return super().backward(
-                losses,
-                shared_parameters=shared_parameters,
-                shared_representation=shared_representation,
-                retain_graph=retain_graph,
-                grad_scaler=grad_scaler,
-            )
-        if shared_parameters is None:
-            raise ValueError("NashMTL with max_norm > 0 needs shared_parameters=... (the clipped gradients)")
-        params = check_parameters(shared_parameters)
-        before = [None if p.grad is None else p.grad.clone() for p in params]
-        weights = super().backward(
-            losses,
-            shared_parameters=params,
-            shared_representation=shared_representation,
-            retain_graph=retain_graph,
-            grad_scaler=grad_scaler,
-        )
-        added = [
-            (p.grad if prior is None else p.grad - prior, prior)
-            for p, prior in zip(params, before)
-            if p.grad is not None
-        ]
-        if not added:
-            return weights
-        # in float64: squares of float32 gradients above ~1e19 overflow, and an infinite norm
-        # would clip the gradient to zero
-        norms = [torch.linalg.vector_norm(a, dtype=torch.float64) for a, _ in added]
-        norm = torch.linalg.vector_norm(torch.stack(norms))
-        # scaled gradients (grad_scaler) are clipped to the scaled norm
-        scale = grad_scaler.get_scale() if grad_scaler is not None and grad_scaler.is_enabled() else 1.0
-        factor = (self.max_norm * scale / (norm + 1e-6 * scale)).clamp(max=1.0).to(added[0][0].dtype)
-        for p, (a, prior) in zip([p for p in params if p.grad is not None], added):
-            if prior is None:
-                p.grad.mul_(factor)
-            else:
-                p.grad.copy_(prior + a * factor)
-        self.diagnostics["shared_grad_norm"] = norm.detach()
-        return weights
-
     def extra_repr(self) -> str:
         return (
-            f"{super().extra_repr()}, max_norm={self.max_norm}, update_weights_every={self.update_weights_every}, "
+            f"{super().extra_repr()}, update_weights_every={self.update_weights_every}, "
             f"optim_niter={self.optim_niter}, solver={self.solver!r}"
         )
+
+
+class NashProblem:
+    """The convex sub-problem of Nash-MTL's concave-convex procedure (see :class:`NashMTL`),
+    compiled once by cvxpy with the normalised Gramian, the linearisation and the constraint's
+    right-hand side as parameters (cvxpy's DPP form)."""
+
+    def __init__(self, num_tasks: int, solver: str):
+        import cvxpy as cp
+
+        m, self.solver = num_tasks, solver
+        self.alpha = cp.Variable(m, nonneg=True)
+        self.gram = cp.Parameter((m, m))
+        self.linear = cp.Parameter(m)
+        self.floor = cp.Parameter(m)
+        k_alpha = self.gram @ self.alpha
+        objective = cp.Minimize(cp.sum(k_alpha) + self.linear @ self.alpha)
+        self.problem = cp.Problem(objective, [cp.log(self.alpha) + cp.log(k_alpha) >= self.floor])
+        # cvxpy's first solve compiles the problem and gives answers a few 1e-9 away from the later,
+        # cached solves: solve once here so that every real solve takes the same path and a run
+        # resumed from a checkpoint continues bit-identically.
+        self.gram.value, self.linear.value, self.floor.value = np.eye(m), np.ones(m), np.zeros(m)
+        self.problem.solve(solver=solver)
+
+    def solve(self, start: np.ndarray) -> np.ndarray | None:
+        """The solution warm-started at ``start``, or ``None`` when the solver fails."""
+        import cvxpy as cp
+
+        self.alpha.value = start
+        try:
+            self.problem.solve(solver=self.solver, warm_start=True)
+        except cp.error.SolverError:
+            return None
+        return self.alpha.value if self.problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) else None
+
+
+def nash_mtl_weights(
+    gram: np.ndarray, alpha: np.ndarray, problem: NashProblem, *, optim_niter: int = 20
+) -> tuple[np.ndarray, bool]:
+    """Nash-MTL's weights for the unnormalised float64 Gramian ``gram``, iterating from the
+    previous weights ``alpha``; and whether a solve failed (the previous weights are then kept,
+    as the reference does). See :class:`NashMTL` for the iteration and its stopping tests."""
+    norm = float(np.linalg.norm(gram))
+    if not np.isfinite(norm) or norm == 0 or (np.diagonal(gram) == 0).any():
+        # no gradient to bargain over, or G^T G alpha = 1 / alpha has no solution
+        return alpha, True
+    k = gram / norm
+    problem.gram.value = k
+    problem.floor.value = np.full(gram.shape[0], -np.log(norm))
+    failed = False
+    for _ in range(optim_niter):
+        linear = (1 / alpha + (1 / (k @ alpha)) @ k) / norm
+        if not np.isfinite(linear).all():  # gradients too far apart in size for float64
+            return alpha, True
+        problem.linear.value = linear
+        new = problem.solve(alpha)
+        failed = failed or new is None
+        if new is None or np.linalg.norm(k @ alpha - 1 / (alpha + 1e-10)) < 1e-3 or np.linalg.norm(new - alpha) < 1e-6:
+            break
+        alpha = new
+    return alpha, failed

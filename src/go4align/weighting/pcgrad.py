@@ -12,7 +12,7 @@ from ._checks import check_seed
 from .base import check_choice
 from .gradient import Aggregation, GradientWeighting, gramian
 
-__all__ = ["PCGrad"]
+__all__ = ["PCGrad", "pcgrad_weights"]
 
 
 class PCGrad(GradientWeighting):
@@ -35,7 +35,7 @@ class PCGrad(GradientWeighting):
         num_tasks: ``M``.
         reduction: ``"sum"`` (reference default) or ``"mean"`` of the projected gradients.
         seed: seed of the order generator.
-        target, head_gradients, batched, validate: see
+        target, head_gradients, jacobian, max_norm, validate: see
             :class:`~go4align.weighting.gradient.GradientWeighting` (defaults: the reference's
             shared parameters and unweighted heads).
     """
@@ -48,33 +48,27 @@ class PCGrad(GradientWeighting):
         seed: int = 0,
         target: str = "parameters",
         head_gradients: str = "unweighted",
-        batched: bool = False,
+        jacobian: str = "auto",
+        max_norm: float = 0.0,
         validate: bool = True,
     ):
-        super().__init__(num_tasks, target=target, head_gradients=head_gradients, batched=batched, validate=validate)
+        super().__init__(
+            num_tasks,
+            target=target,
+            head_gradients=head_gradients,
+            jacobian=jacobian,
+            max_norm=max_norm,
+            validate=validate,
+        )
         check_choice("reduction", reduction, ("sum", "mean"))
         self.reduction = reduction
         self.seed = check_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
 
     def aggregate(self, jacobian: Tensor, losses: Tensor, targets: Sequence[Tensor]) -> Aggregation:
-        gram = gramian(jacobian).cpu().numpy()
         m = self.num_tasks
-        coefficients = np.eye(m)
-        conflicts = np.zeros(m)
-        for i in range(m):
-            row = coefficients[i]
-            for j in torch.randperm(m, generator=self.generator).tolist():
-                dot = row @ gram[:, j]
-                if dot < 0:
-                    row[j] -= dot / gram[j, j]
-                    conflicts[i] += 1
-        weights = coefficients.sum(0)
-        if self.reduction == "mean":
-            weights = weights / m
-        weights, conflicts = (
-            torch.as_tensor(a, dtype=torch.float64, device=losses.device) for a in (weights, conflicts)
-        )
+        orders = [torch.randperm(m, generator=self.generator).tolist() for _ in range(m)]
+        weights, conflicts = pcgrad_weights(gramian(jacobian), orders, reduction=self.reduction)
         return Aggregation(weights, None, {"conflicts": conflicts})
 
     def get_extra_state(self) -> dict:
@@ -85,3 +79,25 @@ class PCGrad(GradientWeighting):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, reduction={self.reduction!r}, seed={self.seed}"
+
+
+def pcgrad_weights(gram: Tensor, orders: Sequence[Sequence[int]], *, reduction: str = "sum") -> tuple[Tensor, Tensor]:
+    """PCGrad's effective weights from the float64 Gramian, with task ``i``'s gradient projected
+    against the others in the order ``orders[i]``, and each task's number of conflicts. The
+    projections act on coefficients over the task gradients, so only inner products (the
+    Gramian) are needed: ``g_i^PC = c_i @ J`` and the direction is ``sum_i c_i @ J``."""
+    m = gram.shape[0]
+    products = gram.cpu().numpy()
+    coefficients = np.eye(m)
+    conflicts = np.zeros(m)
+    for i in range(m):
+        row = coefficients[i]
+        for j in orders[i]:
+            dot = row @ products[:, j]
+            if dot < 0:
+                row[j] -= dot / products[j, j]
+                conflicts[i] += 1
+    weights = coefficients.sum(0)
+    if reduction == "mean":
+        weights = weights / m
+    return tuple(torch.as_tensor(a, dtype=torch.float64, device=gram.device) for a in (weights, conflicts))

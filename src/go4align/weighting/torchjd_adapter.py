@@ -35,7 +35,7 @@ class TorchJD(GradientWeighting):
             implement itself that needs nothing beyond torch. UPGrad and DualProj need TorchJD's
             ``quadprog-projector`` extra, which pulls the GPL ``quadprog`` package; go4align's
             extras do not install it.
-        target, head_gradients, batched, validate: see
+        target, head_gradients, jacobian, max_norm, validate: see
             :class:`~go4align.weighting.gradient.GradientWeighting`.
 
     Needs torchjd: ``pip install 'go4align[torchjd]'``; checked when the object is built.
@@ -48,10 +48,18 @@ class TorchJD(GradientWeighting):
         *,
         target: str = "parameters",
         head_gradients: str = "weighted",
-        batched: bool = False,
+        jacobian: str = "auto",
+        max_norm: float = 0.0,
         validate: bool = True,
     ):
-        super().__init__(num_tasks, target=target, head_gradients=head_gradients, batched=batched, validate=validate)
+        super().__init__(
+            num_tasks,
+            target=target,
+            head_gradients=head_gradients,
+            jacobian=jacobian,
+            max_norm=max_norm,
+            validate=validate,
+        )
         try:
             from torchjd import aggregation
         except ImportError as error:
