@@ -47,31 +47,31 @@ REPRS = {
         "  (grouping): Grouping(num_groups=3, clustering='exact', group_weights=None, seed=0)\n"
         ")"
     ),
-    "mgda": "MGDA(num_tasks=3, target='parameters', head_gradients='weighted', batched=False, normalisation='none', solver='reference', max_iter=250)",
-    "mgda-solver=exact,normalisation=loss+": "MGDA(num_tasks=3, target='parameters', head_gradients='weighted', batched=False, normalisation='loss+', solver='exact', max_iter=250)",
-    "mgda-ub": "MGDAUB(num_tasks=3, target='representation', head_gradients='weighted', batched=False, normalisation='none', solver='reference', max_iter=250)",
-    "mgda-ub-normalisation=loss": "MGDAUB(num_tasks=3, target='representation', head_gradients='weighted', batched=False, normalisation='loss', solver='reference', max_iter=250)",
-    "pcgrad": "PCGrad(num_tasks=3, target='parameters', head_gradients='unweighted', batched=False, reduction='sum', seed=0)",
-    "pcgrad-reduction=mean,seed=5": "PCGrad(num_tasks=3, target='parameters', head_gradients='unweighted', batched=False, reduction='mean', seed=5)",
-    "graddrop": "GradDrop(num_tasks=3, target='parameters', leak=0.0, activation_sign=False, max_norm=1.0, seed=0, batched=False)",
-    "graddrop-leak=0.5,activation_sign=False": "GradDrop(num_tasks=3, target='parameters', leak=0.5, activation_sign=False, max_norm=1.0, seed=0, batched=False)",
-    "cagrad": "CAGrad(num_tasks=3, target='parameters', head_gradients='unweighted', batched=False, c=0.4, rescale=1, solver='slsqp')",
-    "cagrad-c=0.0,rescale=2": "CAGrad(num_tasks=3, target='parameters', head_gradients='unweighted', batched=False, c=0.0, rescale=2, solver='slsqp')",
-    "imtl-g": "IMTLG(num_tasks=3, target='parameters', head_gradients='weighted', batched=False)",
-    "imtl-g-target=representation": "IMTLG(num_tasks=3, target='representation', head_gradients='weighted', batched=False)",
-    "nash-mtl": "NashMTL(num_tasks=3, target='parameters', head_gradients='weighted', batched=False, max_norm=1.0, update_weights_every=1, optim_niter=20, solver='CLARABEL')",
-    "nash-mtl-max_norm=0.0,update_weights_every=2": "NashMTL(num_tasks=3, target='parameters', head_gradients='weighted', batched=False, max_norm=0.0, update_weights_every=2, optim_niter=20, solver='CLARABEL')",
-    "aligned-mtl": "AlignedMTL(num_tasks=3, target='parameters', head_gradients='weighted', batched=False, scale_mode='min')",
-    "aligned-mtl-scale_mode=median": "AlignedMTL(num_tasks=3, target='parameters', head_gradients='weighted', batched=False, scale_mode='median')",
+    "mgda": "MGDA(num_tasks=3, target='parameters', head_gradients='weighted', jacobian='auto', max_norm=0.0, normalisation='none', solver='reference', max_iter=250)",
+    "mgda-solver=exact,normalisation=loss+": "MGDA(num_tasks=3, target='parameters', head_gradients='weighted', jacobian='auto', max_norm=0.0, normalisation='loss+', solver='exact', max_iter=250)",
+    "mgda-ub": "MGDAUB(num_tasks=3, target='representation', head_gradients='weighted', jacobian='auto', max_norm=0.0, normalisation='none', solver='reference', max_iter=250)",
+    "mgda-ub-normalisation=loss": "MGDAUB(num_tasks=3, target='representation', head_gradients='weighted', jacobian='auto', max_norm=0.0, normalisation='loss', solver='reference', max_iter=250)",
+    "pcgrad": "PCGrad(num_tasks=3, target='parameters', head_gradients='unweighted', jacobian='auto', max_norm=0.0, reduction='sum', seed=0)",
+    "pcgrad-reduction=mean,seed=5": "PCGrad(num_tasks=3, target='parameters', head_gradients='unweighted', jacobian='auto', max_norm=0.0, reduction='mean', seed=5)",
+    "graddrop": "GradDrop(num_tasks=3, target='parameters', leak=0.0, activation_sign=False, max_norm=1.0, seed=0, jacobian='auto')",
+    "graddrop-leak=0.5,activation_sign=False": "GradDrop(num_tasks=3, target='parameters', leak=0.5, activation_sign=False, max_norm=1.0, seed=0, jacobian='auto')",
+    "cagrad": "CAGrad(num_tasks=3, target='parameters', head_gradients='unweighted', jacobian='auto', max_norm=0.0, c=0.4, rescale=1, solver='slsqp')",
+    "cagrad-c=0.0,rescale=2": "CAGrad(num_tasks=3, target='parameters', head_gradients='unweighted', jacobian='auto', max_norm=0.0, c=0.0, rescale=2, solver='slsqp')",
+    "imtl-g": "IMTLG(num_tasks=3, target='parameters', head_gradients='weighted', jacobian='auto', max_norm=0.0)",
+    "imtl-g-target=representation": "IMTLG(num_tasks=3, target='representation', head_gradients='weighted', jacobian='auto', max_norm=0.0)",
+    "nash-mtl": "NashMTL(num_tasks=3, target='parameters', head_gradients='weighted', jacobian='auto', max_norm=1.0, update_weights_every=1, optim_niter=20, solver='CLARABEL')",
+    "nash-mtl-max_norm=0.0,update_weights_every=2": "NashMTL(num_tasks=3, target='parameters', head_gradients='weighted', jacobian='auto', max_norm=0.0, update_weights_every=2, optim_niter=20, solver='CLARABEL')",
+    "aligned-mtl": "AlignedMTL(num_tasks=3, target='parameters', head_gradients='weighted', jacobian='auto', max_norm=0.0, scale_mode='min')",
+    "aligned-mtl-scale_mode=median": "AlignedMTL(num_tasks=3, target='parameters', head_gradients='weighted', jacobian='auto', max_norm=0.0, scale_mode='median')",
     "torchjd": (
         "TorchJD(\n"
-        "  num_tasks=3, target='parameters', head_gradients='weighted', batched=False\n"
+        "  num_tasks=3, target='parameters', head_gradients='weighted', jacobian='auto', max_norm=0.0\n"
         "  (aggregator): ConFIG(pref_vector=None)\n"
         ")"
     ),
     "torchjd-aggregator=Mean": (
         "TorchJD(\n"
-        "  num_tasks=3, target='parameters', head_gradients='weighted', batched=False\n"
+        "  num_tasks=3, target='parameters', head_gradients='weighted', jacobian='auto', max_norm=0.0\n"
         "  (aggregator): Mean()\n"
         ")"
     ),
