@@ -144,7 +144,7 @@ def submit(
         raise ImportError("--launcher submitit needs the submitit package: pip install 'go4align[submitit]'") from None
     stream = stream if stream is not None else sys.stderr
     try:
-        executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster=cluster)
+        executor = submitit.AutoExecutor(folder=folder, cluster=cluster)  # logs: <job id>_<task>_log.*
     except (RuntimeError, ValueError) as error:  # no sbatch on this machine, for cluster="slurm"
         raise ValueError(f"submitit cannot submit to the {cluster} cluster here: {error}") from error
     settings = {"name": "go4align", **{k: v for k, v in (parameters or {}).items() if v is not None}}
