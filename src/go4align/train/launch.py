@@ -17,7 +17,6 @@ shared id). Every process resumes its runs from their checkpoints, as a single o
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
 import threading
@@ -116,7 +115,8 @@ def run_bench(argv: Sequence[str]) -> int:
 
     code = main(list(argv))
     if code:
-        raise RuntimeError(f"go4align {shlex.join(argv)} exited with status {code}")
+        shard = argv[argv.index("--shard") + 1] if "--shard" in argv else "?"
+        raise RuntimeError(f"go4align bench (shard {shard}) exited with status {code}; its error is above")
     return code
 
 
@@ -156,7 +156,10 @@ def submit(
         [*argv, "--launcher", "none", "--shard", f"{k}/{jobs}", INVOCATION_OPTION, invocation]
         for k in range(1, jobs + 1)
     ]
-    submitted = executor.map_array(run_bench, tasks)
+    try:
+        submitted = executor.map_array(run_bench, tasks)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as error:  # sbatch refused the array
+        raise ValueError(f"submitting {jobs} job(s) to {cluster} failed: {error}") from error
     ids = ", ".join(job.job_id for job in submitted)
     print(f"go4align bench: submitted {jobs} job(s) to {cluster} ({ids}); logs in {folder}", file=stream)
     if not wait:
@@ -165,11 +168,21 @@ def submit(
     for k, job in enumerate(submitted, 1):
         try:
             job.result()
-        except Exception as error:  # noqa: BLE001 -- submitit re-raises the job's failure, whatever it was
+        except Exception:  # noqa: BLE001 -- submitit re-raises the job's failure, whatever it was
             failed += 1
-            reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+            log = job.paths.stderr
             print(
-                f"go4align bench: job {job.job_id} (shard {k}/{jobs}) failed: {reason}; log: {job.paths.stderr}",
+                f"go4align bench: job {job.job_id} (shard {k}/{jobs}) failed: {_job_error(log)}; log: {log}",
                 file=stream,
             )
     return 1 if failed else 0
+
+
+def _job_error(log: Path) -> str:
+    """The one-line error the go4align command of a failed job printed, or the last line of its log."""
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "its log cannot be read"
+    named = [line for line in lines if line.startswith("go4align ") and ": error: " in line]
+    return named[-1] if named else (lines[-1] if lines else "nothing in its log")
