@@ -14,9 +14,9 @@ from conftest import comparable, make_tiny
 from hypothesis import given
 from hypothesis import strategies as st
 
-from go4align.train import run_dir_of, run_grid
+from go4align.train import grid, run_dir_of, run_grid
 from go4align.train.grid import GRID_LOCK, RUN_LOCK
-from go4align.train.locks import FileLock, LockTimeout, read_owner
+from go4align.train.locks import STALE_AFTER_S, FileLock, LockTimeout, read_owner
 from go4align.train.shards import Shard, parse_shard, partition, shard_from_slurm
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,9 +181,22 @@ def test_a_run_held_by_a_live_process_is_left_to_it(tmp_path, capsys):
     held = run_dir_of(tmp_path, "ls", 0)
     held.mkdir(parents=True)
     write_owner(held / RUN_LOCK, host="node3", pid=77)
-    results = run_grid(make_tiny(epochs=1), ["ls"], [0, 1], tmp_path, progress=False)
+    results = run_grid(make_tiny(epochs=1), ["ls"], [0, 1], tmp_path, progress=False, wait_for_others=False)
     assert set(results) == {("ls", 1)} and not (held / "result.json").exists()
     assert "ls seed 0 left to the process training it: node3 pid 77 holds" in capsys.readouterr().err
+
+
+def test_a_shard_waits_for_a_held_run_and_takes_it_over_when_its_owner_dies(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(grid, "_POLL_S", 0.05)
+    held = run_dir_of(tmp_path, "ls", 0)
+    held.mkdir(parents=True)
+    write_owner(held / RUN_LOCK, host="node3", pid=77)
+    beat = time.time() - STALE_AFTER_S + 1  # its last heartbeat: stale in a second
+    os.utime(held / RUN_LOCK, (beat, beat))
+    results = run_grid(make_tiny(epochs=1), ["ls"], [0, 1], tmp_path, progress=False)
+    assert set(results) == {("ls", 0), ("ls", 1)} and results["ls", 0]["complete"]
+    assert "ls seed 0 is being trained by another process (node3 pid 77 holds" in capsys.readouterr().err
+    assert not (held / RUN_LOCK).exists()
 
 
 def test_invocations_with_one_id_are_recorded_once(tmp_path):

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import statistics
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -66,6 +67,8 @@ GRID_LOCK = "grid.lock"
 RUN_LOCK = "run.lock"
 # grid.lock is held for milliseconds: older than this, its owner is gone; wait twice as long.
 _GRID_LOCK_STALE_S = 60.0
+# How often a process waiting for runs held by others looks at them again.
+_POLL_S = 10.0
 
 
 def run_dir_of(out_dir: str | Path, label: str, seed: int) -> Path:
@@ -407,6 +410,7 @@ def run_grid(
     skip_unrunnable: bool = False,
     shard: Shard | str | None = None,
     invocation_id: str | None = None,
+    wait_for_others: bool = True,
     **options: Any,
 ) -> dict[tuple[str, int], dict]:
     """Run every method (``"stl"`` included) with every seed into ``out_dir``; returns the
@@ -429,12 +433,15 @@ def run_grid(
             still lists every method and seed, so that the report sees what is missing.
         invocation_id: the processes of one command (``--workers``, submitit jobs) share it and
             record that command once in ``grid.json``'s ``invocations``.
+        wait_for_others: a run whose ``run.lock`` another live process holds is left to it; with
+            ``True`` (default) this call, once its other runs are done, waits until each such run
+            is complete (or takes it over when its owner dies: the lock goes stale), so that it
+            returns with its share of the grid complete; with ``False`` it returns without them.
         options: go to :class:`~go4align.train.trainer.Trainer` (``device``,
             ``checkpoint_every``, ``callbacks``, ``nonfinite``).
 
     Warnings raised while a run trains go to ``out_dir/warnings.log`` with the method, seed and
-    step (see :func:`~go4align.train.progress.warnings_to_log`). A run whose ``run.lock`` a live
-    process holds is left to it, with a note.
+    step (see :func:`~go4align.train.progress.warnings_to_log`).
     """
     if command is not None and not isinstance(command, str):
         raise TypeError(f"command must be the command line as one str or None, got {command!r}")
@@ -474,16 +481,18 @@ def run_grid(
             display.drop((benchmark.name, label, seed))
     results: dict[tuple[str, int], dict] = {}
     logged: list[int] = []  # warnings raised by each run
+    todo = [(spec, seed) for seed in seeds for spec in specs if mine is None or (spec.label, seed) in mine]
+    waited: set[tuple[str, int]] = set()  # runs whose owner this process has said it waits for
     try:
-        for seed in seeds:
-            for spec in specs:
-                if spec.label in skipped or (mine is not None and (spec.label, seed) not in mine):
+        while todo:
+            held = []
+            for spec, seed in todo:
+                if spec.label in skipped:
                     continue
                 try:
                     result = _grid_run(benchmark, spec, seed, out_dir, options, display, logged, skip_unrunnable)
                 except _HeldElsewhere as error:
-                    note(f"note: {benchmark.name}: {spec.label} seed {seed} left to the process training it: {error}")
-                    display.drop((benchmark.name, spec.label, seed))
+                    held.append((spec, seed, error))
                     continue
                 except _DoesNotApply as error:
                     skipped[spec.label] = f"does not apply to {benchmark.name}: {error}"
@@ -492,6 +501,7 @@ def run_grid(
                         display.drop((benchmark.name, spec.label, later))
                     continue
                 results[spec.label, seed] = result
+            todo = _wait_for_others(held, waited, wait_for_others, benchmark.name, note, display)
     finally:
         if display is not progress:
             display.close()
@@ -500,6 +510,31 @@ def run_grid(
     if sum(logged):
         note(f"note: {benchmark.name}: {sum(logged)} warning(s) written to {out_dir / WARNINGS_LOG}")
     return results
+
+
+def _wait_for_others(
+    held: list[tuple[MethodSpec, int, _HeldElsewhere]],
+    waited: set[tuple[str, int]],
+    wait: bool,
+    benchmark: str,
+    note: Any,
+    display: GridProgress,
+) -> list[tuple[MethodSpec, int]]:
+    """The runs to look at again: the ``held`` ones after a pause, or none when not waiting."""
+    for spec, seed, error in held:
+        if not wait:
+            note(f"note: {benchmark}: {spec.label} seed {seed} left to the process training it: {error}")
+            display.drop((benchmark, spec.label, seed))
+        elif (spec.label, seed) not in waited:
+            waited.add((spec.label, seed))
+            note(
+                f"note: {benchmark}: {spec.label} seed {seed} is being trained by another process ({error}); "
+                "waiting for it to finish (or to die, then this process takes the run over)"
+            )
+    if not wait or not held:
+        return []
+    time.sleep(_POLL_S)
+    return [(spec, seed) for spec, seed, _ in held]
 
 
 def _grid_run(
