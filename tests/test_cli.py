@@ -280,3 +280,67 @@ def test_demo_quick_runs_the_quick_suite(tmp_path, monkeypatch, capsys):
     assert "Not run: mgda-ub: does not apply to toy" in (tmp_path / "toy" / "report.md").read_text()
     invocations = json.loads((tmp_path / "toy" / "grid.json").read_text())
     assert "go4align demo --quick --seeds 0 --out" in json.dumps(invocations)
+
+
+# -- --shard, --workers, --launcher: checked before any data loads --------------------------------
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--shard", "3/2"], r"shard 3/2: k/n needs n >= 1 and 1 <= k <= n \(k is 1-based"),
+        (["--shard", "1-2"], r"shard must be k/n with ints, 1 <= k <= n \(e\.g\. 1/4\), or auto; got '1-2'"),
+        (["--shard", "auto"], r"--shard auto reads a Slurm job array's .* not set"),
+        (["--workers", "0"], r"--workers must be >= 1, got 0"),
+        (["--workers", "2", "--device", "mps"], r"--workers 2 gives each worker its own device: use --device cuda"),
+        (["--partition", "gpu", "--wait"], r"--partition, --wait: option\(s\) of --launcher submitit, which was not"),
+        (["--launcher", "submitit", "--shard", "1/2"], r"--launcher submitit gives job k of --jobs N the shard k/N"),
+        (["--launcher", "submitit", "--jobs", "0"], r"--jobs must be >= 1, got 0"),
+        (["--launcher", "submitit", "--submitit-param", "account"], r"--submitit-param must be KEY=VALUE"),
+    ],
+)
+def test_parallel_options_are_checked_before_data_loads(tmp_path, capsys, monkeypatch, extra, message):
+    for name in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+    loaded = []
+    monkeypatch.setattr(cli, "build_benchmark", lambda *a, **k: loaded.append(a))
+    assert run("bench", "--benchmark", "toy", "--methods", "ls", "--out", tmp_path / "out", *extra) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("go4align bench: error: ") and error.count("\n") == 1, error
+    assert re.search(message, error), error
+    assert loaded == [] and not (tmp_path / "out").exists()
+
+
+def test_workers_are_refused_under_torchrun(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert run("bench", "--benchmark", "toy", "--methods", "ls", "--out", tmp_path / "o", "--workers", "2") == 2
+    assert "do not run them under torchrun" in capsys.readouterr().err
+
+
+def test_submitit_parameters_come_from_the_options(tmp_path):
+    args = cli.parser().parse_args(
+        ["bench", "--methods", "ls", "--out", "o", "--launcher", "submitit", "--partition", "gpu", "--gpus-per-node"]
+        + ["2", "--submitit-param", "slurm_account=abc", "--submitit-param", "mem_gb=32.5"]
+    )
+    assert cli._submitit_parameters(args) == {
+        "timeout_min": None,
+        "gpus_per_node": 2,
+        "slurm_partition": "gpu",
+        "slurm_account": "abc",
+        "mem_gb": 32.5,
+    }
+    args.cluster = "local"  # submitit's local default would end a job after 2 minutes
+    assert cli._submitit_parameters(args)["timeout_min"] == cli.LOCAL_TIMEOUT_MIN
+
+
+def test_a_shard_runs_its_part_and_report_names_the_rest(tmp_path, capsys):
+    argv = ["bench", "--benchmark", "toy", "--methods", "ls,famo", "--seeds", "0,1", "--epochs", "1", "--quiet"]
+    assert run(*argv, "--out", tmp_path / "g", "--shard", "1/2") == 0
+    out = capsys.readouterr()
+    assert "shard 1/2: 2 of the grid's 4 runs" in out.err and "shard 1/2 done" in out.out
+    done = sorted(
+        p.parent.relative_to(tmp_path / "g" / "runs").as_posix() for p in (tmp_path / "g").rglob("result.json")
+    )
+    assert done == ["famo/seed0", "ls/seed0"]  # round-robin over famo 0, famo 1, ls 0, ls 1
+    pytest.importorskip("matplotlib")
+    assert run("report", tmp_path / "g") == 0
+    message = "2 of the 4 runs of grid.json have no complete result: ls seed 1 (not started); famo seed 1 (not started)"
+    assert message in capsys.readouterr().err and message in (tmp_path / "g" / "report.md").read_text()

@@ -6,17 +6,21 @@ examples:
   go4align report runs/digits
   go4align demo --out runs/demo
   torchrun --nproc_per_node 2 -m go4align.cli bench --benchmark digits --methods ls,mgda --out runs/ddp
+  go4align bench --benchmark digits --methods ls,go4align,stl --seeds 0,1,2 --out runs/digits --shard 2/4
+  go4align bench --benchmark digits --methods ls,go4align,stl --seeds 0,1,2 --out runs/digits --workers 2
 
 A config file (TOML) holds benchmark, a [benchmark_options] table for the benchmark's factory and
 a [protocol] table overriding the benchmark's protocol (configs/ has the paper's). Re-running an
 interrupted bench command resumes it. Under torchrun the ranks share every global batch
-(docs/distributed.md); only rank 0 writes and prints.
+(docs/distributed.md); only rank 0 writes and prints. --shard, --workers and --launcher submitit
+split a grid's runs between processes, machines and cluster jobs (docs/distributed.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import shlex
 import sys
@@ -33,8 +37,10 @@ from go4align.benchmarks import available_benchmarks, get_benchmark, installed_b
 from go4align.benchmarks.api import Benchmark
 from go4align.train import parse_method_spec, run_grid, split_methods
 from go4align.train.grid import check_output_dir, steps_per_run
+from go4align.train.launch import CLUSTERS, invocation_argument, run_workers, submit, worker_devices, worker_threads
 from go4align.train.placement import DDP_TIMEOUT_S, distributed, is_main_process
 from go4align.train.progress import GridProgress
+from go4align.train.shards import Shard, parse_shard
 from go4align.weighting import available
 
 __all__ = ["main", "load_config", "build_benchmark", "DEMO_SUITE", "QUICK_SUITE", "DEMO_METHODS"]
@@ -185,6 +191,108 @@ def build_benchmark(
     return benchmark.with_protocol(**changes) if changes else benchmark
 
 
+# -- splitting a grid between processes -------------------------------------------------------
+#: Options of --launcher submitit (argparse dest, default).
+SUBMITIT_OPTIONS = {
+    "jobs": None,
+    "cluster": "slurm",
+    "partition": None,
+    "gpus_per_node": None,
+    "timeout_min": None,
+    "submitit_param": None,
+    "wait": False,
+}
+#: A local job's time limit when --timeout-min is not given (submitit's own default is 2 minutes).
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60
+
+
+def _shard(text: str | None) -> Shard | None:
+    if text is None:
+        return None
+    try:
+        return parse_shard(text)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from error
+
+
+def _check_parallel(args: argparse.Namespace) -> None:
+    """--workers, --launcher and the launcher's options, checked before any data loads."""
+    _positive(args.workers, "--workers")
+    _positive(args.jobs, "--jobs")
+    _positive(args.timeout_min, "--timeout-min")
+    if args.gpus_per_node is not None and args.gpus_per_node < 0:
+        raise UsageError(f"--gpus-per-node must be >= 0, got {args.gpus_per_node}")
+    if args.launcher == "submitit" and args.shard is not None:
+        raise UsageError("--launcher submitit gives job k of --jobs N the shard k/N itself: drop --shard")
+    if args.launcher != "submitit" and args.invocation is None:  # a job of a launcher keeps the typed options
+        given = [name for name, default in SUBMITIT_OPTIONS.items() if getattr(args, name) != default]
+        if given:
+            names = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise UsageError(f"{names}: option(s) of --launcher submitit, which was not given")
+    if os.environ.get("WORLD_SIZE", "1") != "1" and (args.workers > 1 or args.launcher == "submitit"):
+        raise UsageError("--workers and --launcher start processes of their own: do not run them under torchrun")
+
+
+def _submitit_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """What goes to submitit's ``update_parameters``: the options, then each --submitit-param."""
+    timeout = args.timeout_min or (LOCAL_TIMEOUT_MIN if args.cluster == "local" else None)
+    parameters: dict[str, Any] = {
+        "timeout_min": timeout,
+        "gpus_per_node": args.gpus_per_node,
+        "slurm_partition": args.partition,
+    }
+    for item in args.submitit_param or []:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise UsageError(f"--submitit-param must be KEY=VALUE (e.g. slurm_account=abc), got {item!r}")
+        parameters[key.strip()] = _literal(value.strip())
+    return parameters
+
+
+def _literal(text: str) -> int | float | bool | str:
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _launch(args: argparse.Namespace, devices: list[str]) -> int:
+    """Run the command as --workers processes here, or as --jobs cluster jobs; their runs land in
+    --out as a single process's would."""
+    invocation = invocation_argument(typed_command(args.argv))
+    if args.launcher == "submitit":
+        folder = Path(args.out) / "submitit"
+        parameters = _submitit_parameters(args)
+        code = submit(
+            args.argv, args.jobs or 1, invocation, folder, cluster=args.cluster, parameters=parameters, wait=args.wait
+        )
+        if code == 0 and not args.wait:
+            print(f"when the jobs have finished: go4align report {args.out} (it lists the runs still missing)")
+    else:
+        threads = worker_threads(args.threads, args.workers)
+        code = run_workers(args.argv, devices, threads, invocation)
+    if code == 0 and (args.wait or args.launcher != "submitit"):
+        print(f"results in {args.out}; tables and plots: go4align report {args.out}")
+    return code
+
+
+def _invocation(text: str | None) -> dict[str, str] | None:
+    """The command a worker or job is part of (its hidden --invocation), or ``None``."""
+    if text is None:
+        return None
+    try:
+        invocation = json.loads(text)
+        if not isinstance(invocation.get("id"), str) or not isinstance(invocation.get("command"), str):
+            raise ValueError
+    except (ValueError, AttributeError):
+        raise UsageError(f"--invocation must be the JSON object a launcher passes, got {text!r}") from None
+    return invocation
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     methods, seeds = _methods(args.methods), _seeds(args.seeds)
     _positive(args.epochs, "--epochs")
@@ -192,8 +300,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not 0 < args.ddp_timeout < float("inf"):
         raise UsageError(f"--ddp-timeout must be a positive number of seconds, got {args.ddp_timeout}")
     _device(args.device)
+    shard, invocation = _shard(args.shard), _invocation(args.invocation)
+    _check_parallel(args)
+    devices = worker_devices(args.device, args.workers, torch.cuda.device_count())
     check_output_dir(args.out)  # an OSError naming the path; creates nothing
     _threads(args.threads)
+    if args.workers > 1 or args.launcher == "submitit":
+        return _launch(args, devices)
     config = load_config(args.config) if args.config else None
     benchmark = build_benchmark(args.benchmark, config, args.data_dir, args.epochs)  # data loads here
     # torchrun's ranks have not joined their group yet: rank 0 alone shows the display
@@ -205,17 +318,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 methods,
                 seeds,
                 args.out,
-                command=typed_command(args.argv),
+                command=invocation["command"] if invocation else typed_command(args.argv),
                 device=args.device,
                 checkpoint_every=args.checkpoint_every,
                 progress=display,
                 skip_unrunnable=True,
                 nonfinite=args.nonfinite,
+                shard=shard,
+                invocation_id=invocation["id"] if invocation else None,
             )
             main = is_main_process()
     finally:
         display.close()
-    if main:
+    if main and shard is not None:
+        print(f"shard {shard} done; go4align report {args.out} merges what every shard has written so far")
+    elif main and invocation is None:  # a worker's launcher says it once for all
         print(f"results in {args.out}; tables and plots: go4align report {args.out}")
     return 0
 
@@ -323,6 +440,61 @@ def _display_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress display (notes and errors still print)")
 
 
+def _parallel_options(bench: argparse.ArgumentParser) -> None:
+    """bench's options that split a grid's runs between processes (docs/distributed.md)."""
+    bench.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="train only shard K of N (1-based, 1 <= K <= N) of the grid's runs, for job arrays: the N "
+        "commands K=1..N train every run once (runs sorted by work, STL counting as one run per task, "
+        "then method and seed, each given to the shard with the least work so far); 'auto' reads a Slurm "
+        "array's SLURM_ARRAY_TASK_ID/_MIN/_STEP/_COUNT. go4align report merges the shards",
+    )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N runs at once on this machine, one process each: with --device cuda on cuda:0..N-1, "
+        "with --device cpu on --threads // N threads each (default 1)",
+    )
+    bench.add_argument(
+        "--launcher",
+        choices=("none", "submitit"),
+        default="none",
+        help="submitit: submit the grid to a cluster as --jobs N jobs, job k training --shard k/N "
+        "(needs the submitit extra; logs in OUT/submitit); none (default): run here",
+    )
+    bench.add_argument("--jobs", type=int, metavar="N", help="with --launcher submitit: how many jobs (default 1)")
+    bench.add_argument(
+        "--cluster",
+        choices=CLUSTERS,
+        default="slurm",
+        help="with --launcher submitit: slurm (default), or local (jobs run on this machine, for tests)",
+    )
+    bench.add_argument("--partition", metavar="NAME", help="with --launcher submitit: the Slurm partition")
+    bench.add_argument(
+        "--gpus-per-node", type=int, metavar="G", help="with --launcher submitit: GPUs per job (with --workers G)"
+    )
+    bench.add_argument(
+        "--timeout-min",
+        type=int,
+        metavar="MIN",
+        help="with --launcher submitit: each job's time limit in minutes (default: the partition's; "
+        f"{LOCAL_TIMEOUT_MIN} for --cluster local)",
+    )
+    bench.add_argument(
+        "--submitit-param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="with --launcher submitit: any other submitit parameter, e.g. slurm_account=abc, mem_gb=32 (repeatable)",
+    )
+    bench.add_argument(
+        "--wait", action="store_true", help="with --launcher submitit: wait for the jobs and fail if one failed"
+    )
+    bench.add_argument("--invocation", help=argparse.SUPPRESS)  # from a launcher to its workers and jobs
+
+
 def _wrap(text: str) -> str:
     return textwrap.fill(text, width=88)
 
@@ -381,6 +553,7 @@ def parser() -> argparse.ArgumentParser:
         "the step, counted in result.json's skipped_steps (skip)",
     )
     _display_options(bench)
+    _parallel_options(bench)
     bench.set_defaults(run=cmd_bench)
 
     report = commands.add_parser(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .results import ReportError
+from .results import ReportError, describe_missing, find_grids, load_grid, missing_runs
 from .writer import write_report
 
 __all__ = ["add_arguments", "main", "run"]
@@ -18,15 +18,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the reports and print the paths written; or print why not as one line on stderr
-    (``go4align report: error: ...``) and return 2."""
+    """Write the reports and print the paths written, then, on stderr, a note per grid naming
+    its runs without a complete result (a grid whose shards or workers have not all finished);
+    or print why not as one line on stderr (``go4align report: error: ...``) and return 2."""
     try:
         paths = write_report(args.run_dir)
+        unfinished = [
+            (grid, describe_missing(grid, missing_runs(grid))) for grid in map(load_grid, find_grids(args.run_dir))
+        ]
     except (ReportError, ImportError, OSError) as error:
         print(f"go4align report: error: {error}", file=sys.stderr)
         return 2
     for path in paths:
         print(path)
+    for grid, text in unfinished:
+        if text:
+            print(f"note: {grid.path}: {text}", file=sys.stderr)
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import published
-from .results import Run
+from .results import Run, describe_missing
 from .summary import UNTRUSTED_MEMORY, GridSummary
 
 __all__ = ["notes"]
@@ -58,8 +58,7 @@ def _unavailable_delta_m(summary: GridSummary) -> str | None:
 
 
 def _missing(summary: GridSummary) -> str | None:
-    missing = [label for label in summary.missing if label not in summary.grid.skipped]
-    return "Methods of grid.json with no results yet: " + ", ".join(missing) + "." if missing else None
+    return describe_missing(summary.grid, summary.missing_runs)
 
 
 def _skipped(summary: GridSummary) -> str | None:

@@ -20,9 +20,23 @@ from typing import Any
 from ..commands import entry_command, portable_command
 from ..result_file import RESULT_FILE, ResultFileError, read_result
 
-__all__ = ["Grid", "Invocation", "ReportError", "Run", "StepTime", "find_grids", "load_grid", "load_run"]
+__all__ = [
+    "Grid",
+    "Invocation",
+    "MissingRun",
+    "ReportError",
+    "Run",
+    "StepTime",
+    "describe_missing",
+    "find_grids",
+    "load_grid",
+    "load_run",
+    "missing_runs",
+]
 
 STL_FOLDER = "stl"
+# The lock a process holds while it trains a run (go4align.train.grid.RUN_LOCK).
+RUN_LOCK = "run.lock"
 
 
 class ReportError(ValueError):
@@ -98,6 +112,71 @@ class Grid:
     provenance: dict[str, Any] = field(default_factory=dict)
     paths_left_out: bool = False  # an old grid.json's absolute paths were dropped from its command
     skipped: dict[str, str] = field(default_factory=dict)  # skipped.json: methods not run, and why
+
+
+@dataclass(frozen=True)
+class MissingRun:
+    """A run of grid.json without a complete result: ``state`` is ``"not started"`` (nothing
+    written), ``"incomplete"`` (a result or checkpoint of some epochs) or ``"in progress"`` (its
+    run.lock names ``owner``: the process training it, or one that died holding it)."""
+
+    label: str
+    seed: int
+    state: str
+    owner: str | None = None
+
+
+def missing_runs(grid: Grid) -> list[MissingRun]:
+    """The runs of grid.json's methods x seeds (skipped methods aside) without a complete result,
+    in grid.json's order; what the shards or workers of a grid have still to train."""
+    found = {(run.label, run.seed): run for runs in grid.runs.values() for run in runs}
+    found.update({(STL_FOLDER, run.seed): run for run in grid.stl})
+    missing = []
+    for label in grid.methods:
+        if label in grid.skipped:
+            continue
+        for seed in grid.seeds:
+            run = found.get((label, seed))
+            if run is not None and run.complete:
+                continue
+            run_dir = grid.path / "runs" / label / f"seed{seed}"
+            owner = _lock_owner(run_dir / RUN_LOCK)
+            started = run is not None or any((run_dir / name).exists() for name in ("checkpoint.json", "tasks"))
+            state = "in progress" if owner else "incomplete" if started else "not started"
+            missing.append(MissingRun(label, seed, state, owner))
+    return missing
+
+
+def _lock_owner(path: Path) -> str | None:
+    """Who holds a run.lock (``host pid N``), ``"an unknown process"`` for an unreadable one,
+    ``None`` when there is none."""
+    if not path.is_file():
+        return None
+    try:
+        owner = json.loads(path.read_text())
+        return f"{owner['host']} pid {owner['pid']}"
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        return "an unknown process"
+
+
+def describe_missing(grid: Grid, missing: list[MissingRun]) -> str | None:
+    """One sentence naming the runs without a complete result, ``None`` when there are none."""
+    if not missing:
+        return None
+    total = sum(1 for label in grid.methods if label not in grid.skipped) * len(grid.seeds)
+    groups: dict[tuple[str, str, str | None], list[int]] = {}
+    for run in missing:
+        groups.setdefault((run.label, run.state, run.owner), []).append(run.seed)
+    parts = []
+    for (label, state, owner), seeds in groups.items():
+        which = f"seed {seeds[0]}" if len(seeds) == 1 else "seeds " + ", ".join(map(str, seeds))
+        why = f"in progress: run.lock held by {owner}" if owner else state
+        parts.append(f"{label} {which} ({why})")
+    return (
+        f"{len(missing)} of the {total} runs of grid.json have no complete result: {'; '.join(parts)}. "
+        "Running the grid's command again (or its unfinished shards) trains them; a run.lock whose "
+        "process has died is taken over."
+    )
 
 
 def find_grids(run_dir: str | Path) -> list[Path]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..metrics import convergence_epoch, delta_m, mean_and_standard_error, mean_rank
 from . import published
-from .results import STL_FOLDER, Grid, ReportError, Run
+from .results import STL_FOLDER, Grid, MissingRun, ReportError, Run, missing_runs
 
 __all__ = [
     "CONVERGENCE_MIN_EPOCHS",
@@ -95,6 +95,7 @@ class GridSummary:
     convergence_note: str | None = None  # why there is no convergence table, if there is none
     paper_delta_m: bool = False  # whether the paper publishes Delta-m for this benchmark
     paper_time: bool = False  # and time ratios (Table 9)
+    missing_runs: list[MissingRun] = field(default_factory=list)  # (method, seed) runs without a complete result
 
     def stl_values(self) -> dict[str, float] | None:
         """The reference values to print: the STL runs' means, or the stored reference if all runs agree."""
@@ -144,6 +145,7 @@ def summarise(grid: Grid) -> GridSummary:
         convergence_note=_convergence_note(ranked, epochs_recorded),
         paper_delta_m=published.method_key(grid.benchmark) in published.PUBLISHED,
         paper_time=published.method_key(grid.benchmark) in published.TABLE9_SECONDS_PER_EPOCH,
+        missing_runs=missing_runs(grid),
     )
 
 

@@ -6,10 +6,17 @@
     RUN_DIR/runs/stl/seed<k>/tasks/<task>/result.json, checkpoint.{pt,prev.pt,json}
     RUN_DIR/warnings.log                                 warnings raised while training, if any
     RUN_DIR/skipped.json                                 methods skipped, and why, if any
+    RUN_DIR/grid.lock, RUN_DIR/runs/.../seed<k>/run.lock  while a process updates or trains them
 
 Completed runs are skipped, incomplete ones resume from their checkpoints, so re-running the
 same command after an interruption finishes the grid. Under torchrun only rank 0 writes files;
 every rank reads them, and a run ends with a barrier, so all ranks skip or run the same runs.
+
+Several processes may share one grid (``shard``, the jobs of a job array; ``go4align bench
+--workers``): a run is trained by the process holding its ``run.lock`` (another finding it held
+skips it), and ``grid.json`` and ``skipped.json`` are read, changed and replaced under
+``grid.lock`` (:mod:`go4align.train.locks`), so each shard's methods, seeds and invocation are
+kept.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Iterable, Sequence
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +40,36 @@ from go4align.weighting import NonFiniteLossError
 
 from . import provenance
 from .checkpoint import name_max, os_error, remove_stale_temporaries, write_json_atomic
+from .locks import HEARTBEAT_S, FileLock, describe_owner
 from .placement import is_main_process
 from .progress import WARNINGS_LOG, GridProgress, warnings_to_log
+from .shards import Shard, parse_shard, partition
 from .spec import MethodSpec, parse_method_spec, single_task_weighting
 from .trainer import Trainer, train_run
 
-__all__ = ["run_grid", "prepare_grid", "run_dir_of", "merge_stl", "check_output_dir", "steps_per_run", "SKIPPED"]
+__all__ = [
+    "run_grid",
+    "prepare_grid",
+    "run_dir_of",
+    "merge_stl",
+    "check_output_dir",
+    "steps_per_run",
+    "SKIPPED",
+    "GRID_LOCK",
+    "RUN_LOCK",
+]
 
 #: Methods a grid skipped, with the reason (a missing optional package, a method that does not
 #: apply to the benchmark): ``{label: reason}``, read by the report.
 SKIPPED = "skipped.json"
+#: Held while a process reads, changes and replaces grid.json or skipped.json.
+GRID_LOCK = "grid.lock"
+#: In a run directory: held by the process training the run.
+RUN_LOCK = "run.lock"
+# grid.lock is held for milliseconds: older than this, its owner is gone; wait twice as long.
+_GRID_LOCK_STALE_S = 60.0
+# How often a process waiting for runs held by others looks at them again.
+_POLL_S = 10.0
 
 
 def run_dir_of(out_dir: str | Path, label: str, seed: int) -> Path:
@@ -145,7 +175,8 @@ def _write_grid(
     """Create ``grid.json``, or extend it with new methods and seeds when resuming; a grid of
     another benchmark or protocol in the same directory is an error. ``entry`` (a
     :func:`~go4align.train.provenance.invocation`) is appended to ``invocations``; the top-level
-    ``provenance`` is the first invocation's. No path of the machine is written."""
+    ``provenance`` is the first invocation's. An entry with an ``id`` already listed (the
+    workers or jobs of one command) is not added again. No path of the machine is written."""
     path = out_dir / "grid.json"
     grid = {
         "benchmark": benchmark.name,
@@ -177,7 +208,9 @@ def _write_grid(
         grid["start_time"] = old["start_time"]
         grid["provenance"] = old.get("provenance")
         grid["invocations"] = old.get("invocations") or [_legacy_invocation(old)]
-        grid["invocations"].append(entry)
+        listed = {e.get("id") for e in grid["invocations"] if isinstance(e, dict)}
+        if entry.get("id") is None or entry["id"] not in listed:
+            grid["invocations"].append(entry)
     if is_main_process():
         write_json_atomic(grid, path)
 
@@ -201,6 +234,55 @@ def _with_defaults(protocol: Any) -> Any:
         return Protocol(**protocol).to_dict()
     except (TypeError, ValueError):
         return protocol
+
+
+@contextmanager
+def _grid_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``grid.lock`` around a read-modify-write of the grid's shared files (rank 0 only:
+    the other ranks of a torchrun job write nothing)."""
+    if not is_main_process():
+        yield
+        return
+    with FileLock(out_dir / GRID_LOCK, stale_after_s=_GRID_LOCK_STALE_S).waiting(2 * _GRID_LOCK_STALE_S):
+        yield
+
+
+def _from_main(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank of a torchrun job (``value`` itself in one process), so
+    that all ranks train or skip the same run."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+class _HeldElsewhere(Exception):
+    """Another live process holds the run's lock: it trains the run, this one skips it."""
+
+
+@contextmanager
+def _run_ownership(run_dir: Path) -> Iterator[None]:
+    """Own the run (hold its ``run.lock``, refreshed by a heartbeat) for the body; raises
+    :class:`_HeldElsewhere` when another live process owns it."""
+    lock = FileLock(run_dir / RUN_LOCK, heartbeat_s=HEARTBEAT_S)
+    holder = None if not is_main_process() or lock.try_acquire() else describe_owner(lock.holder)
+    holder = _from_main(holder)
+    if holder is not None:
+        raise _HeldElsewhere(f"{holder} holds {run_dir / RUN_LOCK}")
+    try:
+        yield
+    finally:
+        lock.release()
+        if lock.lost:
+            warnings.warn(
+                f"{run_dir / RUN_LOCK}: this process lost the run's lock while training it (stopped for longer "
+                "than the stale time?) and another process took the run over",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def merge_stl(results: Sequence[dict], benchmark: Benchmark, seed: int) -> dict:
@@ -332,10 +414,13 @@ def run_grid(
     command: str | None = None,
     progress: bool | GridProgress = True,
     skip_unrunnable: bool = False,
+    shard: Shard | str | None = None,
+    invocation_id: str | None = None,
+    wait_for_others: bool = True,
     **options: Any,
 ) -> dict[tuple[str, int], dict]:
     """Run every method (``"stl"`` included) with every seed into ``out_dir``; returns the
-    results by ``(label, seed)``.
+    results by ``(label, seed)`` of the runs this call trained or found complete.
 
     Args:
         command: the command line as typed, recorded in ``grid.json``'s ``invocations`` (the CLI
@@ -349,6 +434,15 @@ def run_grid(
             whose first training step fails with a ``ValueError`` (it does not apply to this
             benchmark, e.g. it needs a shared representation the model lacks); otherwise those
             errors end the grid.
+        shard: run only this shard's runs (a :class:`~go4align.train.shards.Shard` or ``"k/n"``,
+            1-based; see :func:`~go4align.train.shards.partition` for the rule). ``grid.json``
+            still lists every method and seed, so that the report sees what is missing.
+        invocation_id: the processes of one command (``--workers``, submitit jobs) share it and
+            record that command once in ``grid.json``'s ``invocations``.
+        wait_for_others: a run whose ``run.lock`` another live process holds is left to it; with
+            ``True`` (default) this call, once its other runs are done, waits until each such run
+            is complete (or takes it over when its owner dies: the lock goes stale), so that it
+            returns with its share of the grid complete; with ``False`` it returns without them.
         options: go to :class:`~go4align.train.trainer.Trainer` (``device``,
             ``checkpoint_every``, ``callbacks``, ``nonfinite``).
 
@@ -357,35 +451,55 @@ def run_grid(
     """
     if command is not None and not isinstance(command, str):
         raise TypeError(f"command must be the command line as one str or None, got {command!r}")
+    if isinstance(shard, str):
+        shard = parse_shard(shard)
+    if shard is not None and not isinstance(shard, Shard):
+        raise TypeError(f"shard must be a Shard, 'k/n' or None, got {shard!r}")
     specs = [m if isinstance(m, MethodSpec) else parse_method_spec(m) for m in methods]
+    # over every method given, skipped here or not, so that shards on machines with different
+    # optional packages still split the grid alike
+    mine = partition([s.label for s in specs], seeds, benchmark.num_tasks, shard) if shard else None
+    in_grid = len(specs) * len(seeds)
     skipped = _missing_dependencies(benchmark, specs) if skip_unrunnable else {}
     if skipped and len(skipped) == len(specs):
         raise ImportError("; ".join(f"{label}: {why}" for label, why in skipped.items()))
     specs = prepare_grid(benchmark, [s for s in specs if s.label not in skipped], seeds)
     out_dir = check_output_dir(out_dir, [s.label for s in specs])
-    if is_main_process():
-        remove_stale_temporaries(out_dir)  # a grid.json write killed midway
     entry = provenance.invocation(command, options.get("device", "cpu"))
-    _write_grid(out_dir, benchmark, specs, seeds, entry)
+    if invocation_id is not None:
+        entry["id"] = invocation_id
+    with _grid_lock(out_dir):
+        if is_main_process():
+            remove_stale_temporaries(out_dir)  # a grid.json write killed midway
+        _write_grid(out_dir, benchmark, specs, seeds, entry)
     display = progress if isinstance(progress, GridProgress) else GridProgress(enabled=bool(progress))
     note = display.note if is_main_process() else (lambda text: None)
     for label, why in skipped.items():
         note(f"note: {benchmark.name}: {label} skipped: {why}")
+    if shard is not None:
+        note(f"note: {benchmark.name}: shard {shard}: {len(mine)} of the grid's {in_grid} runs")
     for seed in seeds:
         for spec in specs:
-            display.plan((benchmark.name, spec.label, seed), steps_per_run(benchmark, spec))
+            if mine is None or (spec.label, seed) in mine:
+                display.plan((benchmark.name, spec.label, seed), steps_per_run(benchmark, spec))
     for label in skipped:
         for seed in seeds:
             display.drop((benchmark.name, label, seed))
     results: dict[tuple[str, int], dict] = {}
     logged: list[int] = []  # warnings raised by each run
+    todo = [(spec, seed) for seed in seeds for spec in specs if mine is None or (spec.label, seed) in mine]
+    waited: set[tuple[str, int]] = set()  # runs whose owner this process has said it waits for
     try:
-        for seed in seeds:
-            for spec in specs:
+        while todo:
+            held = []
+            for spec, seed in todo:
                 if spec.label in skipped:
                     continue
                 try:
                     result = _grid_run(benchmark, spec, seed, out_dir, options, display, logged, skip_unrunnable)
+                except _HeldElsewhere as error:
+                    held.append((spec, seed, error))
+                    continue
                 except _DoesNotApply as error:
                     skipped[spec.label] = f"does not apply to {benchmark.name}: {error}"
                     note(f"note: {benchmark.name}: {spec.label} does not apply, skipped: {error}")
@@ -393,13 +507,40 @@ def run_grid(
                         display.drop((benchmark.name, spec.label, later))
                     continue
                 results[spec.label, seed] = result
+            todo = _wait_for_others(held, waited, wait_for_others, benchmark.name, note, display)
     finally:
         if display is not progress:
             display.close()
-    _write_skipped(out_dir, skipped, {label for label, _ in results})
+    with _grid_lock(out_dir):
+        _write_skipped(out_dir, skipped, {label for label, _ in results})
     if sum(logged):
         note(f"note: {benchmark.name}: {sum(logged)} warning(s) written to {out_dir / WARNINGS_LOG}")
     return results
+
+
+def _wait_for_others(
+    held: list[tuple[MethodSpec, int, _HeldElsewhere]],
+    waited: set[tuple[str, int]],
+    wait: bool,
+    benchmark: str,
+    note: Any,
+    display: GridProgress,
+) -> list[tuple[MethodSpec, int]]:
+    """The runs to look at again: the ``held`` ones after a pause, or none when not waiting."""
+    for spec, seed, error in held:
+        if not wait:
+            note(f"note: {benchmark}: {spec.label} seed {seed} left to the process training it: {error}")
+            display.drop((benchmark, spec.label, seed))
+        elif (spec.label, seed) not in waited:
+            waited.add((spec.label, seed))
+            note(
+                f"note: {benchmark}: {spec.label} seed {seed} is being trained by another process ({error}); "
+                "waiting for it to finish (or to die, then this process takes the run over)"
+            )
+    if not wait or not held:
+        return []
+    time.sleep(_POLL_S)
+    return [(spec, seed) for spec, seed, _ in held]
 
 
 def _grid_run(
@@ -414,12 +555,32 @@ def _grid_run(
 ) -> dict:
     """One run of the grid (read back if complete), reported to the display, its warnings logged.
     With ``skip_unrunnable``, a ``ValueError`` raised by the run's first step becomes
-    :class:`_DoesNotApply`."""
+    :class:`_DoesNotApply`; a run another process owns raises :class:`_HeldElsewhere`."""
     run_dir, key = run_dir_of(out_dir, spec.label, seed), (benchmark.name, spec.label, seed)
     done = _read_complete(run_dir / RESULT_FILE)
     if done:
         display.found_complete(key)
         return done
+    with _run_ownership(run_dir):
+        done = _read_complete(run_dir / RESULT_FILE)  # finished by its previous owner meanwhile
+        if done:
+            display.found_complete(key)
+            return done
+        return _train(benchmark, spec, seed, run_dir, out_dir, options, display, logged, skip_unrunnable)
+
+
+def _train(
+    benchmark: Benchmark,
+    spec: MethodSpec,
+    seed: int,
+    run_dir: Path,
+    out_dir: Path,
+    options: dict,
+    display: GridProgress,
+    logged: list[int],
+    skip_unrunnable: bool,
+) -> dict:
+    key = (benchmark.name, spec.label, seed)
     description = f"{benchmark.name} {spec.label} seed {seed}"
     epoch_steps = math.ceil(len(benchmark.dataset("train")) / benchmark.protocol.batch_size)
     reported = 0
@@ -440,7 +601,7 @@ def _grid_run(
     run_options = {**options, "progress": on_epoch if is_main_process() else False}
     with warnings_to_log(out_dir / WARNINGS_LOG, where, display.note, is_main_process()) as raised:
         if spec.is_stl:
-            result = _read_complete(run_dir / RESULT_FILE) or _run_stl(benchmark, seed, out_dir, run_options)
+            result = _run_stl(benchmark, seed, out_dir, run_options)
         else:
             trainer.append(Trainer(benchmark, spec, seed, run_dir, **run_options))
             try:
