@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import comparable, make_tiny
+from helpers.training import comparable, make_tiny
 from hypothesis import given
 from hypothesis import strategies as st
 

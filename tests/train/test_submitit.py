@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import comparable
+from helpers.training import comparable
 
 from go4align.benchmarks import get_benchmark
 from go4align.cli import main

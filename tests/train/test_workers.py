@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import comparable
+from helpers.training import comparable
 
 from go4align.benchmarks import get_benchmark
 from go4align.train import run_dir_of, run_grid
