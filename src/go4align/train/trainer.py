@@ -44,8 +44,8 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ from .placement import PeakMemory, Placement
 from .results import Trace, summarise, validation_score
 from .spec import MethodSpec
 
-__all__ = ["StepInfo", "Trainer", "train_run", "param_groups", "NONFINITE"]
+__all__ = ["StepInfo", "EpochInfo", "Trainer", "train_run", "param_groups", "NONFINITE"]
 
 NONFINITE = ("raise", "skip")
 RESULT = "result.json"
@@ -81,6 +81,20 @@ class StepInfo:
     losses: Tensor  # this step's task losses, detached (averaged over ranks)
     run_dir: Path
     skipped: bool = False  # the losses were not finite and nonfinite="skip" dropped the step
+    # the weighting's ``diagnostics`` of this step (detached, on the device; empty when skipped)
+    diagnostics: Mapping[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpochInfo:
+    """What a callback's optional ``end_epoch`` method sees after an epoch (its evaluation,
+    checkpoint and ``result.json`` written)."""
+
+    epoch: int  # epochs done (the 1-based number of this one)
+    epochs: int  # the protocol's number of epochs
+    global_step: int  # steps done in the run
+    entry: dict  # this epoch's entry of result.json's ``epochs``: train_losses, val, test, time_s
+    run_dir: Path
 
 
 def param_groups(model: nn.Module, weighting: Weighting, *, train_weighting: bool = True) -> list[dict]:
@@ -139,7 +153,8 @@ class Trainer:
         run_dir: where ``checkpoint.pt`` and ``result.json`` go.
         device: ``"cpu"``, ``"cuda"``...
         checkpoint_every: also checkpoint every this many steps (``None``: at epoch ends only).
-        callbacks: called with a :class:`StepInfo` after every step; an exception stops the run.
+        callbacks: called with a :class:`StepInfo` after every step; those with an ``end_epoch``
+            method also get an :class:`EpochInfo` after every epoch. An exception stops the run.
         progress: ``True`` prints one line per epoch (losses, test metrics, time); a callable
             receives each such line instead (a grid's display counts epochs with it).
         weighting: a prebuilt weighting instead of ``method.build`` (the STL runs).
@@ -216,6 +231,7 @@ class Trainer:
                 self._end_epoch()
                 self._save()
                 self._write_result()
+                self._end_epoch_callbacks()
             result = self._write_result()
             # every rank leaves with the files written, so all skip the same completed runs later
             self.placement.barrier()
@@ -302,7 +318,10 @@ class Trainer:
                 state["loss_sums"] = loss_sums.cpu()
                 if due and state["step_in_epoch"] < len(batches):  # the epoch end saves anyway
                     self._save()
-                info = StepInfo(epoch, state["step_in_epoch"], state["global_step"], losses, self.run_dir, skipped)
+                diagnostics = {} if skipped else self.weighting.diagnostics
+                info = StepInfo(
+                    epoch, state["step_in_epoch"], state["global_step"], losses, self.run_dir, skipped, diagnostics
+                )
                 for callback in self.callbacks:
                     callback(info)
                 timer = time.perf_counter()
@@ -387,6 +406,14 @@ class Trainer:
             self.progress(self._progress_line(entry))
         elif self.progress:
             print(self._progress_line(entry), flush=True)
+
+    def _end_epoch_callbacks(self) -> None:
+        state = self.state
+        info = EpochInfo(state["epoch"], self.protocol.epochs, state["global_step"], state["history"][-1], self.run_dir)
+        for callback in self.callbacks:
+            end_epoch = getattr(callback, "end_epoch", None)
+            if end_epoch is not None:
+                end_epoch(info)
 
     def _score(self, values: dict[str, float]) -> float:
         return validation_score(
