@@ -154,24 +154,28 @@ def test_a_resumed_run_logs_each_step_once_with_the_uninterrupted_values(tmp_pat
 
 def test_the_callback_adds_no_host_copy_per_step(tmp_path, monkeypatch):
     """Buffered steps reach the host in one copy per flush: at each epoch end, and every
-    ``flush_every`` steps."""
-    copies = []
-    original = torch.Tensor.cpu
+    ``flush_every`` steps; nothing is read from a tensor in between."""
+    calls = []
+    for name in ("cpu", "item", "tolist", "numpy", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
 
-    def counted(tensor, *args, **kwargs):
-        copies.append(tensor.shape)
-        return original(tensor, *args, **kwargs)
+        def counted(tensor, *args, _name=name, _original=original, **kwargs):
+            calls.append((_name, tuple(tensor.shape)))
+            return _original(tensor, *args, **kwargs)
 
+        monkeypatch.setattr(torch.Tensor, name, counted)
     callback = TensorBoardCallback(TASKS, flush_every=5)
-    monkeypatch.setattr(torch.Tensor, "cpu", counted)
     run_dir = tmp_path / "run"
     info = run_dir_info(run_dir)
-    for step in range(1, 5):
-        callback(info(step))
-    assert copies == []
-    callback(info(5))
-    assert len(copies) == 1 and copies[0] == (5 * 4,)  # 5 steps of 2 losses and 2 weights
-    monkeypatch.setattr(torch.Tensor, "cpu", original)
+    steps = [info(step) for step in range(1, 6)]
+    calls.clear()
+    for step in steps[:4]:
+        callback(step)
+    assert calls == []
+    callback(steps[4])
+    assert calls[0] == ("cpu", (5 * 4,))  # 5 steps of 2 losses and 2 weights, then read on the host
+    assert all(shape == (5 * 4,) for _, shape in calls)
+    monkeypatch.undo()
     callback.close()
     assert read_events(run_dir)["weight/cls"] == {s: np.float32(1.5 + s) for s in range(5)}
 
@@ -247,3 +251,12 @@ def test_a_copy_for_another_process_holds_no_open_writer(tmp_path):
     copy = pickle.loads(pickle.dumps(callback))
     assert copy.runs == {} and copy.flush_every == 1 and copy.task_names == TASKS
     callback.close()
+
+
+def test_an_epoch_whose_steps_were_all_skipped_still_logs_its_metrics(tmp_path):
+    from go4align.train import EpochInfo
+
+    entry = {"epoch": 1, "time_s": 0.1, "train_losses": {"reg": 0.5, "cls": 0.25}, "val": None, "test": {"acc": 0.75}}
+    with TensorBoardCallback(TASKS) as callback:
+        callback.end_epoch(EpochInfo(1, 2, 3, entry, tmp_path))
+    assert read_events(tmp_path) == {"train_loss/reg": {2: 0.5}, "train_loss/cls": {2: 0.25}, "test/acc": {2: 0.75}}

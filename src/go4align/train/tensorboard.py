@@ -105,7 +105,7 @@ class TensorBoardCallback:
     def __call__(self, info: StepInfo) -> None:
         if info.skipped or not is_main_process():
             return
-        run = self._run(info)
+        run = self._run(info.run_dir, info.losses.shape[0], info.global_step - 1)
         step = info.global_step - 1
         layout, values = self._row(info.diagnostics, info.losses)
         run.rows.append((step, layout, values))
@@ -113,9 +113,10 @@ class TensorBoardCallback:
             self._write_rows(run)
 
     def end_epoch(self, info: EpochInfo) -> None:
-        run = self.runs.get(info.run_dir)
-        if run is None or not is_main_process():
+        if not is_main_process():
             return
+        # a run seen first here had every step of the epoch skipped
+        run = self._run(info.run_dir, len(info.entry["train_losses"]), info.global_step - 1)
         self._write_rows(run)
         step, entry = info.global_step - 1, info.entry
         writer = self._writer(run)
@@ -147,14 +148,14 @@ class TensorBoardCallback:
         return {**self.__dict__, "runs": {}}
 
     # -- helpers --------------------------------------------------------------------------------
-    def _run(self, info: StepInfo) -> _Run:
-        run = self.runs.get(info.run_dir)
+    def _run(self, run_dir: Path, num_tasks: int, step: int) -> _Run:
+        """The run of ``run_dir``, begun at ``step`` if this process has not logged it yet."""
+        run = self.runs.get(run_dir)
         if run is None:
-            num_tasks = info.losses.shape[0]
             names = self.task_names if self.task_names is not None else [f"task{m}" for m in range(num_tasks)]
             if len(names) != num_tasks:
                 raise ValueError(f"task_names has {len(names)} names, but the losses have {num_tasks} tasks: {names}")
-            run = self.runs[info.run_dir] = _Run(info.run_dir / EVENTS_DIR, names, info.global_step - 1)
+            run = self.runs[run_dir] = _Run(run_dir / EVENTS_DIR, names, step)
         return run
 
     @staticmethod
