@@ -21,7 +21,7 @@ autodoc_default_options = {"members": True, "show-inheritance": True, "ignore-mo
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 # The optional extras are imported only where they are used; the reference needs none of them.
-autodoc_mock_imports = ["sklearn", "matplotlib", "cvxpy", "scipy", "torchjd", "rdkit", "qm9pack", "PIL"]
+autodoc_mock_imports = ["sklearn", "matplotlib", "cvxpy", "scipy", "torchjd", "rdkit", "qm9pack", "PIL", "lightning"]
 nitpicky = False
 html_theme = "alabaster"
 exclude_patterns = ["_build"]

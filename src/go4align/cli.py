@@ -41,6 +41,7 @@ from go4align.train.launch import CLUSTERS, invocation_argument, run_workers, su
 from go4align.train.placement import DDP_TIMEOUT_S, distributed, is_main_process
 from go4align.train.progress import GridProgress
 from go4align.train.shards import Shard, parse_shard
+from go4align.train.tensorboard import TensorBoardCallback, summary_writer_class
 from go4align.weighting import available
 
 __all__ = ["main", "load_config", "build_benchmark", "DEMO_SUITE", "QUICK_SUITE", "DEMO_METHODS"]
@@ -308,9 +309,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.workers > 1 or args.launcher == "submitit":
         return _launch(args, devices)
     config = load_config(args.config) if args.config else None
+    if args.tensorboard:
+        summary_writer_class()  # without the extra: an ImportError naming it, before the data loads
     benchmark = build_benchmark(args.benchmark, config, args.data_dir, args.epochs)  # data loads here
     # torchrun's ranks have not joined their group yet: rank 0 alone shows the display
     display = GridProgress(enabled=not args.quiet and os.environ.get("RANK", "0") == "0", verbose=args.verbose)
+    # flushed with the checkpoints: a resumed run's curves have no gap
+    callbacks = (
+        [TensorBoardCallback(benchmark.task_names, flush_every=args.checkpoint_every)] if args.tensorboard else []
+    )
     try:
         with distributed(args.device, timeout=args.ddp_timeout):
             run_grid(
@@ -326,10 +333,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 nonfinite=args.nonfinite,
                 shard=shard,
                 invocation_id=invocation["id"] if invocation else None,
+                callbacks=callbacks,
             )
             main = is_main_process()
     finally:
         display.close()
+        for callback in callbacks:
+            callback.close()
     if main and shard is not None:
         print(f"shard {shard} done; go4align report {args.out} merges what every shard has written so far")
     elif main and invocation is None:  # a worker's launcher says it once for all
@@ -551,6 +561,12 @@ def parser() -> argparse.ArgumentParser:
         default="raise",
         help="a NaN/inf task loss stops the run naming the task and step (raise, default) or skips "
         "the step, counted in result.json's skipped_steps (skip)",
+    )
+    bench.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="log each run's per-step losses, weights and groups and per-epoch metrics to "
+        "runs/<method>/seed<k>/tensorboard (needs the tensorboard extra)",
     )
     _display_options(bench)
     _parallel_options(bench)

@@ -51,8 +51,8 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ from .spec import MethodSpec
 from .state import RunState
 from .step import NONFINITE, TrainingStep
 
-__all__ = ["StepInfo", "Trainer", "train_run", "param_groups", "NONFINITE"]
+__all__ = ["StepInfo", "EpochInfo", "Trainer", "train_run", "param_groups", "NONFINITE"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,20 @@ class StepInfo:
     losses: Tensor  # this step's task losses, detached (averaged over ranks)
     run_dir: Path
     skipped: bool = False  # the losses were not finite and nonfinite="skip" dropped the step
+    # the weighting's ``diagnostics`` of this step (detached, on the device; empty when skipped)
+    diagnostics: Mapping[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EpochInfo:
+    """What a callback's optional ``end_epoch`` method sees after an epoch (its evaluation,
+    checkpoint and ``result.json`` written)."""
+
+    epoch: int  # epochs done (the 1-based number of this one)
+    epochs: int  # the protocol's number of epochs
+    global_step: int  # steps done in the run
+    entry: dict  # this epoch's entry of result.json's ``epochs``: train_losses, val, test, time_s
+    run_dir: Path
 
 
 def param_groups(model: nn.Module, weighting: Weighting, *, train_weighting: bool = True) -> list[dict]:
@@ -133,7 +147,8 @@ class Trainer:
         run_dir: where ``checkpoint.pt`` and ``result.json`` go.
         device: ``"cpu"``, ``"cuda"``...
         checkpoint_every: also checkpoint every this many steps (``None``: at epoch ends only).
-        callbacks: called with a :class:`StepInfo` after every step; an exception stops the run.
+        callbacks: called with a :class:`StepInfo` after every step; those with an ``end_epoch``
+            method also get an :class:`EpochInfo` after every epoch. An exception stops the run.
         progress: ``True`` prints one line per epoch (losses, test metrics, time); a callable
             receives each such line instead (a grid's display counts epochs with it).
         weighting: a prebuilt weighting instead of ``method.build`` (the STL runs).
@@ -219,6 +234,7 @@ class Trainer:
                 self.end_epoch()
                 self.save_checkpoint()
                 result = self._write_result()
+                self._end_epoch_callbacks()
             if result is None:  # nothing left to train: written again, with this process's provenance
                 result = self._write_result()
             # every rank leaves with the files written, so all skip the same completed runs later
@@ -298,7 +314,10 @@ class Trainer:
                 state.epoch_time += time.perf_counter() - timer
                 if due and state.step_in_epoch < len(batches):  # the epoch end saves anyway
                     self.save_checkpoint()
-                info = StepInfo(epoch, state.step_in_epoch, state.global_step, losses, self.run_dir, skipped)
+                diagnostics = {} if skipped else self.weighting.diagnostics
+                info = StepInfo(
+                    epoch, state.step_in_epoch, state.global_step, losses, self.run_dir, skipped, diagnostics
+                )
                 for callback in self.callbacks:
                     callback(info)
                 timer = time.perf_counter()
@@ -343,6 +362,14 @@ class Trainer:
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
         """The benchmark's metrics of ``model`` on ``split`` (:func:`~go4align.train.evaluation.evaluate`)."""
         return evaluate(self.benchmark, model, split, self.placement)
+
+    def _end_epoch_callbacks(self) -> None:
+        state = self.state
+        info = EpochInfo(state.epoch, self.protocol.epochs, state.global_step, state.history[-1], self.run_dir)
+        for callback in self.callbacks:
+            end_epoch = getattr(callback, "end_epoch", None)
+            if end_epoch is not None:
+                end_epoch(info)
 
     def _score(self, values: dict[str, float]) -> float:
         return validation_score(
