@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import HardSharing, build, gradients, one_step, random_jacobian
+from helpers.weighting import HardSharing, build, gradients, one_step, random_jacobian
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
