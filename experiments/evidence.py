@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import math
 import shlex
 import statistics
@@ -45,6 +44,7 @@ import torch
 from go4align.benchmarks import get_benchmark
 from go4align.benchmarks.api import Benchmark
 from go4align.metrics import convergence_epoch, delta_m
+from go4align.result_file import RESULT_FILE, read_result
 
 #: The planted problem shared by every design (docs/results.md): 20 tasks in 4 groups of 5, conflict
 #: 0.5, and a shared layer as wide as the number of groups, so that methods can be told apart.
@@ -179,8 +179,8 @@ def run_jobs(jobs: list[tuple], parallel: int) -> None:
 def _read_results(directory: Path) -> dict[str, dict[int, dict]]:
     """Complete results of a grid directory by method label and seed."""
     results: dict[str, dict[int, dict]] = {}
-    for path in sorted((directory / "runs").glob("*/seed*/result.json")):
-        result = json.loads(path.read_text())
+    for path in sorted((directory / "runs").glob(f"*/seed*/{RESULT_FILE}")):
+        result = read_result(path)
         if result.get("complete"):
             results.setdefault(result["method_label"], {})[int(result["seed"])] = result
     return results

@@ -16,6 +16,8 @@ import json
 import shutil
 from pathlib import Path
 
+from go4align.result_file import RESULT_FILE, read_result
+
 DROPPED = ("epochs", "trace")
 
 
@@ -35,11 +37,11 @@ def store(runs: Path, out: Path) -> int:
         target = out / grid.parent.relative_to(runs)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(grid, target / "grid.json")
-        for result in sorted(grid.parent.glob("runs/**/result.json")):
+        for result in sorted(grid.parent.glob(f"runs/**/{RESULT_FILE}")):
             relative = result.parent.relative_to(grid.parent / "runs")
             path = target / "runs" / relative.with_suffix(".json")
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(compact(json.loads(result.read_text())), indent=None) + "\n")
+            path.write_text(json.dumps(compact(read_result(result)), indent=None) + "\n")
             count += 1
     for summary in sorted(runs.glob("E*/*.md")) + sorted(runs.glob("E*/*.txt")):
         target = out / summary.relative_to(runs)

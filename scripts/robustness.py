@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from go4align.benchmarks import get_benchmark
+from go4align.result_file import RESULT_FILE, read_result
 from go4align.train import parse_method_spec, train_run
 from go4align.train.checkpoint import CheckpointError
 
@@ -71,8 +72,8 @@ def final_state(run_dir: Path) -> dict:
 
 def same(run_dir: Path, reference: Path) -> bool:
     ours, theirs = final_state(run_dir), final_state(reference)
-    result = json.loads((run_dir / "result.json").read_text())
-    expected = json.loads((reference / "result.json").read_text())
+    result = read_result(run_dir / RESULT_FILE)
+    expected = read_result(reference / RESULT_FILE)
     return comparable(result) == comparable(expected) and all(torch.equal(ours[k], theirs[k]) for k in theirs)
 
 

@@ -6,6 +6,9 @@ import statistics
 from pathlib import Path
 
 import pytest
+from helpers.report import m, result
+
+from go4align.result_file import ResultFileError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -102,16 +105,31 @@ def test_stored_evidence_keeps_metrics_and_go4aligns_detail_but_not_the_history(
     run.mkdir(parents=True)
     (grid / "grid.json").write_text(json.dumps({"invocations": [{"command": "go4align bench"}]}))
     detail = {"steps": [0], "smooth_alignment": [[0.5, 0.5]], "indicators": [[1.0, 1.0]]}
-    result = {"metrics": {"t0_mse": 1.5}, "epochs": [{"big": 1}], "trace": {"losses": [[1, 2]], "detail": detail}}
-    (run / "result.json").write_text(json.dumps(result))
+    trace = {"steps": [0], "losses": [[1, 2, 3]], "detail": detail}
+    ours = result("go4align", "go4align", 0, m(0.5, 2.0, 4.0), trace=trace)
+    (run / "result.json").write_text(json.dumps(ours))
+    theirs = result("ls", "ls", 0, m(0.5, 2.0, 4.0))
     (grid / "runs" / "ls" / "seed0").mkdir(parents=True)
-    (grid / "runs" / "ls" / "seed0" / "result.json").write_text(json.dumps({"metrics": {}, "trace": {"losses": []}}))
+    (grid / "runs" / "ls" / "seed0" / "result.json").write_text(json.dumps(theirs))
     (tmp_path / "runs" / "E1").mkdir()
     (tmp_path / "runs" / "E1" / "summary.md").write_text("# E1\n")
 
     assert store_evidence.store(tmp_path / "runs", tmp_path / "out") == 2
     stored = tmp_path / "out" / "grids" / "A" / "e2"
     record = json.loads((stored / "runs" / "go4align" / "seed0.json").read_text())
-    assert record == {"metrics": {"t0_mse": 1.5}, "trace_detail": detail}
-    assert json.loads((stored / "runs" / "ls" / "seed0.json").read_text()) == {"metrics": {}}
+    summary = {key: value for key, value in ours.items() if key not in ("epochs", "trace")}
+    assert record == {**summary, "trace_detail": detail}
+    record = json.loads((stored / "runs" / "ls" / "seed0.json").read_text())
+    assert record == {key: value for key, value in theirs.items() if key not in ("epochs", "trace")}
     assert (stored / "grid.json").is_file() and (tmp_path / "out" / "E1" / "summary.md").read_text() == "# E1\n"
+
+
+def test_storing_evidence_refuses_a_result_that_breaks_the_schema(tmp_path):
+    store_evidence = load("store_evidence")
+    grid = tmp_path / "runs" / "grids" / "A" / "e2"
+    (grid / "runs" / "ls" / "seed0").mkdir(parents=True)
+    (grid / "grid.json").write_text("{}")
+    broken = {key: value for key, value in result("ls", "ls", 0, m(0.5, 2.0, 4.0)).items() if key != "seed"}
+    (grid / "runs" / "ls" / "seed0" / "result.json").write_text(json.dumps(broken))
+    with pytest.raises(ResultFileError, match=r"seed0/result.json: missing field 'seed'"):
+        store_evidence.store(tmp_path / "runs", tmp_path / "out")
