@@ -16,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+from go4align.grid_file import GRID_FILE
 from go4align.result_file import RESULT_FILE, read_result
 
 DROPPED = ("epochs", "trace")
@@ -33,10 +34,10 @@ def compact(result: dict) -> dict:
 def store(runs: Path, out: Path) -> int:
     """Copy every grid's grid.json and a compact record of each run; returns the runs stored."""
     count = 0
-    for grid in sorted(runs.glob("grids/*/*/grid.json")):
+    for grid in sorted(runs.glob(f"grids/*/*/{GRID_FILE}")):
         target = out / grid.parent.relative_to(runs)
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(grid, target / "grid.json")
+        shutil.copyfile(grid, target / GRID_FILE)
         for result in sorted(grid.parent.glob(f"runs/**/{RESULT_FILE}")):
             relative = result.parent.relative_to(grid.parent / "runs")
             path = target / "runs" / relative.with_suffix(".json")

@@ -143,8 +143,8 @@ def write_grid(root: Path, runs=RUNS, stl_runs=(), methods=METHODS, seeds=(0, 1)
             "methods": list(methods),
             "seeds": list(seeds),
             "command": "go4align bench toy3",
-            "version": "0.1.0",
-            "started": "2025-01-01T00:00:00",
+            "go4align_version": "0.1.0",
+            "start_time": "2025-01-01T00:00:00",
         },
     )
     for run in runs:

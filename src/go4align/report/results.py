@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..commands import entry_command, portable_command
+from ..grid_file import GRID_FILE, GridFileError, read_grid
 from ..result_file import RESULT_FILE, ResultFileError, read_result
 
 __all__ = [
@@ -105,7 +106,7 @@ class Grid:
     seeds: list[int]
     invocations: list[Invocation]  # the commands as typed, oldest first
     version: str | None
-    started: str | None
+    started: str  # start_time: when the grid began
     runs: dict[str, list[Run]]
     stl: list[Run]
     benchmark_options: dict[str, Any] = field(default_factory=dict)
@@ -184,9 +185,9 @@ def find_grids(run_dir: str | Path) -> list[Path]:
     root = Path(run_dir)
     if not root.is_dir():
         raise ReportError(f"{root}: not a directory")
-    if (root / "grid.json").is_file():
+    if (root / GRID_FILE).is_file():
         return [root]
-    grids = sorted(path.parent for path in root.rglob("grid.json"))
+    grids = sorted(path.parent for path in root.rglob(GRID_FILE))
     if not grids:
         raise ReportError(
             f"{root}: no grid.json here or in any subfolder; is this a run directory written by `go4align bench`?"
@@ -205,30 +206,6 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
-
-
-def _require(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
-    if key not in data:
-        raise ReportError(f"{path}: missing field {key!r}")
-    value = data[key]
-    # bool is an int in Python; a seed or a metric written as true/false is still a mistake.
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
-        raise ReportError(f"{path}: field {key!r} should be {_names(kind)}, got {value!r}")
-    return value
-
-
-def _optional(data: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Path) -> Any:
-    if data.get(key) is None:
-        return None
-    return _require(data, key, kind, path)
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _names(kind: type | tuple[type, ...]) -> str:
-    return " or ".join(k.__name__ for k in _as_tuple(kind))
 
 
 def load_run(path: Path) -> Run:
@@ -287,18 +264,18 @@ def _finite_or_none(value: float | None) -> float | None:
 def load_grid(grid_dir: str | Path) -> Grid:
     """Read grid.json and every result.json below ``grid_dir``/runs."""
     root = Path(grid_dir)
-    grid_file = root / "grid.json"
+    grid_file = root / GRID_FILE
     if not grid_file.is_file():
         raise ReportError(f"{root}: no grid.json; a grid folder holds grid.json and runs/")
-    spec = read_json(grid_file)
-    benchmark = _require(spec, "benchmark", str, grid_file)
-    methods = [str(m) for m in _require(spec, "methods", list, grid_file)]
-    seeds = _optional(spec, "seeds", list, grid_file) or []
-
-    invocations, paths_left_out = _invocations(spec, grid_file)
+    try:
+        spec = read_grid(grid_file)
+    except (GridFileError, OSError) as error:
+        raise ReportError(str(error)) from error
+    benchmark = spec["benchmark"]
+    invocations, paths_left_out = _invocations(spec)
     skipped_file = root / "skipped.json"  # written by run_grid
     skipped = {str(k): str(v) for k, v in read_json(skipped_file).items()} if skipped_file.is_file() else {}
-    provenance = _optional(spec, "provenance", dict, grid_file) or {}
+    provenance = spec.get("provenance") or {}
     runs: dict[str, list[Run]] = {}
     stl: list[Run] = []
     for path in sorted((root / "runs").glob(f"*/seed*/{RESULT_FILE}")):
@@ -314,24 +291,15 @@ def load_grid(grid_dir: str | Path) -> Grid:
     return Grid(
         path=root,
         benchmark=benchmark,
-        protocol=_protocol_text(_optional(spec, "protocol", (str, dict), grid_file)),
-        methods=methods,
-        seeds=[int(seed) for seed in seeds],
+        protocol=_protocol_text(spec.get("protocol")),
+        methods=spec["methods"],
+        seeds=spec["seeds"],
         invocations=invocations,
-        # The trainer writes go4align_version and start_time; the layout's spec says version, started.
-        version=(
-            _optional(spec, "version", str, grid_file)
-            or _optional(spec, "go4align_version", str, grid_file)
-            or _text_or_none(provenance.get("go4align_version"))
-        ),
-        started=(
-            _optional(spec, "started", str, grid_file)
-            or _optional(spec, "start_time", str, grid_file)
-            or (invocations[0].time if invocations else None)
-        ),
-        runs={label: sorted(runs[label], key=lambda r: r.seed) for label in _label_order(methods, runs)},
+        version=spec.get("go4align_version") or _text_or_none(provenance.get("go4align_version")),
+        started=spec["start_time"],
+        runs={label: sorted(runs[label], key=lambda r: r.seed) for label in _label_order(spec["methods"], runs)},
         stl=sorted(stl, key=lambda r: r.seed),
-        benchmark_options=_optional(spec, "benchmark_options", dict, grid_file) or {},
+        benchmark_options=spec.get("benchmark_options") or {},
         provenance=provenance,
         paths_left_out=paths_left_out,
         skipped=skipped,
@@ -342,28 +310,18 @@ def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _invocations(spec: dict[str, Any], path: Path) -> tuple[list[Invocation], bool]:
+def _invocations(spec: dict[str, Any]) -> tuple[list[Invocation], bool]:
     """The grid's commands as typed, and whether absolute paths had to be dropped from an old one.
 
     grid.json lists every invocation (a resume appends one); older grids kept only the last
     command as argv, with the program's absolute path: it is shown as a new grid records its
     commands (:func:`go4align.commands.portable_command`), never with a path of the machine."""
-    listed = _optional(spec, "invocations", list, path)
+    listed = spec.get("invocations")
     if listed is not None:
-        invocations = []
-        for index, entry in enumerate(listed):
-            if not isinstance(entry, dict) or not isinstance(entry.get("command"), str):
-                raise ReportError(f"{path}: invocations[{index}] should be an object with a 'command' string")
-            provenance = entry.get("provenance")
-            invocations.append(
-                Invocation(
-                    entry["command"],
-                    _text_or_none(entry.get("time")),
-                    provenance if isinstance(provenance, dict) else {},
-                )
-            )
-        return invocations, False
-    command = _optional(spec, "command", (str, list), path)
+        return [
+            Invocation(entry["command"], entry.get("time"), entry.get("provenance") or {}) for entry in listed
+        ], False
+    command = spec.get("command")
     if command is None:
         return [], False
     typed = entry_command([str(part) for part in command]) if isinstance(command, list) else command

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from pathlib import Path
 
+from ..grid_file import GRID_FILE, read_grid
 from . import published
-from .results import read_json
 from .summary import printed_decimals
 
 __all__ = ["StoredGrid", "grid_table", "load_stored_grid", "main", "render_document", "round_once"]
@@ -89,11 +89,12 @@ class StoredGrid:
 def load_stored_grid(folder: str | Path) -> StoredGrid:
     """Read ``folder``/grid.json and ``folder``/results.csv; errors name the file."""
     folder = Path(folder)
-    grid_file, csv_file = folder / "grid.json", folder / "results.csv"
+    grid_file, csv_file = folder / GRID_FILE, folder / "results.csv"
     for path in (grid_file, csv_file):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; a stored grid holds grid.json and results.csv")
-    grid = read_json(grid_file)
+    grid = read_grid(grid_file)
+    protocol = grid.get("protocol")  # the trainer's settings, or a protocol's name
     with csv_file.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         columns = list(reader.fieldnames or [])
@@ -106,7 +107,7 @@ def load_stored_grid(folder: str | Path) -> StoredGrid:
     return StoredGrid(
         path=folder,
         benchmark=grid["benchmark"],
-        method_options=grid.get("protocol", {}).get("method_options", {}),
+        method_options=protocol.get("method_options", {}) if isinstance(protocol, dict) else {},
         metric_names=columns[len(_LEADING) : columns.index(_FIRST_AFTER_METRICS)],
         summary=summary,
         stl=[row for row in rows if row["kind"] == "stl" and row["complete"] == "True"],

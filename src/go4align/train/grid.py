@@ -35,6 +35,7 @@ from typing import Any
 
 from go4align import __version__
 from go4align.benchmarks.api import Benchmark, Protocol
+from go4align.grid_file import GRID_FILE, GridFileError, read_grid, write_grid
 from go4align.result_file import RESULT_FILE, ResultFileError, read_result, write_result
 from go4align.weighting import NonFiniteLossError
 
@@ -177,7 +178,7 @@ def _write_grid(
     :func:`~go4align.train.provenance.invocation`) is appended to ``invocations``; the top-level
     ``provenance`` is the first invocation's. An entry with an ``id`` already listed (the
     workers or jobs of one command) is not added again. No path of the machine is written."""
-    path = out_dir / "grid.json"
+    path = out_dir / GRID_FILE
     grid = {
         "benchmark": benchmark.name,
         "benchmark_options": dict(benchmark.options),
@@ -190,10 +191,10 @@ def _write_grid(
         "invocations": [entry],
     }
     if path.exists():
-        old = _read_json(path, "restore it, or use a new output directory")
-        missing = [key for key in ("methods", "seeds", "start_time") if key not in old]
-        if missing:
-            raise ValueError(f"{path} lacks {missing}; restore it, or use a new output directory")
+        try:
+            old = read_grid(path)
+        except GridFileError as error:
+            raise GridFileError(f"{error}; restore it, or use a new output directory") from error
         for key in ("benchmark", "benchmark_options", "protocol"):
             theirs = _with_defaults(old.get(key)) if key == "protocol" else old.get(key)
             if theirs != grid[key]:
@@ -207,24 +208,24 @@ def _write_grid(
         grid["go4align_version"] = old.get("go4align_version", __version__)
         grid["start_time"] = old["start_time"]
         grid["provenance"] = old.get("provenance")
-        grid["invocations"] = old.get("invocations") or [_legacy_invocation(old)]
-        listed = {e.get("id") for e in grid["invocations"] if isinstance(e, dict)}
+        grid["invocations"] = old.get("invocations") or _legacy_invocations(old)
+        listed = {e.get("id") for e in grid["invocations"]}
         if entry.get("id") is None or entry["id"] not in listed:
             grid["invocations"].append(entry)
     if is_main_process():
-        write_json_atomic(grid, path)
+        write_grid(grid, path)
 
 
-def _legacy_invocation(old: dict) -> dict:
+def _legacy_invocations(old: dict) -> list[dict]:
     """What a grid written before invocations were recorded says of how it began: the command it
     kept (its latest invocation's argv, without the script's path) and its start time, with no
-    provenance."""
+    provenance; nothing when it kept no command."""
     command = old.get("command")
-    if isinstance(command, list) and command:
-        command = provenance.entry_command([str(part) for part in command])
-    if isinstance(command, str):
-        command = provenance.portable_command(command)
-    return {"command": command or None, "time": old.get("start_time"), "provenance": None}
+    if isinstance(command, list):
+        command = provenance.entry_command([str(part) for part in command]) if command else None
+    if not command:
+        return []
+    return [{"command": provenance.portable_command(command), "time": old["start_time"], "provenance": None}]
 
 
 def _with_defaults(protocol: Any) -> Any:

@@ -1,0 +1,128 @@
+"""The ``grid.json`` of one grid: its fields, and the one writer and the one reader of the file.
+
+``go4align.train.run_grid`` creates a grid's ``grid.json``, and extends it under the grid's lock
+when a resume, a shard or a worker adds methods, seeds or an invocation, through
+:func:`write_grid`; the grid (to extend it) and the report read it through :func:`read_grid`.
+Both check the record against :data:`FIELDS`, so that a file the code cannot use is an error
+naming the file and the field.
+
+A reader needs the :data:`REQUIRED` fields; the others may be absent or ``null``. A field this
+version does not know is refused, as in ``result.json``: it comes from a newer go4align or a
+hand edit, and a resume would drop it silently. This module imports neither torch nor numpy, so
+that the report reads grids without them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from go4align.result_file import Field
+
+__all__ = [
+    "FIELDS",
+    "GRID_FILE",
+    "INVOCATION_FIELDS",
+    "REQUIRED",
+    "GridFileError",
+    "check_grid",
+    "read_grid",
+    "write_grid",
+]
+
+GRID_FILE = "grid.json"
+
+
+class GridFileError(ValueError):
+    """A ``grid.json`` (or a record to be written as one) that breaks the schema.
+
+    The message names the file and the field.
+    """
+
+
+FIELDS: dict[str, Field] = {
+    "benchmark": Field((str,), True, "the benchmark's name"),
+    "benchmark_options": Field((dict,), False, "the options the benchmark was built with"),
+    "protocol": Field((dict, str), False, "the protocol's settings (``Protocol.to_dict``), or its name"),
+    "methods": Field((list,), True, "the method labels in the order given; a resume appends new ones"),
+    "seeds": Field((list,), True, "the seeds in the order given; a resume appends new ones"),
+    "go4align_version": Field((str,), False, "the version that began the grid"),
+    "start_time": Field((str,), True, "when the grid began, UTC, ISO 8601"),
+    "provenance": Field((dict,), False, "the code, libraries and machine of the first invocation"),
+    "invocations": Field((list,), False, "every command run on the grid, oldest first: see INVOCATION_FIELDS"),
+    "command": Field((str, list), False, "grids begun before invocations were kept: the latest command"),
+}
+REQUIRED = tuple(name for name, field in FIELDS.items() if field.required)
+#: One entry of ``invocations``.
+INVOCATION_FIELDS: dict[str, Field] = {
+    "command": Field((str,), True, "the command as typed, without paths of the machine"),
+    "time": Field((str,), False, "when it began, UTC, ISO 8601"),
+    "provenance": Field((dict,), False, "the code, libraries and machine it ran with"),
+    "id": Field((str,), False, "shared by the workers or jobs of one command, which record it once"),
+}
+
+
+def write_grid(grid: Mapping[str, Any], path: str | Path) -> Path:
+    """Check ``grid`` against :data:`FIELDS` and write it to ``path`` atomically; returns ``path``."""
+    # Imported here: reading grids (the report) must not load torch, which the writer brings.
+    from go4align.train.checkpoint import write_json_atomic
+
+    path = Path(path)
+    check_grid(grid, f"grid for {path}")
+    write_json_atomic(dict(grid), path)
+    return path
+
+
+def read_grid(path: str | Path) -> dict[str, Any]:
+    """The checked record of the ``grid.json`` at ``path``.
+
+    A file that is not a JSON object, or whose fields break :data:`FIELDS`, raises
+    :class:`GridFileError`; one that cannot be read raises the ``OSError`` of its kind, both
+    naming the file.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # truncated, or not text at all
+        raise GridFileError(f"{path}: not valid JSON ({error})") from error
+    except OSError as error:
+        failure = type(error)(f"cannot read {path}: {error.strerror or error}")
+        failure.errno = error.errno
+        raise failure from error
+    if not isinstance(data, dict):
+        raise GridFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    check_grid(data, str(path))
+    return data
+
+
+def check_grid(data: Mapping[str, Any], where: str) -> None:
+    """Raise :class:`GridFileError`, starting with ``where``, unless ``data`` is a valid grid."""
+    _check_fields(data, FIELDS, where, "")
+    bad_methods = [label for label in data["methods"] if not isinstance(label, str)]
+    if bad_methods:
+        raise GridFileError(f"{where}: 'methods' should hold method labels (strings), got {bad_methods}")
+    bad_seeds = [seed for seed in data["seeds"] if isinstance(seed, bool) or not isinstance(seed, int)]
+    if bad_seeds:
+        raise GridFileError(f"{where}: 'seeds' should hold integers, got {bad_seeds}")
+    for index, entry in enumerate(data.get("invocations") or []):
+        if not isinstance(entry, dict):
+            raise GridFileError(f"{where}: invocations[{index}] should be an object, got {entry!r}")
+        _check_fields(entry, INVOCATION_FIELDS, where, f"invocations[{index}].")
+
+
+def _check_fields(data: Mapping[str, Any], fields: Mapping[str, Field], where: str, prefix: str) -> None:
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        known = list(fields)
+        raise GridFileError(f"{where}: unknown field(s) {[prefix + name for name in unknown]}; expected {known}")
+    for name, field in fields.items():
+        if data.get(name) is None:
+            if field.required:
+                raise GridFileError(f"{where}: missing field {prefix + name!r}")
+            continue
+        value = data[name]
+        if not isinstance(value, field.kind):  # no field is numeric: a bool is never an int here
+            kinds = " or ".join(kind.__name__ for kind in field.kind)
+            raise GridFileError(f"{where}: field {prefix + name!r} should be {kinds}, got {value!r}")
