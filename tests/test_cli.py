@@ -96,9 +96,12 @@ def test_bench_errors_are_clear(tmp_path, capsys, argv, message):
     assert not (tmp_path / "out").exists()  # nothing written, not even grid.json
 
 
-def test_a_registered_benchmark_missing_from_the_build_is_named(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(benchmarks._REGISTRY, "absent", "go4align.benchmarks.absent:make_benchmark")
-    assert run("bench", "--benchmark", "absent", "--methods", "ls", "--out", tmp_path / "out") == 2
+def test_a_registered_benchmark_missing_from_the_build_is_named(tmp_path, capsys):
+    benchmarks.register_benchmark("absent", "go4align.benchmarks.absent:make_benchmark")
+    try:
+        assert run("bench", "--benchmark", "absent", "--methods", "ls", "--out", tmp_path / "out") == 2
+    finally:
+        benchmarks.unregister_benchmark("absent")
     error = capsys.readouterr().err
     assert "benchmark 'absent' is registered to go4align.benchmarks.absent:make_benchmark, but module" in error
     assert "go4align.benchmarks.absent is not part of this installation" in error

@@ -3,7 +3,6 @@ import torch
 from torch import nn
 
 from go4align.benchmarks import (
-    _REGISTRY,
     Benchmark,
     HardSharing,
     Metric,
@@ -18,6 +17,7 @@ from go4align.benchmarks import (
     installed_benchmarks,
     register_benchmark,
     task_losses,
+    unregister_benchmark,
 )
 
 
@@ -194,13 +194,27 @@ def test_sample_mean():
         SampleMean({}).compute()
 
 
-def test_registry_is_lazy_and_says_what_is_missing(monkeypatch):
+@pytest.fixture
+def registered():
+    """Register benchmarks for one test: ``registered(name, factory)``; removed afterwards."""
+    names = []
+
+    def register(name, factory):
+        register_benchmark(name, factory)
+        names.append(name)
+
+    yield register
+    for name in set(names):
+        unregister_benchmark(name)
+
+
+def test_registry_is_lazy_and_says_what_is_missing(registered):
     assert {"toy", "synthetic", "digits", "fashion", "qm9", "nyuv2", "cityscapes", "celeba"} <= set(
         available_benchmarks()
     )
     assert {"toy", "synthetic", "digits", "fashion"} <= set(installed_benchmarks())
-    monkeypatch.setitem(_REGISTRY, "ghost", "go4align.benchmarks.ghost:make_benchmark")
-    assert "ghost" not in installed_benchmarks()
+    registered("ghost", "go4align.benchmarks.ghost:make_benchmark")
+    assert "ghost" in available_benchmarks() and "ghost" not in installed_benchmarks()
     with pytest.raises(ValueError, match="go4align.benchmarks.ghost is not part of this installation"):
         get_benchmark("ghost")
     with pytest.raises(ValueError, match="unknown benchmark 'nope'; installed: .*digits"):
@@ -209,11 +223,20 @@ def test_registry_is_lazy_and_says_what_is_missing(monkeypatch):
         register_benchmark("bad", "no_colon")
 
 
-def test_registry_takes_callables_and_checks_options(monkeypatch):
-    monkeypatch.setitem(_REGISTRY, "tiny", lambda size=3: tiny_benchmark())
-    register_benchmark("tiny", lambda size=3: tiny_benchmark())
+def test_registry_takes_callables_and_checks_options(registered):
+    registered("tiny", lambda size=3: tiny_benchmark())
     assert benchmark_options("tiny") == ["size"]
     assert get_benchmark("tiny", size=4).name == "tiny"
     with pytest.raises(ValueError, match=r"takes no option\(s\) \['data_dir'\]; it accepts \['size'\]"):
         get_benchmark("tiny", data_dir="/x")
     assert benchmark_options("toy") == ["scale", "steps_per_epoch"]
+
+
+def test_an_unregistered_benchmark_is_unknown_again():
+    register_benchmark("passing", tiny_benchmark)
+    assert unregister_benchmark("passing") is tiny_benchmark
+    assert "passing" not in available_benchmarks()
+    with pytest.raises(ValueError, match="unknown benchmark 'passing'"):
+        get_benchmark("passing")
+    with pytest.raises(ValueError, match="unknown benchmark 'passing'; registered: .*toy"):
+        unregister_benchmark("passing")

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from go4align.benchmarks import Protocol
-from go4align.benchmarks.configs import GENERATED, _float, check, main, render, write
+from go4align.benchmarks.configs import GENERATED, ConfigFile, check, main, render, write
 from go4align.cli import load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -50,5 +50,8 @@ def test_a_missing_folder_is_a_usage_error(tmp_path, capsys):
 
 @given(st.floats(min_value=1e-12, max_value=1e12, allow_nan=False))
 def test_a_float_is_written_as_toml_that_reads_back_exactly(value):
-    text = _float(value)
-    assert tomllib.loads(f"x = {text}")["x"] == value and len(text) <= len(repr(value))
+    config = ConfigFile("x.toml", "digits", "go4align.benchmarks.digits:PROTOCOL", "a rate", {"rate": value})
+    text = render(config)
+    assert tomllib.loads(text)["benchmark_options"]["rate"] == value
+    (written,) = [line.removeprefix("rate = ") for line in text.splitlines() if line.startswith("rate = ")]
+    assert len(written) <= len(repr(value))  # 1e-4 rather than 0.0001, as a person writes a rate

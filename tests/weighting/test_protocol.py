@@ -14,6 +14,7 @@ from helpers.methods import DEFAULTS, METHODS, OPTION_SETS
 from helpers.weighting import HardSharing, build, resumes_identically, train
 
 from go4align.weighting import available
+from go4align.weighting.base import Diagnostics
 
 NAMES = available()
 
@@ -144,3 +145,18 @@ def test_copies_and_pickles_train_on(info, options):
     for clone in (copy.deepcopy(method), pickle.loads(pickle.dumps(method))):
         assert repr(clone) == repr(method)
         train(clone, HardSharing(3), steps=1)
+
+
+def test_a_diagnostic_recorded_as_a_callable_is_computed_once_when_first_read():
+    calls = []
+
+    def groups():
+        calls.append(1)
+        return torch.tensor([0, 1, 1])
+
+    diagnostics = Diagnostics({"weights": torch.ones(3), "groups": groups})
+    assert calls == [] and set(diagnostics) == {"weights", "groups"}  # listed before it is computed
+    assert diagnostics["groups"].tolist() == [0, 1, 1] and diagnostics["groups"].tolist() == [0, 1, 1]
+    assert calls == [1]
+    copied = pickle.loads(pickle.dumps(Diagnostics({"groups": groups})))  # a pickle holds the value
+    assert copied["groups"].tolist() == [0, 1, 1] and calls == [1, 1]

@@ -38,6 +38,7 @@ __all__ = [
     "check_model",
     "task_losses",
     "register_benchmark",
+    "unregister_benchmark",
     "get_benchmark",
     "available_benchmarks",
     "installed_benchmarks",
@@ -57,6 +58,13 @@ def register_benchmark(name: str, factory: str | Callable[..., Benchmark]) -> No
     if not isinstance(factory, str) and not callable(factory):
         raise ValueError(f"benchmark factory must be 'module:function' or a callable, got {factory!r}")
     _REGISTRY[name] = factory
+
+
+def unregister_benchmark(name: str) -> str | Callable[..., Benchmark]:
+    """Remove ``name`` from the registry (a plugin's or a test's own benchmark); returns its entry."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown benchmark {name!r}; registered: {', '.join(available_benchmarks())}")
+    return _REGISTRY.pop(name)
 
 
 def available_benchmarks() -> list[str]:
