@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from go4align.grid_file import FIELDS, GRID_FILE, REQUIRED, GridFileError, read_grid, write_grid
+from go4align.grid_file import (
+    FIELDS,
+    GRID_FILE,
+    REQUIRED,
+    SKIPPED_FILE,
+    GridFileError,
+    read_grid,
+    read_skipped,
+    write_grid,
+    write_skipped,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "src" / "go4align"
@@ -112,14 +122,34 @@ def test_every_stored_grid_reads(folder):
     assert grid["methods"] and grid["seeds"]
 
 
-def test_one_module_names_the_file():
-    """Every writer and reader of grid.json goes through go4align.grid_file."""
+@pytest.mark.parametrize("name", [GRID_FILE, SKIPPED_FILE])
+def test_one_module_names_the_file(name):
+    """Every writer and reader of grid.json and skipped.json goes through go4align.grid_file."""
     naming = sorted(
         str(path.relative_to(SOURCE))
         for path in SOURCE.rglob("*.py")
-        if any(quote + "grid.json" + quote in path.read_text() for quote in "\"'")
+        if any(quote + name + quote in path.read_text() for quote in "\"'")
     )
     assert naming == ["grid_file.py"]
+
+
+@given(st.dictionaries(st.text(min_size=1), st.text()))
+def test_skipped_methods_read_back_equal(skipped):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        assert read_skipped(write_skipped(skipped, Path(folder) / SKIPPED_FILE)) == skipped
+
+
+@pytest.mark.parametrize("content", ["{", "[]", '{"nash-mtl": 3}'], ids=["truncated", "list", "reason-not-text"])
+def test_a_bad_skipped_file_is_named(tmp_path, content):
+    path = tmp_path / SKIPPED_FILE
+    path.write_text(content)
+    with pytest.raises(GridFileError, match="not valid JSON|expected a JSON object|reason as a string") as caught:
+        read_skipped(path)
+    assert str(path) in str(caught.value)
+    with pytest.raises(GridFileError, match="reason as a string"):
+        write_skipped({"nash-mtl": None}, path)
 
 
 def test_reading_grids_loads_no_torch():

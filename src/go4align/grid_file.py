@@ -1,4 +1,5 @@
-"""The ``grid.json`` of one grid: its fields, and the one writer and the one reader of the file.
+"""The ``grid.json`` of one grid: its fields, and the one writer and the one reader of the file;
+and the grid's ``skipped.json`` (the methods it skipped, and why), with its own writer and reader.
 
 ``go4align.train.run_grid`` creates a grid's ``grid.json``, and extends it under the grid's lock
 when a resume, a shard or a worker adds methods, seeds or an invocation, through
@@ -26,13 +27,19 @@ __all__ = [
     "GRID_FILE",
     "INVOCATION_FIELDS",
     "REQUIRED",
+    "SKIPPED_FILE",
     "GridFileError",
     "check_grid",
     "read_grid",
+    "read_skipped",
     "write_grid",
+    "write_skipped",
 ]
 
 GRID_FILE = "grid.json"
+#: Methods a grid skipped (a missing optional package, a method that does not apply to the
+#: benchmark): ``{label: reason}``, beside grid.json; absent when nothing was skipped.
+SKIPPED_FILE = "skipped.json"
 
 
 class GridFileError(ValueError):
@@ -82,7 +89,36 @@ def read_grid(path: str | Path) -> dict[str, Any]:
     :class:`GridFileError`; one that cannot be read raises the ``OSError`` of its kind, both
     naming the file.
     """
+    data = _read_object(Path(path))
+    check_grid(data, str(path))
+    return data
+
+
+def write_skipped(skipped: Mapping[str, str], path: str | Path) -> Path:
+    """Write the ``{label: reason}`` of a grid's skipped methods to ``path`` atomically."""
+    from go4align.train.checkpoint import write_json_atomic  # see write_grid
+
     path = Path(path)
+    _check_skipped(skipped, f"skipped methods for {path}")
+    write_json_atomic(dict(skipped), path)
+    return path
+
+
+def read_skipped(path: str | Path) -> dict[str, str]:
+    """The ``{label: reason}`` of the ``skipped.json`` at ``path``; errors as :func:`read_grid`'s."""
+    data = _read_object(Path(path))
+    _check_skipped(data, str(path))
+    return data
+
+
+def _check_skipped(data: Mapping[str, Any], where: str) -> None:
+    bad = {label: reason for label, reason in data.items() if not isinstance(reason, str)}
+    if bad:
+        raise GridFileError(f"{where}: each skipped method needs its reason as a string, got {bad}")
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; :class:`GridFileError` or an ``OSError`` naming the file."""
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:  # truncated, or not text at all
@@ -93,7 +129,6 @@ def read_grid(path: str | Path) -> dict[str, Any]:
         raise failure from error
     if not isinstance(data, dict):
         raise GridFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    check_grid(data, str(path))
     return data
 
 

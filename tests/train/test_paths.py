@@ -171,5 +171,5 @@ def test_a_damaged_skipped_json_is_named_with_what_to_do(tmp_path):
     from go4align.train import grid
 
     (tmp_path / grid.SKIPPED).write_text('{"nash-mtl": ')
-    with pytest.raises(ValueError, match=r"skipped\.json is not valid JSON .*; delete it: the grid writes it again"):
+    with pytest.raises(ValueError, match=r"skipped\.json: not valid JSON .*; delete it: the grid writes it again"):
         run_grid(make_tiny(epochs=1), ["ls"], [0], tmp_path, progress=False)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..commands import entry_command, portable_command
-from ..grid_file import GRID_FILE, GridFileError, read_grid
+from ..grid_file import GRID_FILE, SKIPPED_FILE, GridFileError, read_grid, read_skipped
 from ..result_file import RESULT_FILE, ResultFileError, read_result
 
 __all__ = [
@@ -195,19 +195,6 @@ def find_grids(run_dir: str | Path) -> list[Path]:
     return grids
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; a ``ReportError`` naming the file when it is not one."""
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # truncated, or not text at all
-        raise ReportError(f"{path}: not valid JSON ({error})") from error
-    except OSError as error:
-        raise ReportError(f"{path}: cannot be read ({error})") from error
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
 def load_run(path: Path) -> Run:
     """One result.json, read and checked by :func:`go4align.result_file.read_result`."""
     try:
@@ -273,8 +260,11 @@ def load_grid(grid_dir: str | Path) -> Grid:
         raise ReportError(str(error)) from error
     benchmark = spec["benchmark"]
     invocations, paths_left_out = _invocations(spec)
-    skipped_file = root / "skipped.json"  # written by run_grid
-    skipped = {str(k): str(v) for k, v in read_json(skipped_file).items()} if skipped_file.is_file() else {}
+    skipped_file = root / SKIPPED_FILE  # written by run_grid
+    try:
+        skipped = read_skipped(skipped_file) if skipped_file.is_file() else {}
+    except (GridFileError, OSError) as error:
+        raise ReportError(str(error)) from error
     provenance = spec.get("provenance") or {}
     runs: dict[str, list[Run]] = {}
     stl: list[Run] = []

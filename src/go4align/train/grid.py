@@ -22,7 +22,6 @@ kept.
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import statistics
@@ -35,12 +34,20 @@ from typing import Any
 
 from go4align import __version__
 from go4align.benchmarks.api import Benchmark, Protocol
-from go4align.grid_file import GRID_FILE, GridFileError, read_grid, write_grid
+from go4align.grid_file import (
+    GRID_FILE,
+    SKIPPED_FILE,
+    GridFileError,
+    read_grid,
+    read_skipped,
+    write_grid,
+    write_skipped,
+)
 from go4align.result_file import RESULT_FILE, ResultFileError, read_result, write_result
 from go4align.weighting import NonFiniteLossError
 
 from . import provenance
-from .checkpoint import name_max, os_error, remove_stale_temporaries, write_json_atomic
+from .checkpoint import name_max, os_error, remove_stale_temporaries
 from .locks import HEARTBEAT_S, FileLock, describe_owner
 from .placement import is_main_process
 from .progress import WARNINGS_LOG, GridProgress, warnings_to_log
@@ -62,7 +69,7 @@ __all__ = [
 
 #: Methods a grid skipped, with the reason (a missing optional package, a method that does not
 #: apply to the benchmark): ``{label: reason}``, read by the report.
-SKIPPED = "skipped.json"
+SKIPPED = SKIPPED_FILE
 #: Held while a process reads, changes and replaces grid.json or skipped.json.
 GRID_LOCK = "grid.lock"
 #: In a run directory: held by the process training the run.
@@ -119,19 +126,6 @@ def _check_name(name: str, directory: Path, what: str) -> None:
     if size > limit:
         message = f"{what} {name!r} is {size} bytes; a file name may have at most {limit} bytes in {directory}"
         raise os_error(OSError, errno.ENAMETOOLONG, message)
-
-
-def _read_json(path: Path, remedy: str) -> dict:
-    """A JSON object from ``path``; an error naming the file and ``remedy`` when it is damaged."""
-    try:
-        data = json.loads(path.read_text())
-    except OSError as error:
-        raise os_error(type(error), error.errno, f"cannot read {path}: {error.strerror or error}") from error
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); {remedy}") from error
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} holds a JSON {type(data).__name__}, not an object; {remedy}")
-    return data
 
 
 def _read_complete(path: Path) -> dict | None:
@@ -397,11 +391,14 @@ def _write_skipped(out_dir: Path, skipped: dict[str, str], ran: set[str]) -> Non
     """Keep ``skipped.json`` (label -> why it did not run) for the report: add this call's skips,
     forget methods that have run since."""
     path = out_dir / SKIPPED
-    old = _read_json(path, "delete it: the grid writes it again") if path.exists() else {}
+    try:
+        old = read_skipped(path) if path.exists() else {}
+    except GridFileError as error:
+        raise GridFileError(f"{error}; delete it: the grid writes it again") from error
     merged = {label: why for label, why in {**old, **skipped}.items() if label not in ran}
     if merged != old and is_main_process():
         if merged:
-            write_json_atomic(merged, path)
+            write_skipped(merged, path)
         else:
             path.unlink()
 
