@@ -190,3 +190,29 @@ def test_finite_gradients_whose_row_sums_overflow_pass_and_non_finite_ones_are_n
     with pytest.raises(ValueError, match=r"task\(s\) \[1\]"):
         method.finite(broken, 1.0)
     assert not method.finite(broken, 2.0)  # under a scaler: an overflow, the step is skipped
+
+
+def test_each_task_reaches_its_own_head_and_the_parameters_it_shares():
+    from go4align.weighting.gradient import task_leaves, task_outputs
+
+    model = HardSharing(3, stacked=True)
+    z = model.trunk(model.x)
+    extra = torch.nn.Parameter(torch.ones((), dtype=z.dtype, device=z.device))
+    losses = [((head(z).squeeze(1) - model.y[:, m]) ** 2).mean() for m, head in enumerate(model.heads)]
+    losses[0], losses[2] = losses[0] * extra, losses[2] + extra  # a parameter outside the trunk, two tasks
+    found = task_leaves(task_outputs(torch.stack(losses)), exclude=model.shared_parameters())
+    expected = [{*map(id, head.parameters())} for head in model.heads]
+    expected[0].add(id(extra))
+    expected[2].add(id(extra))
+    assert [sorted(map(id, leaves)) for leaves in found] == [sorted(ids) for ids in expected]
+    assert all(len(leaves) == len({*map(id, leaves)}) for leaves in found)
+
+
+def test_task_leaves_walk_graphs_deeper_than_the_recursion_limit():
+    from go4align.weighting.gradient import task_leaves
+
+    weight = torch.nn.Parameter(torch.ones(()))
+    value = weight
+    for _ in range(5000):
+        value = value * 1.0001
+    assert [[id(t) for t in leaves] for leaves in task_leaves([value])] == [[id(weight)]]
