@@ -35,7 +35,9 @@ runs three stages, each a short method:
 
    With ``target="parameters"`` the per-task passes already give every parameter's per-task
    gradient, so the heads' gradients are combined from them and nothing more is back-propagated:
-   ``M`` backward passes in all, the cost of a plain per-task backward loop. With
+   ``M`` backward passes in all, one fewer than the reference code (which back-propagates the
+   weighted loss once more for the heads). Each pass asks autograd only for the parameters its
+   task reaches (one memoised walk of the graph finds them), not for every task's head. With
    ``target="representation"`` the per-task passes stop at the representation (cheap), and one
    backward of ``sum_m h_m L_m`` follows, in which a tensor hook on the representation replaces
    the gradient arriving there by ``d``.
