@@ -281,8 +281,8 @@ class GradientWeighting(Weighting):
         heads' gradients, and the graph is freed unless ``retain_graph``; otherwise it is kept
         for the write stage's backward."""
         direct = self.target == "parameters"
-        outputs = task_outputs(losses)
-        reached = task_leaves(outputs, exclude=targets) if direct else [[] for _ in outputs]
+        # the heads each task reaches (with target="representation" the passes stop before them)
+        reached = task_leaves(task_outputs(losses), targets) if direct else [[] for _ in range(len(losses))]
         heads = list({id(leaf): leaf for leaves in reached for leaf in leaves}.values())
         jacobian, head_grads = self.task_gradients(losses, targets, heads, reached, retain_graph or not direct, scale)
         jacobian = unscaled(jacobian, scale)
