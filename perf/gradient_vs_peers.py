@@ -20,7 +20,8 @@ rounds after a warm-up round, one thread, everything in one process. Memory: the
 tensor memory allocated during one step above what was live before it, from torch.profiler's
 CPU memory events (an approximation that misses peaks inside one operator).
 
-    PYTHONPATH=src python perf/gradient_vs_peers.py            # ~10 min on a 2-core VM
+    PYTHONPATH=src python perf/gradient_vs_peers.py            # ~1.5 min on a 2-core VM
+    PYTHONPATH=src python perf/gradient_vs_peers.py --repeats 25   # docs/performance.md, ~4 min
     PYTHONPATH=src python perf/gradient_vs_peers.py --quick    # a smoke run
 """
 

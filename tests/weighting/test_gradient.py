@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 from helpers.weighting import HardSharing, assert_close_lists, expected_gradients, gradients, one_step, task_jacobian
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from go4align.weighting import MGDA, Aggregation, GradientWeighting
 
@@ -157,3 +163,56 @@ def test_stacked_losses_start_each_pass_at_the_task_loss():
     assert all(isinstance(output, GradientEdge) for output in task_outputs(stacked))
     vector, _ = HardSharing(3)()
     assert all(isinstance(output, torch.Tensor) for output in task_outputs(vector))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 4), st.integers(1, 6)),
+        elements=st.floats(width=32) | st.sampled_from([np.inf, -np.inf, np.nan, -0.0, 3e38, -3e38]),
+    )
+)
+def test_row_peaks_are_the_rows_largest_magnitudes(values):
+    from go4align.weighting.gradient import row_peaks
+
+    jacobian = torch.from_numpy(values)
+    expected = torch.linalg.vector_norm(jacobian, ord=math.inf, dim=1)
+    torch.testing.assert_close(row_peaks(jacobian), expected, equal_nan=True, rtol=0, atol=0)
+
+
+def test_finite_gradients_whose_row_sums_overflow_pass_and_non_finite_ones_are_named():
+    method = MGDA(3)
+    large = torch.full((3, 4), 3e38)  # finite, but every row sum overflows float32
+    assert method.finite(large, 1.0)
+    broken = large.clone()
+    broken[1, 2] = math.nan
+    with pytest.raises(ValueError, match=r"task\(s\) \[1\]"):
+        method.finite(broken, 1.0)
+    assert not method.finite(broken, 2.0)  # under a scaler: an overflow, the step is skipped
+
+
+def test_each_task_reaches_its_own_head_and_the_parameters_it_shares():
+    from go4align.weighting.gradient import task_leaves, task_outputs
+
+    model = HardSharing(3, stacked=True)
+    z = model.trunk(model.x)
+    extra = torch.nn.Parameter(torch.ones((), dtype=z.dtype, device=z.device))
+    losses = [((head(z).squeeze(1) - model.y[:, m]) ** 2).mean() for m, head in enumerate(model.heads)]
+    losses[0], losses[2] = losses[0] * extra, losses[2] + extra  # a parameter outside the trunk, two tasks
+    found = task_leaves(task_outputs(torch.stack(losses)), exclude=model.shared_parameters())
+    expected = [{*map(id, head.parameters())} for head in model.heads]
+    expected[0].add(id(extra))
+    expected[2].add(id(extra))
+    assert [sorted(map(id, leaves)) for leaves in found] == [sorted(ids) for ids in expected]
+    assert all(len(leaves) == len({*map(id, leaves)}) for leaves in found)
+
+
+def test_task_leaves_walk_graphs_deeper_than_the_recursion_limit():
+    from go4align.weighting.gradient import task_leaves
+
+    weight = torch.nn.Parameter(torch.ones(()))
+    value = weight
+    for _ in range(5000):
+        value = value * 1.0001
+    assert [[id(t) for t in leaves] for leaves in task_leaves([value])] == [[id(weight)]]
