@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny
+from helpers.training import make_tiny
 
 from go4align.cli import main
 from go4align.train import Trainer, parse_method_spec, run_dir_of, run_grid
