@@ -15,12 +15,11 @@ that the report reads grids without them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from go4align.result_file import Field
+from go4align.result_file import Field, read_json_object
 
 __all__ = [
     "FIELDS",
@@ -89,7 +88,7 @@ def read_grid(path: str | Path) -> dict[str, Any]:
     :class:`GridFileError`; one that cannot be read raises the ``OSError`` of its kind, both
     naming the file.
     """
-    data = _read_object(Path(path))
+    data = read_json_object(Path(path), GridFileError)
     check_grid(data, str(path))
     return data
 
@@ -106,7 +105,7 @@ def write_skipped(skipped: Mapping[str, str], path: str | Path) -> Path:
 
 def read_skipped(path: str | Path) -> dict[str, str]:
     """The ``{label: reason}`` of the ``skipped.json`` at ``path``; errors as :func:`read_grid`'s."""
-    data = _read_object(Path(path))
+    data = read_json_object(Path(path), GridFileError)
     _check_skipped(data, str(path))
     return data
 
@@ -115,21 +114,6 @@ def _check_skipped(data: Mapping[str, Any], where: str) -> None:
     bad = {label: reason for label, reason in data.items() if not isinstance(reason, str)}
     if bad:
         raise GridFileError(f"{where}: each skipped method needs its reason as a string, got {bad}")
-
-
-def _read_object(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``; :class:`GridFileError` or an ``OSError`` naming the file."""
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # truncated, or not text at all
-        raise GridFileError(f"{path}: not valid JSON ({error})") from error
-    except OSError as error:
-        failure = type(error)(f"cannot read {path}: {error.strerror or error}")
-        failure.errno = error.errno
-        raise failure from error
-    if not isinstance(data, dict):
-        raise GridFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
 
 
 def check_grid(data: Mapping[str, Any], where: str) -> None:

@@ -19,10 +19,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIELDS", "REQUIRED", "RESULT_FILE", "ResultFileError", "check_result", "read_result", "write_result"]
+__all__ = [
+    "FIELDS",
+    "PROVENANCE_KEYS",
+    "REQUIRED",
+    "RESULT_FILE",
+    "ResultFileError",
+    "check_result",
+    "read_json_object",
+    "read_result",
+    "write_result",
+]
 
 RESULT_FILE = "result.json"
 DIRECTIONS = ("higher", "lower")
+#: The keys of a provenance record (result.json's and grid.json's ``provenance``), in the order
+#: they are written and compared: what, when it differs between runs, can change the numbers.
+PROVENANCE_KEYS = (
+    "go4align_version",
+    "git_commit",
+    "git_dirty",
+    "python",
+    "torch",
+    "numpy",
+    "device",
+    "cpu",
+    "threads",
+    "platform",
+)
 _NUMBER = (int, float)
 
 
@@ -89,18 +113,24 @@ def read_result(path: str | Path) -> dict[str, Any]:
     """The checked record of the ``result.json`` at ``path``. A file that is not a JSON object,
     or whose fields break :data:`FIELDS`, raises :class:`ResultFileError`; one that cannot be
     read raises the ``OSError`` of its kind, both naming the file."""
-    path = Path(path)
+    data = read_json_object(Path(path), ResultFileError)
+    check_result(data, str(path))
+    return data
+
+
+def read_json_object(path: Path, error: type[ValueError]) -> dict[str, Any]:
+    """The JSON object in ``path``; ``error`` naming the file when it is not valid JSON or not an
+    object, and the ``OSError`` of its kind naming the file when it cannot be read."""
     try:
         data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # truncated, or not text at all
-        raise ResultFileError(f"{path}: not valid JSON ({error})") from error
-    except OSError as error:
-        failure = type(error)(f"cannot read {path}: {error.strerror or error}")
-        failure.errno = error.errno
-        raise failure from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as failure:  # truncated, or not text at all
+        raise error(f"{path}: not valid JSON ({failure})") from failure
+    except OSError as failure:
+        named = type(failure)(f"cannot read {path}: {failure.strerror or failure}")
+        named.errno = failure.errno
+        raise named from failure
     if not isinstance(data, dict):
-        raise ResultFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    check_result(data, str(path))
+        raise error(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
 
 

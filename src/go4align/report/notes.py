@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..result_file import PROVENANCE_KEYS
 from . import published
 from .results import Run, describe_missing
 from .summary import UNTRUSTED_MEMORY, GridSummary
@@ -17,19 +18,6 @@ __all__ = ["notes"]
 # A run whose wall-clock step time exceeds its CPU time by more than this factor spent that much
 # of its steps waiting for a core: the machine was busy, and its times say more about the load.
 _BUSY = 1.5
-# Provenance fields whose difference between invocations or runs can change the numbers.
-_PROVENANCE_KEYS = (
-    "go4align_version",
-    "git_commit",
-    "git_dirty",
-    "python",
-    "torch",
-    "numpy",
-    "device",
-    "cpu",
-    "threads",
-    "platform",
-)
 
 
 def notes(summary: GridSummary) -> list[str]:
@@ -238,7 +226,7 @@ def _provenance(summary: GridSummary) -> str | None:
     ]
     runs = [run for runs in summary.grid.runs.values() for run in runs] + summary.grid.stl
     sources += [(f"{run.label} seed {run.seed}", run.provenance) for run in runs if run.provenance]
-    differing = [key for key in _PROVENANCE_KEYS if len({repr(info.get(key)) for _, info in sources}) > 1]
+    differing = [key for key in PROVENANCE_KEYS if len({repr(info.get(key)) for _, info in sources}) > 1]
     if not differing:
         return None
     groups: dict[str, list[str]] = {}

@@ -22,22 +22,11 @@ import torch
 
 from go4align import __version__
 from go4align.commands import entry_command, portable_command
+from go4align.result_file import PROVENANCE_KEYS
 
 __all__ = ["collect", "git_state", "cpu_model", "invocation", "entry_command", "portable_command", "differences"]
 
-#: The keys of a provenance record, in the order they are written and compared.
-KEYS = (
-    "go4align_version",
-    "git_commit",
-    "git_dirty",
-    "python",
-    "torch",
-    "numpy",
-    "device",
-    "cpu",
-    "threads",
-    "platform",
-)
+KEYS = PROVENANCE_KEYS  #: the keys of a provenance record (go4align.result_file)
 
 _SOURCE = Path(__file__).resolve().parents[1]  # the go4align package's directory
 _GIT_TIMEOUT_S = 10
