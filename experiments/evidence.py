@@ -186,7 +186,8 @@ def _read_results(directory: Path) -> dict[str, dict[int, dict]]:
     return results
 
 
-def _mean_se(values: Sequence[float]) -> str:
+def mean_se(values: Sequence[float]) -> str:
+    """``mean ± s.e.`` of the values (the mean alone for one, ``-`` for none)."""
     if not values:
         return "-"
     mean = statistics.fmean(values)
@@ -195,13 +196,14 @@ def _mean_se(values: Sequence[float]) -> str:
     return f"{mean:.2f} ± {statistics.stdev(values) / math.sqrt(len(values)):.2f}"
 
 
-def _paired(ours: dict[int, float], theirs: dict[int, float]) -> str:
+def paired_difference(ours: dict[int, float], theirs: dict[int, float]) -> str:
+    """``ours - theirs`` over the seeds both have, as ``mean ± s.e. (lower/seeds)``."""
     seeds = sorted(set(ours) & set(theirs))
     if not seeds:
         return "-"
     differences = [ours[s] - theirs[s] for s in seeds]
     lower = sum(d < 0 for d in differences)
-    return f"{_mean_se(differences)} ({lower}/{len(seeds)})"
+    return f"{mean_se(differences)} ({lower}/{len(seeds)})"
 
 
 def _scores(directory: Path, design: str) -> tuple[dict, dict, list]:
@@ -234,12 +236,12 @@ def grid_table(directory: Path, design: str, methods: Sequence[str]) -> list[str
             lines.append(f"| `{label}` | 0 | - | - | - | - | - | - |")
             continue
         by_seed = scores[label]
-        paired = [_paired(by_seed, scores[b]) if b in scores and b != label else "-" for b in BASELINES]
+        paired = [paired_difference(by_seed, scores[b]) if b in scores and b != label else "-" for b in BASELINES]
         spread = [group_spread(r, stl, groups) for r in results[label].values()]
         converged = [float(convergence_spread(r)) for r in results[label].values()]
         lines.append(
-            f"| `{label}` | {len(by_seed)} | {_mean_se(list(by_seed.values()))} | {' | '.join(paired)} | "
-            f"{_mean_se(spread)} | {_mean_se(converged)} |"
+            f"| `{label}` | {len(by_seed)} | {mean_se(list(by_seed.values()))} | {' | '.join(paired)} | "
+            f"{mean_se(spread)} | {mean_se(converged)} |"
         )
     return lines
 
@@ -278,10 +280,10 @@ def k_table(directory: Path, design: str) -> list[str]:
         authors = scores.get(f"go4align:num_groups={k},clustering=kmeans-random", {})
         if exact or authors:
             lines.append(
-                f"| {k} | {_mean_se(list(exact.values()))} | {_mean_se(list(authors.values()))} | {_paired(authors, exact)} |"
+                f"| {k} | {mean_se(list(exact.values()))} | {mean_se(list(authors.values()))} | {paired_difference(authors, exact)} |"
             )
     ls = scores.get("ls", {})
-    lines.append(f"| LS | {_mean_se(list(ls.values()))} | | |")
+    lines.append(f"| LS | {mean_se(list(ls.values()))} | | |")
     return lines
 
 

@@ -7,7 +7,7 @@ deviation from the paper, labelled as such), and STL at the same budget as the r
 script turns any such grid into a table: Delta-m (%) per method, mean +- standard error over its
 complete seeds, against the mean of the grid's complete STL runs; and for each method, the paired
 difference (same seed) to each baseline, with its standard error and the number of seeds where
-the method is lower. It then stores the grid at a size a repository holds: grid.json as it is,
+the method is lower (the formatting of experiments/evidence.py, whose E1/E3 tables read alike). It then stores the grid at a size a repository holds: grid.json as it is,
 each run's compact record (metrics, cost, provenance, GO4Align's trace detail; see
 ``store_evidence.compact``) and the summary with the commands that made the grid.
 
@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from evidence import mean_se, paired_difference
 from store_evidence import compact
 
 from go4align.grid_file import GRID_FILE, read_grid
@@ -56,23 +56,6 @@ def delta_m_by_seed(grid_dir: Path) -> tuple[dict[str, dict[int, float]], list[i
     return {label: seeds for label, seeds in scores.items() if seeds}, sorted(run.seed for run in stl)
 
 
-def mean_se(values: Sequence[float]) -> str:
-    """``mean +- s.e.`` over the values (``(1 seed)`` when there is one)."""
-    if len(values) == 1:
-        return f"{values[0]:.2f} (1 seed)"
-    return f"{statistics.fmean(values):.2f} +- {statistics.stdev(values) / math.sqrt(len(values)):.2f}"
-
-
-def paired(ours: dict[int, float], theirs: dict[int, float]) -> str:
-    """Mean +- s.e. of ``ours - theirs`` over the seeds both have, and on how many seeds ours is lower."""
-    seeds = sorted(set(ours) & set(theirs))
-    if not seeds:
-        return "no common seed"
-    differences = [ours[seed] - theirs[seed] for seed in seeds]
-    lower = sum(difference < 0 for difference in differences)
-    return f"{mean_se(differences)} ({lower} of {len(seeds)} lower)"
-
-
 def summary(grid_dir: Path, baselines: Sequence[str]) -> list[str]:
     """The summary's Markdown lines: the commands, the Delta-m table and the paired differences."""
     scores, stl_seeds = delta_m_by_seed(grid_dir)
@@ -84,7 +67,7 @@ def summary(grid_dir: Path, baselines: Sequence[str]) -> list[str]:
     lines += [
         "",
         f"Delta-m (%, lower is better) against the mean of the grid's complete STL runs (seeds "
-        f"{', '.join(map(str, stl_seeds))}); mean +- standard error over each method's complete seeds; "
+        f"{', '.join(map(str, stl_seeds))}); mean ± standard error over each method's complete seeds; "
         "paired differences over the seeds both methods have.",
         "",
         "| method | seeds | Delta-m % | " + " | ".join(f"- {label} (paired)" for label in baselines) + " |",
@@ -92,7 +75,7 @@ def summary(grid_dir: Path, baselines: Sequence[str]) -> list[str]:
     ]
     for label, seeds in scores.items():
         values = [seeds[seed] for seed in sorted(seeds)]
-        cells = ["" if label == baseline else paired(seeds, scores[baseline]) for baseline in baselines]
+        cells = ["" if label == baseline else paired_difference(seeds, scores[baseline]) for baseline in baselines]
         lines.append(
             f"| {label} | {', '.join(map(str, sorted(seeds)))} | {mean_se(values)} | " + " | ".join(cells) + " |"
         )

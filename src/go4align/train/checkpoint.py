@@ -45,6 +45,7 @@ __all__ = [
     "write_json_atomic",
     "name_max",
     "os_error",
+    "pid_alive",
     "remove_stale_temporaries",
     "rng_state",
     "set_rng_state",
@@ -141,7 +142,8 @@ def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
     _replace_atomically(Path(path), lambda handle: handle.write(text.encode()))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (someone else's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -161,7 +163,7 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
         return removed
     for path in directory.glob(".*.tmp*"):
         pid = path.name.rpartition(".tmp")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import os_error
+from .checkpoint import os_error, pid_alive
 
 __all__ = ["FileLock", "LockTimeout", "HEARTBEAT_S", "STALE_AFTER_S", "describe_owner", "read_owner"]
 
@@ -52,16 +52,6 @@ class LockTimeout(TimeoutError):
 def _job() -> str | None:
     job = os.environ.get("SLURM_JOB_ID")
     return f"{job}.{os.environ.get('SLURM_PROCID', '0')}" if job else None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, it is someone else's
-        return True
-    return True
 
 
 def read_owner(path: str | os.PathLike) -> dict[str, Any] | None:
@@ -196,7 +186,7 @@ class FileLock:
             pid = owner.get("pid")
             if pid == os.getpid():  # ours, or left by a dead process whose pid this one reuses
                 return owner.get("token") not in _HELD
-            return not isinstance(pid, int) or not _pid_alive(pid)
+            return not isinstance(pid, int) or not pid_alive(pid)
         return owner.get("job") is not None and owner.get("job") == _job()
 
     def _break(self, owner: dict[str, Any] | None) -> None:
