@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.training import identical
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from go4align.weighting import make
 
 pl = pytest.importorskip("lightning.pytorch")
+
 from go4align.integrations.lightning import MultiTaskModule  # noqa: E402
 
 M = 3  # three tasks: PCGrad's random order, drawn from its generator, matters from M = 3 on
@@ -126,19 +128,8 @@ def plain_loop(method: str, epochs: int):
     return net, weighting, weights
 
 
-def equal(a, b) -> bool:
-    """Exact equality of state: tensors, and the dicts and lists that hold random generators' states."""
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 def same_state(a: nn.Module, b: nn.Module) -> bool:
-    return equal(a.state_dict(), b.state_dict())
+    return identical(a.state_dict(), b.state_dict())
 
 
 @pytest.mark.parametrize("method", LOSS_METHODS + GRADIENT_METHODS)
@@ -181,7 +172,7 @@ def test_the_weighting_state_is_in_the_checkpoint(tmp_path):
     run.save_checkpoint(tmp_path / "go4align.ckpt")
     saved = torch.load(tmp_path / "go4align.ckpt", weights_only=False)["state_dict"]
     for name, value in module.weighting.state_dict().items():
-        assert equal(saved[f"weighting.{name}"], value), name
+        assert identical(saved[f"weighting.{name}"], value), name
     assert not torch.equal(saved["weighting.log_alignment"], make("go4align", M).log_alignment)  # a history
 
 

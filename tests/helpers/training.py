@@ -59,3 +59,15 @@ def comparable(result: dict) -> dict:
     epochs = [{k: v for k, v in e.items() if k != "time_s"} for e in result["epochs"]]
     drop = ("time_per_epoch_s", "step_time_ms", "peak_memory_mb", "epochs", "provenance")
     return {**{k: v for k, v in result.items() if k not in drop}, "epochs": epochs}
+
+
+def identical(a, b) -> bool:
+    """Exact equality of state: tensors bit for bit and of one dtype, in nested dicts, lists and
+    tuples of one type (the containers that hold model, optimiser and random generators' states)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(identical(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(identical(x, y) for x, y in zip(a, b))
+    return a == b

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from helpers.training import identical
 from torch import nn
 
 from go4align.train.results import Trace
@@ -38,16 +39,6 @@ def train_a_little(parts, steps=3):
         parts["trace"].record(step * 10, parts["weighting"].diagnostics)
 
 
-def same(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 def test_a_restored_run_continues_exactly(tmp_path):
     parts = objects(0)
     train_a_little(parts)
@@ -62,13 +53,13 @@ def test_a_restored_run_continues_exactly(tmp_path):
     assert step_times == [[12, 1.5, 1.25]] and restored.previous_peak_mb == 3.0
     assert restored.global_step == 1 and restored.loss_sums.tolist() == [1.0, 2.0]
     for name in ("model", "optimizer", "scheduler", "weighting", "trace"):
-        assert same(fresh[name].state_dict(), parts[name].state_dict()), name
+        assert identical(fresh[name].state_dict(), parts[name].state_dict()), name
     torch.manual_seed(5)
     train_a_little(parts)
     torch.manual_seed(5)
     train_a_little(fresh)
-    assert same(fresh["model"].state_dict(), parts["model"].state_dict())
-    assert same(fresh["weighting"].state_dict(), parts["weighting"].state_dict())
+    assert identical(fresh["model"].state_dict(), parts["model"].state_dict())
+    assert identical(fresh["weighting"].state_dict(), parts["weighting"].state_dict())
 
 
 def test_another_runs_checkpoint_is_refused(tmp_path):

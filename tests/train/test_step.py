@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from helpers.training import identical
 from torch import nn
 
 from go4align.benchmarks import HardSharing, task_losses
@@ -30,17 +31,6 @@ def batch(scale=1.0):
 def step_of(net, weighting, **options):
     optimizer = torch.optim.SGD(list(net.parameters()) + list(weighting.parameters()), lr=0.1)
     return TrainingStep(net, weighting, optimizer, LOSSES, Placement("cpu"), **options)
-
-
-def same(a, b) -> bool:
-    """Equal, tensors bit for bit, in nested dicts and lists."""
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 def test_a_step_is_the_loop_a_user_writes():
@@ -96,8 +86,8 @@ def test_a_non_finite_loss_raises_before_anything_changes(validate):
     with pytest.raises(NonFiniteLossError) as error:
         step_of(net, weighting)(batch(scale=float("nan")), 41)
     assert error.value.tasks == [0] and (validate or error.value.step == 41)
-    assert same(net.state_dict(), before)
-    assert same(weighting.state_dict(), state)
+    assert identical(net.state_dict(), before)
+    assert identical(weighting.state_dict(), state)
 
 
 def test_skip_drops_the_step_and_leaves_no_gradient():
@@ -106,7 +96,7 @@ def test_skip_drops_the_step_and_leaves_no_gradient():
     step = step_of(net, weighting, nonfinite="skip")
     losses, skipped = step(batch(scale=float("inf")), 0)
     assert skipped and not torch.isfinite(losses).all()
-    assert same(net.state_dict(), before)
+    assert identical(net.state_dict(), before)
     assert all(p.grad is None for p in net.parameters())
     _, skipped = step(batch(), 1)  # the next finite step trains
     assert not skipped and not torch.equal(net.state_dict()["encoder.0.weight"], before["encoder.0.weight"])
