@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from go4align.result_file import Field, read_json_object
+from go4align.result_file import Field, check_fields, read_json_object
 
 __all__ = [
     "FIELDS",
@@ -118,7 +118,7 @@ def _check_skipped(data: Mapping[str, Any], where: str) -> None:
 
 def check_grid(data: Mapping[str, Any], where: str) -> None:
     """Raise :class:`GridFileError`, starting with ``where``, unless ``data`` is a valid grid."""
-    _check_fields(data, FIELDS, where, "")
+    check_fields(data, FIELDS, where, GridFileError)
     bad_methods = [label for label in data["methods"] if not isinstance(label, str)]
     if bad_methods:
         raise GridFileError(f"{where}: 'methods' should hold method labels (strings), got {bad_methods}")
@@ -128,20 +128,4 @@ def check_grid(data: Mapping[str, Any], where: str) -> None:
     for index, entry in enumerate(data.get("invocations") or []):
         if not isinstance(entry, dict):
             raise GridFileError(f"{where}: invocations[{index}] should be an object, got {entry!r}")
-        _check_fields(entry, INVOCATION_FIELDS, where, f"invocations[{index}].")
-
-
-def _check_fields(data: Mapping[str, Any], fields: Mapping[str, Field], where: str, prefix: str) -> None:
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        known = list(fields)
-        raise GridFileError(f"{where}: unknown field(s) {[prefix + name for name in unknown]}; expected {known}")
-    for name, field in fields.items():
-        if data.get(name) is None:
-            if field.required:
-                raise GridFileError(f"{where}: missing field {prefix + name!r}")
-            continue
-        value = data[name]
-        if not isinstance(value, field.kind):  # no field is numeric: a bool is never an int here
-            kinds = " or ".join(kind.__name__ for kind in field.kind)
-            raise GridFileError(f"{where}: field {prefix + name!r} should be {kinds}, got {value!r}")
+        check_fields(entry, INVOCATION_FIELDS, where, GridFileError, f"invocations[{index}].")

@@ -25,6 +25,7 @@ __all__ = [
     "REQUIRED",
     "RESULT_FILE",
     "ResultFileError",
+    "check_fields",
     "check_result",
     "read_json_object",
     "read_result",
@@ -136,19 +137,7 @@ def read_json_object(path: Path, error: type[ValueError]) -> dict[str, Any]:
 
 def check_result(data: Mapping[str, Any], where: str) -> None:
     """Raise :class:`ResultFileError`, starting with ``where``, unless ``data`` is a valid record."""
-    unknown = sorted(set(data) - set(FIELDS))
-    if unknown:
-        raise ResultFileError(f"{where}: unknown field(s) {unknown}; result.json holds {list(FIELDS)}")
-    for name, field in FIELDS.items():
-        if data.get(name) is None:
-            if field.required:
-                raise ResultFileError(f"{where}: missing field {name!r}")
-            continue
-        value = data[name]
-        # bool is an int in Python; a seed or a metric written as true/false is still a mistake.
-        if not isinstance(value, field.kind) or (isinstance(value, bool) and bool not in field.kind):
-            kinds = " or ".join(k.__name__ for k in field.kind)
-            raise ResultFileError(f"{where}: field {name!r} should be {kinds}, got {value!r}")
+    check_fields(data, FIELDS, where, ResultFileError)
     _check_numbers(data["metrics"], "metrics", where)
     if data.get("stl_reference") is not None:
         _check_numbers(data["stl_reference"], "stl_reference", where)
@@ -163,6 +152,27 @@ def check_result(data: Mapping[str, Any], where: str) -> None:
         _check_trace(data["trace"], where)
     if data.get("step_time_ms") is not None:
         _check_step_time(data["step_time_ms"], where)
+
+
+def check_fields(
+    data: Mapping[str, Any], fields: Mapping[str, Field], where: str, error: type[ValueError], prefix: str = ""
+) -> None:
+    """Raise ``error``, starting with ``where``, when ``data`` holds a field not in ``fields``,
+    lacks a required one (absent or ``null``), or holds a value of another kind; field names
+    are shown after ``prefix``. Shared by result.json and grid.json."""
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise error(f"{where}: unknown field(s) {[prefix + name for name in unknown]}; expected {list(fields)}")
+    for name, field in fields.items():
+        if data.get(name) is None:
+            if field.required:
+                raise error(f"{where}: missing field {prefix + name!r}")
+            continue
+        value = data[name]
+        # bool is an int in Python; a seed or a metric written as true/false is still a mistake.
+        if not isinstance(value, field.kind) or (isinstance(value, bool) and bool not in field.kind):
+            kinds = " or ".join(kind.__name__ for kind in field.kind)
+            raise error(f"{where}: field {prefix + name!r} should be {kinds}, got {value!r}")
 
 
 def _is_number(value: Any) -> bool:
