@@ -14,7 +14,7 @@ from helpers.training import comparable, make_tiny
 from hypothesis import given
 from hypothesis import strategies as st
 
-from go4align.train import grid, run_dir_of, run_grid
+from go4align.train import run_dir_of, run_grid
 from go4align.train.grid import GRID_LOCK, RUN_LOCK
 from go4align.train.locks import STALE_AFTER_S, FileLock, LockTimeout, read_owner
 from go4align.train.shards import Shard, parse_shard, partition, shard_from_slurm
@@ -186,14 +186,13 @@ def test_a_run_held_by_a_live_process_is_left_to_it(tmp_path, capsys):
     assert "ls seed 0 left to the process training it: node3 pid 77 holds" in capsys.readouterr().err
 
 
-def test_a_shard_waits_for_a_held_run_and_takes_it_over_when_its_owner_dies(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(grid, "_POLL_S", 0.05)
+def test_a_shard_waits_for_a_held_run_and_takes_it_over_when_its_owner_dies(tmp_path, capsys):
     held = run_dir_of(tmp_path, "ls", 0)
     held.mkdir(parents=True)
     write_owner(held / RUN_LOCK, host="node3", pid=77)
     beat = time.time() - STALE_AFTER_S + 1  # its last heartbeat: stale in a second
     os.utime(held / RUN_LOCK, (beat, beat))
-    results = run_grid(make_tiny(epochs=1), ["ls"], [0, 1], tmp_path, progress=False)
+    results = run_grid(make_tiny(epochs=1), ["ls"], [0, 1], tmp_path, progress=False, poll_s=0.05)
     assert set(results) == {("ls", 0), ("ls", 1)} and results["ls", 0]["complete"]
     assert "ls seed 0 is being trained by another process (node3 pid 77 holds" in capsys.readouterr().err
     assert not (held / RUN_LOCK).exists()
@@ -228,3 +227,10 @@ def test_two_shards_in_parallel_give_the_sequential_grids_results(tmp_path):
         assert comparable(one) == comparable(other), path
     commands = [i["command"] for i in json.loads((tmp_path / "sharded" / "grid.json").read_text())["invocations"]]
     assert sorted(c.rsplit(" ", 1)[1] for c in commands) == ["1/2", "2/2"]
+
+
+@pytest.mark.parametrize("poll_s", [0, -1.0, float("nan"), float("inf"), True, "10"])
+def test_a_poll_interval_that_is_not_a_positive_number_of_seconds_is_refused(tmp_path, poll_s):
+    with pytest.raises(ValueError, match=f"poll_s must be a number of seconds > 0, got {poll_s!r}"):
+        run_grid(make_tiny(epochs=1), ["ls"], [0], tmp_path, progress=False, poll_s=poll_s)
+    assert not list(tmp_path.iterdir())  # refused before anything was written

@@ -18,7 +18,7 @@ from helpers.weighting import (  # noqa: E402
 )
 
 from go4align.weighting import NashMTL  # noqa: E402
-from go4align.weighting.nash_mtl import nash_mtl_weights  # noqa: E402
+from go4align.weighting.nash_mtl import NashProblem, nash_mtl_weights  # noqa: E402
 
 
 def test_orthogonal_gradients_get_inverse_norms():
@@ -89,12 +89,12 @@ def test_clipping_needs_the_shared_parameters():
 def test_solver_failure_keeps_the_previous_weights(monkeypatch):
     import cvxpy
 
-    method = NashMTL(3)
+    method = NashMTL(3)  # built (its first solve compiles the problem) before the solver fails
 
     def fail(*args, **kwargs):
         raise cvxpy.error.SolverError("test failure")
 
-    monkeypatch.setattr(method._problem.problem, "solve", fail)
+    monkeypatch.setattr(cvxpy.Problem, "solve", fail)
     weights, _ = aggregate(method, random_jacobian(3, conflict=False))
     torch.testing.assert_close(weights, torch.ones(3, dtype=torch.float64))
 
@@ -102,10 +102,10 @@ def test_solver_failure_keeps_the_previous_weights(monkeypatch):
 @pytest.mark.parametrize("optim_niter", [1, 20])
 def test_solves_stop_at_the_cap_or_when_the_weights_stop_moving(optim_niter, monkeypatch):
     jac = random_jacobian(3, size=6, seed=2, conflict=False)
-    method = NashMTL(3, optim_niter=optim_niter)
-    solve, calls = method._problem.problem.solve, []
-    monkeypatch.setattr(method._problem.problem, "solve", lambda *a, **k: (calls.append(1), solve(*a, **k))[1])
-    alpha, failed = nash_mtl_weights((jac @ jac.T).numpy(), np.ones(3), method._problem, optim_niter=optim_niter)
+    problem = NashProblem(3, NashMTL(3).solver)
+    solve, calls = problem.problem.solve, []
+    monkeypatch.setattr(problem.problem, "solve", lambda *a, **k: (calls.append(1), solve(*a, **k))[1])
+    alpha, failed = nash_mtl_weights((jac @ jac.T).numpy(), np.ones(3), problem, optim_niter=optim_niter)
     assert not failed and np.isfinite(alpha).all() and not np.allclose(alpha, 1)
     assert len(calls) == 1 if optim_niter == 1 else 2 <= len(calls) < 20
 

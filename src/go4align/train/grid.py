@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import math
+import numbers
 import os
 import statistics
 import time
@@ -76,8 +77,6 @@ GRID_LOCK = "grid.lock"
 RUN_LOCK = "run.lock"
 # grid.lock is held for milliseconds: older than this, its owner is gone; wait twice as long.
 _GRID_LOCK_STALE_S = 60.0
-# How often a process waiting for runs held by others looks at them again.
-_POLL_S = 10.0
 
 
 def run_dir_of(out_dir: str | Path, label: str, seed: int) -> Path:
@@ -415,6 +414,7 @@ def run_grid(
     shard: Shard | str | None = None,
     invocation_id: str | None = None,
     wait_for_others: bool = True,
+    poll_s: float = 10.0,
     **options: Any,
 ) -> dict[tuple[str, int], dict]:
     """Run every method (``"stl"`` included) with every seed into ``out_dir``; returns the
@@ -441,6 +441,8 @@ def run_grid(
             ``True`` (default) this call, once its other runs are done, waits until each such run
             is complete (or takes it over when its owner dies: the lock goes stale), so that it
             returns with its share of the grid complete; with ``False`` it returns without them.
+        poll_s: while waiting for runs held by others, look at them again every ``poll_s``
+            seconds (> 0).
         options: go to :class:`~go4align.train.trainer.Trainer` (``device``,
             ``checkpoint_every``, ``callbacks``, ``nonfinite``).
 
@@ -449,6 +451,8 @@ def run_grid(
     """
     if command is not None and not isinstance(command, str):
         raise TypeError(f"command must be the command line as one str or None, got {command!r}")
+    if isinstance(poll_s, bool) or not isinstance(poll_s, numbers.Real) or not 0 < poll_s < math.inf:
+        raise ValueError(f"poll_s must be a number of seconds > 0, got {poll_s!r}")
     if isinstance(shard, str):
         shard = parse_shard(shard)
     if shard is not None and not isinstance(shard, Shard):
@@ -505,7 +509,7 @@ def run_grid(
                         display.drop((benchmark.name, spec.label, later))
                     continue
                 results[spec.label, seed] = result
-            todo = _wait_for_others(held, waited, wait_for_others, benchmark.name, note, display)
+            todo = _wait_for_others(held, waited, wait_for_others, poll_s, benchmark.name, note, display)
     finally:
         if display is not progress:
             display.close()
@@ -520,6 +524,7 @@ def _wait_for_others(
     held: list[tuple[MethodSpec, int, _HeldElsewhere]],
     waited: set[tuple[str, int]],
     wait: bool,
+    poll_s: float,
     benchmark: str,
     note: Any,
     display: GridProgress,
@@ -537,7 +542,7 @@ def _wait_for_others(
             )
     if not wait or not held:
         return []
-    time.sleep(_POLL_S)
+    time.sleep(poll_s)
     return [(spec, seed) for spec, seed, _ in held]
 
 
