@@ -10,8 +10,9 @@ from .go4align import GO4Align, GO4AlignPaper
 from .graddrop import GradDrop
 from .gradient import Aggregation, GradientWeighting
 from .grouped import Grouped
-from .grouping import Grouping, kmeans_1d, kmeans_random_1d, lloyd_1d, spectral_1d
+from .grouping import Grouping
 from .imtl_g import IMTLG
+from .kmeans import kmeans_1d, kmeans_random_1d, lloyd_1d, spectral_1d
 from .ls import LS
 from .mgda import MGDA, MGDAUB
 from .nash_mtl import NashMTL
