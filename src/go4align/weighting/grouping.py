@@ -131,7 +131,7 @@ class Grouping(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
         self._ids = torch.arange(num_groups)[:, None]
         # the method itself: group means of the exact optimum, straight from the sorted indicators
-        self._exact_means = self.clustering == "exact" and self.group_weights is None and 2 <= num_groups < num_tasks
+        self._exact_means = self.clustering == "exact" and self.group_weights is None
 
     def labels(self, indicators: Tensor) -> Tensor:
         device = indicators.device
