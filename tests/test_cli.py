@@ -8,6 +8,8 @@ import pytest
 from go4align import benchmarks, cli
 from go4align.benchmarks import Protocol, get_benchmark, qm9
 from go4align.cli import build_benchmark, load_config, main
+from go4align.lock_file import RUN_LOCK
+from go4align.report.results import describe_missing, load_grid, missing_runs
 from go4align.weighting import available
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -347,3 +349,14 @@ def test_a_shard_runs_its_part_and_report_names_the_rest(tmp_path, capsys):
     assert run("report", tmp_path / "g") == 0
     message = "2 of the 4 runs of grid.json have no complete result: ls seed 1 (not started); famo seed 1 (not started)"
     assert message in capsys.readouterr().err and message in (tmp_path / "g" / "report.md").read_text()
+    # a run another process holds is named with its owner, read as the locks read it
+    (tmp_path / "g" / "runs" / "ls" / "seed1").mkdir(parents=True)
+    (tmp_path / "g" / "runs" / "ls" / "seed1" / RUN_LOCK).write_text('{"host": "node3", "pid": 77, "job": "9.0"}')
+    (tmp_path / "g" / "runs" / "famo" / "seed1").mkdir(parents=True)
+    (tmp_path / "g" / "runs" / "famo" / "seed1" / RUN_LOCK).write_text("not json")
+    grid = load_grid(tmp_path / "g")
+    assert describe_missing(grid, missing_runs(grid)).startswith(
+        "2 of the 4 runs of grid.json have no complete result: ls seed 1 (in progress: run.lock held by node3 pid "
+        "77, Slurm job 9.0); famo seed 1 (in progress: run.lock held by an unknown process (the lock file cannot be "
+        "read))"
+    )

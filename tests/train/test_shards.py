@@ -14,9 +14,9 @@ from helpers.training import comparable, make_tiny
 from hypothesis import given
 from hypothesis import strategies as st
 
+from go4align.lock_file import GRID_LOCK, RUN_LOCK, read_owner
 from go4align.train import run_dir_of, run_grid
-from go4align.train.grid import GRID_LOCK, RUN_LOCK
-from go4align.train.locks import STALE_AFTER_S, FileLock, LockTimeout, read_owner
+from go4align.train.locks import STALE_AFTER_S, FileLock, LockTimeout
 from go4align.train.shards import Shard, parse_shard, partition, shard_from_slurm
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ import torch
 from helpers.training import comparable
 
 from go4align.benchmarks import get_benchmark
+from go4align.lock_file import RUN_LOCK
 from go4align.train import run_dir_of, run_grid
-from go4align.train.grid import RUN_LOCK
 from go4align.train.launch import worker_devices, worker_threads
 
 ROOT = Path(__file__).resolve().parents[2]

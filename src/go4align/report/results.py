@@ -19,6 +19,7 @@ from typing import Any
 
 from ..commands import entry_command, portable_command
 from ..grid_file import GRID_FILE, SKIPPED_FILE, GridFileError, read_grid, read_skipped
+from ..lock_file import RUN_LOCK, describe_owner, read_owner
 from ..result_file import RESULT_FILE, ResultFileError, read_result
 
 __all__ = [
@@ -36,8 +37,6 @@ __all__ = [
 ]
 
 STL_FOLDER = "stl"
-# The lock a process holds while it trains a run (go4align.train.grid.RUN_LOCK).
-RUN_LOCK = "run.lock"
 
 
 class ReportError(ValueError):
@@ -149,15 +148,9 @@ def missing_runs(grid: Grid) -> list[MissingRun]:
 
 
 def _lock_owner(path: Path) -> str | None:
-    """Who holds a run.lock (``host pid N``), ``"an unknown process"`` for an unreadable one,
+    """Who holds a run.lock (``host pid N``, or an unknown process for an unreadable one),
     ``None`` when there is none."""
-    if not path.is_file():
-        return None
-    try:
-        owner = json.loads(path.read_text())
-        return f"{owner['host']} pid {owner['pid']}"
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
-        return "an unknown process"
+    return describe_owner(read_owner(path)) if path.is_file() else None
 
 
 def describe_missing(grid: Grid, missing: list[MissingRun]) -> str | None:

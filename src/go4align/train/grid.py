@@ -44,12 +44,13 @@ from go4align.grid_file import (
     write_grid,
     write_skipped,
 )
+from go4align.lock_file import GRID_LOCK, RUN_LOCK, describe_owner
 from go4align.result_file import RESULT_FILE, ResultFileError, read_result, write_result
 from go4align.weighting import NonFiniteLossError
 
 from . import provenance
 from .checkpoint import name_max, os_error, remove_stale_temporaries
-from .locks import HEARTBEAT_S, FileLock, describe_owner
+from .locks import HEARTBEAT_S, FileLock
 from .placement import is_main_process
 from .progress import WARNINGS_LOG, GridProgress, warnings_to_log
 from .shards import Shard, parse_shard, partition
@@ -64,17 +65,11 @@ __all__ = [
     "check_output_dir",
     "steps_per_run",
     "SKIPPED",
-    "GRID_LOCK",
-    "RUN_LOCK",
 ]
 
 #: Methods a grid skipped, with the reason (a missing optional package, a method that does not
 #: apply to the benchmark): ``{label: reason}``, read by the report.
 SKIPPED = SKIPPED_FILE
-#: Held while a process reads, changes and replaces grid.json or skipped.json.
-GRID_LOCK = "grid.lock"
-#: In a run directory: held by the process training the run.
-RUN_LOCK = "run.lock"
 # grid.lock is held for milliseconds: older than this, its owner is gone; wait twice as long.
 _GRID_LOCK_STALE_S = 60.0
 

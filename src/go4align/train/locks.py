@@ -36,9 +36,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from go4align.lock_file import describe_owner, read_owner
+
 from .checkpoint import os_error, pid_alive
 
-__all__ = ["FileLock", "LockTimeout", "HEARTBEAT_S", "STALE_AFTER_S", "describe_owner", "read_owner"]
+__all__ = ["FileLock", "LockTimeout", "HEARTBEAT_S", "STALE_AFTER_S"]
 
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 600.0
@@ -52,23 +54,6 @@ class LockTimeout(TimeoutError):
 def _job() -> str | None:
     job = os.environ.get("SLURM_JOB_ID")
     return f"{job}.{os.environ.get('SLURM_PROCID', '0')}" if job else None
-
-
-def read_owner(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The owner a lock file names, or ``None`` when it is absent or cannot be read as one."""
-    try:
-        owner = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return owner if isinstance(owner, dict) else None
-
-
-def describe_owner(owner: dict[str, Any] | None) -> str:
-    """``host pid N`` (and the Slurm job) of a lock's owner, for messages."""
-    if owner is None:
-        return "an unknown process (the lock file cannot be read)"
-    job = f", Slurm job {owner['job']}" if owner.get("job") else ""
-    return f"{owner.get('host', '?')} pid {owner.get('pid', '?')}{job}"
 
 
 class FileLock:
