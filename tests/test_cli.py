@@ -320,20 +320,18 @@ def test_workers_are_refused_under_torchrun(tmp_path, capsys, monkeypatch):
     assert "do not run them under torchrun" in capsys.readouterr().err
 
 
-def test_submitit_parameters_come_from_the_options(tmp_path):
-    args = cli.parser().parse_args(
-        ["bench", "--methods", "ls", "--out", "o", "--launcher", "submitit", "--partition", "gpu", "--gpus-per-node"]
-        + ["2", "--submitit-param", "slurm_account=abc", "--submitit-param", "mem_gb=32.5"]
-    )
-    assert cli._submitit_parameters(args) == {
-        "timeout_min": None,
-        "gpus_per_node": 2,
-        "slurm_partition": "gpu",
-        "slurm_account": "abc",
-        "mem_gb": 32.5,
-    }
-    args.cluster = "local"  # submitit's local default would end a job after 2 minutes
-    assert cli._submitit_parameters(args)["timeout_min"] == cli.LOCAL_TIMEOUT_MIN
+def test_submitit_parameters_come_from_the_options(tmp_path, monkeypatch):
+    submitted = []
+    monkeypatch.setattr(cli, "submit", lambda *a, **k: (submitted.append(k["parameters"]), 0)[1])
+    options = ["--partition", "gpu", "--gpus-per-node", "2", "--submitit-param", "slurm_account=abc"]
+    options += ["--submitit-param", "mem_gb=32.5"]
+    bench = ["bench", "--benchmark", "toy", "--methods", "ls", "--out", tmp_path / "o", "--launcher", "submitit"]
+    assert run(*bench, *options) == 0
+    assert run(*bench, "--cluster", "local") == 0  # submitit's local default would end a job after 2 minutes
+    assert submitted == [
+        {"timeout_min": None, "gpus_per_node": 2, "slurm_partition": "gpu", "slurm_account": "abc", "mem_gb": 32.5},
+        {"timeout_min": cli.LOCAL_TIMEOUT_MIN, "gpus_per_node": None, "slurm_partition": None},
+    ]
 
 
 def test_a_shard_runs_its_part_and_report_names_the_rest(tmp_path, capsys):
