@@ -3,6 +3,7 @@ shards in parallel giving the results of one sequential grid."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -231,6 +232,6 @@ def test_two_shards_in_parallel_give_the_sequential_grids_results(tmp_path):
 
 @pytest.mark.parametrize("poll_s", [0, -1.0, float("nan"), float("inf"), True, "10"])
 def test_a_poll_interval_that_is_not_a_positive_number_of_seconds_is_refused(tmp_path, poll_s):
-    with pytest.raises(ValueError, match=f"poll_s must be a number of seconds > 0, got {poll_s!r}"):
+    with pytest.raises(ValueError, match=re.escape(f"poll_s must be a positive number of seconds, got {poll_s!r}")):
         run_grid(make_tiny(epochs=1), ["ls"], [0], tmp_path, progress=False, poll_s=poll_s)
     assert not list(tmp_path.iterdir())  # refused before anything was written

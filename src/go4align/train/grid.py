@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import math
-import numbers
 import os
 import statistics
 import time
@@ -51,7 +50,7 @@ from go4align.weighting import NonFiniteLossError
 from . import provenance
 from .checkpoint import name_max, os_error, remove_stale_temporaries
 from .locks import HEARTBEAT_S, FileLock
-from .placement import is_main_process
+from .placement import check_seconds, is_main_process
 from .progress import WARNINGS_LOG, GridProgress, warnings_to_log
 from .shards import Shard, parse_shard, partition
 from .spec import MethodSpec, parse_method_spec, single_task_weighting
@@ -446,8 +445,7 @@ def run_grid(
     """
     if command is not None and not isinstance(command, str):
         raise TypeError(f"command must be the command line as one str or None, got {command!r}")
-    if isinstance(poll_s, bool) or not isinstance(poll_s, numbers.Real) or not 0 < poll_s < math.inf:
-        raise ValueError(f"poll_s must be a number of seconds > 0, got {poll_s!r}")
+    check_seconds("poll_s", poll_s)
     if isinstance(shard, str):
         shard = parse_shard(shard)
     if shard is not None and not isinstance(shard, Shard):

@@ -29,6 +29,13 @@ __all__ = ["Placement", "PeakMemory", "distributed", "is_main_process", "DDP_TIM
 DDP_TIMEOUT_S = 600.0  # how long a collective waits for a silent rank before the job ends
 
 
+def check_seconds(name: str, value: Any) -> None:
+    """Raise a ``ValueError`` naming ``name`` and ``value`` unless ``value`` is a finite number of
+    seconds > 0 (an int or a float, not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
 def is_main_process() -> bool:
     """Whether this process writes the files of a run: rank 0, or the only process."""
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
@@ -55,8 +62,7 @@ def distributed(device: str | torch.device = "cpu", timeout: float = DDP_TIMEOUT
     the interpreter's exit, can abort the process with gloo. After an exception the group is
     destroyed without the barrier, which the other ranks might never reach.
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    check_seconds("timeout", timeout)
     if _launched_world_size() <= 1 or dist.is_initialized():
         yield
         return
