@@ -90,6 +90,20 @@ def test_a_solved_task_never_ends_the_run_and_its_weight_is_bounded():
     assert method.diagnostics["scale_balance"].tolist() == [1.0, 1.0, 1.0]
 
 
+@pytest.mark.parametrize("num_tasks", [5, 80])  # losses read whole to the host, or only their extremes
+@pytest.mark.parametrize("loss_floor", [None, 1e-6])
+def test_the_bound_warning_names_the_tasks_that_diagnostics_mark(num_tasks, loss_floor):
+    """The warning, checked on the host, names the same tasks as ``diagnostics["bounded"]``."""
+    method = GO4Align(num_tasks, 2, loss_floor=loss_floor)
+    losses = torch.linspace(1.0, 2.0, num_tasks, dtype=torch.float64)
+    method(losses)  # no task below mean / 100
+    assert not method.diagnostics["bounded"].any()
+    losses[[1, 3]] = torch.tensor([0.0, 1e-3], dtype=torch.float64)  # mean / 100 is about 0.015
+    with pytest.warns(UserWarning, match=r"at step 1 task\(s\) \[1, 3\] have a loss below mean\(L\) / max_scale"):
+        method(losses)
+    assert method.diagnostics["bounded"].nonzero().flatten().tolist() == [1, 3]
+
+
 @pytest.mark.slow
 def test_two_tasks_note_the_default_k_once():
     # In a fresh process: whether this process has noted it already depends on the tests before.

@@ -286,7 +286,10 @@ class Weighting(nn.Module):
             self._check_values(losses, positive, nonnegative)
         return losses
 
-    def _check_values(self, losses: Tensor, positive: bool, nonnegative: bool = False) -> None:
+    def _check_values(self, losses: Tensor, positive: bool, nonnegative: bool = False) -> list[float] | None:
+        """Raise on a non-finite loss or one of the refused sign; return the losses as read to
+        the host (a subclass may check more of them without another read), or ``None`` where
+        only their extremes were read."""
         # The one host synchronisation of a validated step. A few losses are read as they are
         # (one operation); many through their extremes (NaN propagates into min and max).
         # ``nonnegative``: 0 allowed, the floor just below it.
@@ -294,11 +297,11 @@ class Weighting(nn.Module):
         if losses.shape[0] <= _READ_WHOLE:
             values = losses.tolist()
             if all(floor < v < math.inf for v in values):  # False for NaN
-                return
+                return values
         else:
             low, high = torch.stack(torch.aminmax(losses)).tolist()  # one copy to the host, not two
             if floor < low and high < math.inf:
-                return
+                return None
             values = losses.tolist()
         bad = [m for m, v in enumerate(values) if not math.isfinite(v)]
         step = self.step

@@ -164,9 +164,10 @@ class GO4Align(LossWeighting):
                 raise ValueError(f"loss_floor must be > 0, got {loss_floor!r}")
             loss_floor = floor
         self.loss_floor = loss_floor
-        # the base class refuses losses <= 0 only in strict mode without a floor; zero losses
-        # are otherwise bounded by max_scale and negative ones refused in weigh()
+        # the base class refuses losses <= 0 in strict mode without a floor, and losses < 0
+        # without a floor otherwise (a zero loss is then bounded by max_scale)
         self.positive_losses = self.strict and loss_floor is None
+        self.nonnegative_losses = not self.strict and loss_floor is None
         if not self.strict and self.max_scale == math.inf and loss_floor is None:
             raise ValueError(
                 "strict=False needs a finite max_scale or a loss_floor: a loss of 0 would get an infinite "
@@ -201,8 +202,7 @@ class GO4Align(LossWeighting):
             return losses
         # a new tensor rather than in place: a state_dict taken earlier keeps its values
         self.loss_totals = totals = self.loss_totals + losses
-        relative = torch.div(losses * (self.step + 1), totals)
-        return torch.where(totals > 0, relative, torch.zeros_like(relative))
+        return torch.where(totals > 0, torch.div(losses * (self.step + 1), totals), 0.0)
 
     def indicators(self, losses: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Scale-balance, smooth-alignment and indicators for detached ``losses``; updates Q."""
@@ -221,26 +221,25 @@ class GO4Align(LossWeighting):
         total = mean if self.scale_balance == "mean" else mean * self.num_tasks
         if self.max_scale < math.inf:  # p <= max_scale: each loss at least mean / max_scale
             floor = mean / self.max_scale
-            scale = torch.where(mean > 0, torch.div(total, torch.maximum(risk, floor)), torch.ones_like(risk))
+            scale = torch.where(mean > 0, torch.div(total, torch.maximum(risk, floor)), 1.0)
         else:
             scale = torch.div(total, risk)
         return scale, smooth, torch.mul(smooth, scale)
 
     def weigh(self, losses: Tensor) -> Tensor:
-        if self.validate and not self.positive_losses:
-            self._check_bound(losses)
         scale, smooth, gamma = self.indicators(losses)
         assignment = self.grouping(gamma)
         weights = assignment.weights
+        largest = weights.max()  # also after the floor below, which is under it
         if self.min_weight_ratio > 0:
-            weights = weights.clamp_min(weights.max().mul_(self.min_weight_ratio))
+            weights = weights.clamp_min(largest * self.min_weight_ratio)
         # the largest weight must fit the losses' dtype, and the objective sum_m w_m |L_m| half of
         # it (room for rounding): beyond, losses near the range's edge times weights > 1 give
         # infinite gradients. All weights divided alike, no host round trip; |L| scaled first so
         # that float64 losses near their own maximum do not overflow the product.
         limit = torch.finfo(losses.dtype).max
         objective = torch.dot(weights, cast(losses, torch.float64).abs() / (limit / 2))
-        rescale = torch.clamp_min(torch.maximum(weights.max() / limit, objective), 1.0)
+        rescale = torch.clamp_min(torch.maximum(largest / limit, objective), 1.0)
         weights = weights / rescale
         self.record(
             losses=losses,
@@ -265,29 +264,29 @@ class GO4Align(LossWeighting):
             risk = risk.clamp_min(self.loss_floor)
         return risk * self.max_scale < risk.mean()
 
-    def _check_bound(self, losses: Tensor) -> None:
-        """Refuse negative losses (without ``loss_floor``); warn the first time ``max_scale``
-        binds. One host read, which validation makes anyway."""
-        negative = losses < 0
-        # once warned (or without a scale-balance term to bound) only the sign needs checking
-        watch = not self._warned_bound and self.scale_balance is not None
-        bounded = self._bounded(losses) if watch else None
-        any_negative, *any_bounded = torch.stack([negative.any()] + ([bounded.any()] if watch else [])).tolist()
-        if self.loss_floor is None and any_negative:
-            bad = negative.nonzero().flatten().tolist()
-            raise ValueError(
-                f"GO4Align: loss < 0 at step {self.step} for task(s) {bad}: {losses[bad].tolist()}; the "
-                "scale-balance term needs non-negative risks (pass loss_floor=... to clamp them)"
-            )
-        if watch and any_bounded[0]:
+    def _check_values(self, losses: Tensor, positive: bool, nonnegative: bool = False) -> list[float] | None:
+        values = super()._check_values(losses, positive, nonnegative)
+        if not self._warned_bound and not self.positive_losses and self.scale_balance is not None:
+            self._warn_if_bounded(losses, values)
+        return values
+
+    def _warn_if_bounded(self, losses: Tensor, values: list[float] | None) -> None:
+        """Warn the first time ``max_scale`` binds: from the losses that validation read to the
+        host when there are few, else with one more read."""
+        if values is None:
+            tasks = self._bounded(losses).nonzero().flatten().tolist()
+        else:
+            risks = values if self.loss_floor is None else [max(v, self.loss_floor) for v in values]
+            mean = sum(risks) / len(risks)
+            tasks = [m for m, risk in enumerate(risks) if risk * self.max_scale < mean]
+        if tasks:
             self._warned_bound = True
-            tasks = bounded.nonzero().flatten().tolist()
             warnings.warn(
                 f"GO4Align: at step {self.step} task(s) {tasks} have a loss below mean(L) / max_scale "
                 f"(max_scale={self.max_scale}): a solved task, or losses orders of magnitude apart; their scale-balance p is held at "
                 f"max_scale; diagnostics['bounded'] says when (warned once)",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def extra_repr(self) -> str:
