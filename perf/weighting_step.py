@@ -1,6 +1,7 @@
 """Cost of one GO4Align weighting step, and of a training step with GO4Align relative to LS.
 
 Run: .venv/bin/python perf/weighting_step.py [--repeats 7] [--quick] [--threads N] [--load N]
+    [--weighting-only] [--against REV]
 
 Every number is the median of --repeats timed blocks; the methods of one table are timed in
 alternation inside each block (in a new seeded random order each block) so that machine load
@@ -11,6 +12,9 @@ region waits for a descheduled thread). ``--load N`` keeps N busy-looping proces
 while it measures, to show that. For scale, the per-step cost of scikit-learn's
 SpectralClustering on the indicators (what the authors' alternative clusterings call at every
 step) is measured beside ours.
+``--against REV`` also times the GO4Align step of git revision REV in the same blocks (its
+``go4align.weighting`` extracted with ``git archive`` and imported under another name), so that a
+change's effect is a ratio measured under one load, not a difference between two runs.
 The training step is timed on Multi-Fashion's MultiLeNet (the small model of the paper family,
 a real batch; needs Debian's ``dataset-fashion-mnist``) and on a toy MLP whose 3-4 ms step is the
 worst case for any per-step cost.
@@ -19,12 +23,19 @@ worst case for any per-step cost.
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import importlib
+import io
 import platform
 import random
+import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -107,6 +118,42 @@ def weighting_table(repeats: int, quick: bool) -> list[str]:
         calls = (200 if quick else 1000) if m <= 40 else (5 if quick else 20)
         results.append((m, k, timed_blocks(functions, calls, repeats)))
     return format_weighting_table(results)
+
+
+def revision_weighting(revision: str):
+    """``go4align.weighting`` as it is at git ``revision``, importable beside this checkout's:
+    the subpackage imports only itself, so a copy under another name runs on its own."""
+    repository = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "archive", revision, "src/go4align"], cwd=repository, capture_output=True, check=True
+    ).stdout
+    root = Path(tempfile.mkdtemp(prefix="go4align-revision-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(root, filter="data")
+    name = "go4align_at_" + re.sub(r"\W", "_", revision)
+    (root / "src" / "go4align").rename(root / name)
+    sys.path.insert(0, str(root))
+    return importlib.import_module(f"{name}.weighting")
+
+
+def revision_table(revision: str, repeats: int, quick: bool) -> list[str]:
+    """The GO4Align step of this checkout against ``revision``'s, timed in alternation."""
+    old = revision_weighting(revision)
+    generator = torch.Generator().manual_seed(0)
+    rows = [
+        f"| M | K | GO4Align step, CPU (ms) | at {revision}, CPU (ms) | this / {revision} |",
+        "|---|---|---|---|---|",
+    ]
+    for m, k in CASES:
+        losses = torch.rand(m, generator=generator) + 0.1
+        new_method, old_method = GO4Align(m, k), old.GO4Align(m, k)
+        functions = {"new": lambda: new_method(losses), "old": lambda: old_method(losses)}
+        calls = (200 if quick else 1000) if m <= 40 else (5 if quick else 20)
+        result = timed_blocks(functions, calls, repeats)
+        new, before = result["new"][0], result["old"][0]
+        rows.append(f"| {m} | {k} | {new * 1e3:.3f} | {before * 1e3:.3f} | {new / before:.2f} |")
+    return rows
 
 
 def format_weighting_table(results: list[tuple[int, int, dict[str, tuple[float, float]]]]) -> list[str]:
@@ -219,6 +266,7 @@ def main() -> None:
     )
     parser.add_argument("--load", type=int, default=0, help="busy-looping processes to run meanwhile (default 0)")
     parser.add_argument("--weighting-only", action="store_true", help="skip the training-step table")
+    parser.add_argument("--against", metavar="REV", help="also time the GO4Align step of this git revision")
     args = parser.parse_args()
     if args.load < 0:
         parser.error(f"argument --load: must be an int >= 0, got {args.load}")
@@ -230,6 +278,9 @@ def main() -> None:
     )
     with busy_processes(args.load):
         print("\n".join(weighting_table(args.repeats, args.quick)))
+        if args.against:
+            print()
+            print("\n".join(revision_table(args.against, args.repeats, args.quick)))
         if not args.weighting_only:
             print()
             print("\n".join(training_table(args.repeats, args.quick)))

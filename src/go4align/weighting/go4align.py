@@ -274,7 +274,8 @@ class GO4Align(LossWeighting):
         """Warn the first time ``max_scale`` binds: from the losses that validation read to the
         host when there are few, else with one more read."""
         if values is None:
-            tasks = self._bounded(losses).nonzero().flatten().tolist()
+            bounded = self._bounded(losses)
+            tasks = bounded.nonzero().flatten().tolist() if bounded.any() else []
         else:
             risks = values if self.loss_floor is None else [max(v, self.loss_floor) for v in values]
             mean = sum(risks) / len(risks)
