@@ -60,3 +60,19 @@ def test_a_negative_load_is_refused_naming_the_value(script, monkeypatch, capsys
     with pytest.raises(SystemExit):
         script.main()
     assert "argument --load: must be an int >= 0, got -1" in capsys.readouterr().err
+
+
+def test_a_revision_is_imported_beside_this_checkout(script):
+    """--against: the revision's weighting package is a separate module that runs on its own."""
+    if subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    import torch
+
+    from go4align import GO4Align
+
+    old = script.revision_weighting("HEAD")
+    assert old.__name__ == "go4align_at_HEAD.weighting" and old.GO4Align is not GO4Align
+    losses = torch.tensor([0.5, 1.0, 2.0])
+    assert torch.isfinite(old.GO4Align(3, 2).weigh(losses)).all()
+    with pytest.raises(subprocess.CalledProcessError):
+        script.revision_weighting("no-such-revision")
