@@ -264,6 +264,44 @@ def overview(out: Path) -> list[str]:
     return lines
 
 
+def clearly_below(ours: dict[int, float], theirs: dict[int, float]) -> bool:
+    """E1's test for one pair: over the seeds both have (two at least), ``ours - theirs`` is
+    below zero by more than two standard errors of the paired differences."""
+    seeds = sorted(set(ours) & set(theirs))
+    if len(seeds) < 2:
+        return False
+    differences = [ours[s] - theirs[s] for s in seeds]
+    return statistics.fmean(differences) + 2 * statistics.stdev(differences) / math.sqrt(len(seeds)) < 0
+
+
+def criterion(out: Path) -> list[str]:
+    """E1's test per design and budget: is each GO4Align arm below LS, SI and FAMO by more than
+    two paired standard errors (evidence.md's criterion, applied where every method converged)?"""
+    arms = ["go4align", "go4align-paper"]
+    lines = [
+        "## E1's test: below LS, SI and FAMO by more than 2 paired s.e.",
+        "",
+        "Paired differences (same seed) of each GO4Align arm against each baseline; `yes` where the mean "
+        "plus two standard errors is below zero against all three. The test counts at the budgets where "
+        "every method has converged (see the tables below).",
+        "",
+        "| design | epochs | arm | − LS | − SI | − FAMO | below all three |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for design, slug in SLUGS.items():
+        for directory in sorted((out / "grids" / slug).glob("e*"), key=lambda p: int(p.name[1:])):
+            scores, _, _ = _scores(directory, design)
+            for arm in arms:
+                if not scores.get(arm):
+                    continue
+                paired = [paired_difference(scores[arm], scores.get(b, {})) for b in BASELINES]
+                below = all(clearly_below(scores[arm], scores.get(b, {})) for b in BASELINES)
+                lines.append(
+                    f"| {design} | {directory.name[1:]} | `{arm}` | {' | '.join(paired)} | {'yes' if below else 'no'} |"
+                )
+    return lines
+
+
 def k_table(directory: Path, design: str) -> list[str]:
     """E3's rows: Delta-m against K, exact and the authors' random-init clustering, paired."""
     scores, _, stl = _scores(directory, design)
@@ -305,7 +343,7 @@ def write_summary(out: Path, experiment: str) -> Path:
         "",
     ]
     if experiment == "E1":
-        lines += overview(out) + [""]
+        lines += overview(out) + [""] + criterion(out) + [""]
     for design, slug in SLUGS.items():
         for directory in sorted((out / "grids" / slug).glob("e*"), key=lambda p: int(p.name[1:])):
             if experiment == "E3":

@@ -55,10 +55,22 @@ def test_e1_on_a_tiny_budget_writes_grids_and_a_summary(tmp_path, evidence, monk
         for s, v in zip((0, 1), values)
     ]
     assert f"| {statistics.fmean(differences):.2f} ± " in paired
+    # the test's table: the paper preset against LS, and no SI or FAMO run to be below
+    test_row = next(line for line in summary.splitlines() if line.startswith("| C | 2 | `go4align-paper`"))
+    assert test_row.endswith("| - | - | no |") and f"| {statistics.fmean(differences):.2f} ± " in test_row
     # a second call resumes: nothing is rerun, the summary is rewritten alike
     before = (grid / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns
     assert evidence.main(argv) == 0
     assert (grid / "runs" / "ls" / "seed0" / "result.json").stat().st_mtime_ns == before
+
+
+def test_e1s_test_needs_every_seed_pair_below_by_two_standard_errors(evidence):
+    ours = {0: 1.0, 1: 2.0, 2: 3.0}
+    assert evidence.clearly_below(ours, {0: 2.0, 1: 3.1, 2: 4.0})  # -1.03 +- 0.03
+    assert not evidence.clearly_below(ours, {0: 1.5, 1: 1.5, 2: 4.0})  # -0.33 +- 0.67: not clear
+    assert not evidence.clearly_below(ours, {0: 0.0, 1: 1.0, 2: 2.0})  # above
+    assert not evidence.clearly_below(ours, {0: 5.0})  # one shared seed: no standard error
+    assert not evidence.clearly_below(ours, {})
 
 
 def test_e3_shares_the_grid_and_tables_delta_m_against_k(tmp_path, evidence, monkeypatch):
