@@ -346,8 +346,8 @@ def write_summary(out: Path, experiment: str) -> Path:
         lines += overview(out) + [""] + criterion(out) + [""]
     for design, slug in SLUGS.items():
         for directory in sorted((out / "grids" / slug).glob("e*"), key=lambda p: int(p.name[1:])):
-            if experiment == "E3":
-                if not any(k.startswith("go4align:num_groups=") for k in _read_results(directory)):
+            if experiment == "E3":  # a grid of E3's K sweep, not E1's one K = M arm
+                if sum(k.startswith("go4align:num_groups=") for k in _read_results(directory)) < 2:
                     continue
                 lines += [f"## design {design}, {directory.name[1:]} epochs: Delta-m against K", ""]
                 lines += k_table(directory, design) + [""]
