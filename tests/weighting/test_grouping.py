@@ -220,7 +220,7 @@ def test_grouped_weights_are_the_group_means(m, k, distinct):
 
 WAKE_PROBE = """
 import os, sys, time, torch
-from go4align.weighting import Grouping
+from go4align.weighting import GO4Align, Grouping
 
 torch.set_num_threads(2)
 torch.ones(1 << 22).add_(1)  # starts the second intra-op thread
@@ -245,6 +245,8 @@ print("control", wakes(lambda: torch.max(matrix, dim=1)))
 for m, k in [(3, 2), (40, 5), (1000, 2), (1000, 5)]:
     grouping, indicators = Grouping(m, k), torch.rand(m, dtype=torch.float64)
     print(m, k, wakes(lambda: grouping(indicators)))
+    method, losses = GO4Align(m, k), torch.rand(m) + 0.1  # the whole weighting step
+    print("step", m, k, wakes(lambda: method(losses)))
 """
 
 
@@ -252,9 +254,9 @@ for m, k in [(3, 2), (40, 5), (1000, 2), (1000, 5)]:
 def test_the_exact_grouping_stays_on_one_thread():
     """With two torch threads on a busy machine, an operation that enters a parallel region waits
     for a descheduled thread (milliseconds for a microsecond step). Up to 1,000 tasks the exact
-    grouping must not wake torch's second thread: measured by that thread's run time, with
-    OpenMP told to let it sleep between regions. The control (max with indices, which always
-    enters one) shows that the probe sees a wake."""
+    grouping and GO4Align's whole step must not wake torch's second thread: measured by that
+    thread's run time, with OpenMP told to let it sleep between regions. The control (max with
+    indices, which always enters one) shows that the probe sees a wake."""
     if not os.path.exists(f"/proc/{os.getpid()}/schedstat"):
         pytest.skip("needs Linux's per-thread schedstat")
     source = str(Path(go4align.__file__).resolve().parents[1])
@@ -263,4 +265,5 @@ def test_the_exact_grouping_stays_on_one_thread():
     lines = output.stdout.splitlines()
     if lines[0] != "control True":
         pytest.skip(f"this torch build's threads cannot be observed: {lines[0]}")
-    assert lines[1:] == ["3 2 False", "40 5 False", "1000 2 False", "1000 5 False"]
+    cases = ["3 2", "40 5", "1000 2", "1000 5"]
+    assert lines[1:] == [line for case in cases for line in (f"{case} False", f"step {case} False")]

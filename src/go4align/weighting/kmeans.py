@@ -217,9 +217,11 @@ def _halving_plan(m: int, device: torch.device) -> list[tuple[Tensor, ...]]:
 def _segment_means(sorted_values: Tensor, offsets: Tensor) -> Tensor:
     """Each sorted value's group mean under the partition of ``offsets`` (``unsafe`` skips
     segment_reduce's checks, which read the offsets back to the host; they hold by construction)."""
+    m = sorted_values.shape[0]
     means = torch.segment_reduce(sorted_values, "mean", offsets=offsets, unsafe=True, initial=0.0)
-    # each mean repeated over its group (output_size: no read of the sizes back to the host)
-    return torch.repeat_interleave(means, torch.diff(offsets), output_size=sorted_values.shape[0])
+    # the group of position p: how many boundaries between the first and the last are <= p
+    # (not repeat_interleave, which enters a parallel region: see _count_at_or_before)
+    return means[_count_at_or_before(offsets[1:-1], m + 1)[:m]]
 
 
 def _count_at_or_before(points: Tensor, size: int) -> Tensor:
