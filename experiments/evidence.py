@@ -196,14 +196,28 @@ def mean_se(values: Sequence[float]) -> str:
     return f"{mean:.2f} ± {statistics.stdev(values) / math.sqrt(len(values)):.2f}"
 
 
+def paired(ours: dict[int, float], theirs: dict[int, float]) -> list[float]:
+    """``ours - theirs`` on each seed both have, in seed order."""
+    return [ours[s] - theirs[s] for s in sorted(set(ours) & set(theirs))]
+
+
 def paired_difference(ours: dict[int, float], theirs: dict[int, float]) -> str:
     """``ours - theirs`` over the seeds both have, as ``mean ± s.e. (lower/seeds)``."""
-    seeds = sorted(set(ours) & set(theirs))
-    if not seeds:
+    differences = paired(ours, theirs)
+    if not differences:
         return "-"
-    differences = [ours[s] - theirs[s] for s in seeds]
     lower = sum(d < 0 for d in differences)
-    return f"{mean_se(differences)} ({lower}/{len(seeds)})"
+    return f"{mean_se(differences)} ({lower}/{len(differences)})"
+
+
+def grid_directories(out: Path) -> list[tuple[str, Path]]:
+    """``(design, grid directory)`` of every budget run under ``out``, designs in order, budgets
+    increasing."""
+    return [
+        (design, directory)
+        for design, slug in SLUGS.items()
+        for directory in sorted((out / "grids" / slug).glob("e*"), key=lambda p: int(p.name[1:]))
+    ]
 
 
 def _scores(directory: Path, design: str) -> tuple[dict, dict, list]:
@@ -236,11 +250,11 @@ def grid_table(directory: Path, design: str, methods: Sequence[str]) -> list[str
             lines.append(f"| `{label}` | 0 | - | - | - | - | - | - |")
             continue
         by_seed = scores[label]
-        paired = [paired_difference(by_seed, scores[b]) if b in scores and b != label else "-" for b in BASELINES]
+        cells = [paired_difference(by_seed, scores[b]) if b in scores and b != label else "-" for b in BASELINES]
         spread = [group_spread(r, stl, groups) for r in results[label].values()]
         converged = [float(convergence_spread(r)) for r in results[label].values()]
         lines.append(
-            f"| `{label}` | {len(by_seed)} | {mean_se(list(by_seed.values()))} | {' | '.join(paired)} | "
+            f"| `{label}` | {len(by_seed)} | {mean_se(list(by_seed.values()))} | {' | '.join(cells)} | "
             f"{mean_se(spread)} | {mean_se(converged)} |"
         )
     return lines
@@ -251,27 +265,24 @@ def overview(out: Path) -> list[str]:
     arms = ["ls", "si", "famo", "go4align-paper", "go4align"]
     lines = ["## Overview: mean Delta-m (%) per design and budget (lowest in bold)", ""]
     lines += ["| design | epochs | " + " | ".join(f"`{a}`" for a in arms) + " |", "|---|---|" + "---|" * len(arms)]
-    for design, slug in SLUGS.items():
-        for directory in sorted((out / "grids" / slug).glob("e*"), key=lambda p: int(p.name[1:])):
-            scores, _, _ = _scores(directory, design)
-            means = {a: statistics.fmean(scores[a].values()) for a in arms if scores.get(a)}
-            best = min(means.values(), default=None)
-            cells = [
-                "-" if a not in means else (f"**{means[a]:.2f}**" if means[a] == best else f"{means[a]:.2f}")
-                for a in arms
-            ]
-            lines.append(f"| {design} | {directory.name[1:]} | " + " | ".join(cells) + " |")
+    for design, directory in grid_directories(out):
+        scores, _, _ = _scores(directory, design)
+        means = {a: statistics.fmean(scores[a].values()) for a in arms if scores.get(a)}
+        best = min(means.values(), default=None)
+        cells = [
+            "-" if a not in means else (f"**{means[a]:.2f}**" if means[a] == best else f"{means[a]:.2f}") for a in arms
+        ]
+        lines.append(f"| {design} | {directory.name[1:]} | " + " | ".join(cells) + " |")
     return lines
 
 
 def clearly_below(ours: dict[int, float], theirs: dict[int, float]) -> bool:
     """E1's test for one pair: over the seeds both have (two at least), ``ours - theirs`` is
     below zero by more than two standard errors of the paired differences."""
-    seeds = sorted(set(ours) & set(theirs))
-    if len(seeds) < 2:
+    differences = paired(ours, theirs)
+    if len(differences) < 2:
         return False
-    differences = [ours[s] - theirs[s] for s in seeds]
-    return statistics.fmean(differences) + 2 * statistics.stdev(differences) / math.sqrt(len(seeds)) < 0
+    return statistics.fmean(differences) + 2 * statistics.stdev(differences) / math.sqrt(len(differences)) < 0
 
 
 def criterion(out: Path) -> list[str]:
@@ -288,17 +299,16 @@ def criterion(out: Path) -> list[str]:
         "| design | epochs | arm | − LS | − SI | − FAMO | below all three |",
         "|---|---|---|---|---|---|---|",
     ]
-    for design, slug in SLUGS.items():
-        for directory in sorted((out / "grids" / slug).glob("e*"), key=lambda p: int(p.name[1:])):
-            scores, _, _ = _scores(directory, design)
-            for arm in arms:
-                if not scores.get(arm):
-                    continue
-                paired = [paired_difference(scores[arm], scores.get(b, {})) for b in BASELINES]
-                below = all(clearly_below(scores[arm], scores.get(b, {})) for b in BASELINES)
-                lines.append(
-                    f"| {design} | {directory.name[1:]} | `{arm}` | {' | '.join(paired)} | {'yes' if below else 'no'} |"
-                )
+    for design, directory in grid_directories(out):
+        scores, _, _ = _scores(directory, design)
+        for arm in arms:
+            if not scores.get(arm):
+                continue
+            cells = [paired_difference(scores[arm], scores.get(b, {})) for b in BASELINES]
+            below = all(clearly_below(scores[arm], scores.get(b, {})) for b in BASELINES)
+            lines.append(
+                f"| {design} | {directory.name[1:]} | `{arm}` | {' | '.join(cells)} | {'yes' if below else 'no'} |"
+            )
     return lines
 
 
@@ -344,16 +354,15 @@ def write_summary(out: Path, experiment: str) -> Path:
     ]
     if experiment == "E1":
         lines += overview(out) + [""] + criterion(out) + [""]
-    for design, slug in SLUGS.items():
-        for directory in sorted((out / "grids" / slug).glob("e*"), key=lambda p: int(p.name[1:])):
-            if experiment == "E3":  # a grid of E3's K sweep, not E1's one K = M arm
-                if sum(k.startswith("go4align:num_groups=") for k in _read_results(directory)) < 2:
-                    continue
-                lines += [f"## design {design}, {directory.name[1:]} epochs: Delta-m against K", ""]
-                lines += k_table(directory, design) + [""]
-            else:
-                lines += [f"## design {design}, {directory.name[1:]} epochs", ""]
-                lines += grid_table(directory, design, methods_of(experiment)) + [""]
+    for design, directory in grid_directories(out):
+        if experiment == "E3":  # a grid of E3's K sweep, not E1's one K = M arm
+            if sum(k.startswith("go4align:num_groups=") for k in _read_results(directory)) < 2:
+                continue
+            lines += [f"## design {design}, {directory.name[1:]} epochs: Delta-m against K", ""]
+            lines += k_table(directory, design) + [""]
+        else:
+            lines += [f"## design {design}, {directory.name[1:]} epochs", ""]
+            lines += grid_table(directory, design, methods_of(experiment)) + [""]
     path = out / experiment / "summary.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
