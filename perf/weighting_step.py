@@ -100,6 +100,14 @@ GOALS = {2: 0.3e-3, 3: 0.3e-3, 11: 0.3e-3, 40: 0.3e-3, 1000: 5e-3}
 CASES = [(3, 2), (2, 2), (11, 2), (11, 5), (40, 2), (40, 5), (40, 10), (40, 39), (1000, 2), (1000, 5)]
 
 
+def cases(quick: bool):
+    """``(M, K, losses, calls per block)`` of every case, the losses drawn alike in every table."""
+    generator = torch.Generator().manual_seed(0)
+    for m, k in CASES:
+        losses = torch.rand(m, generator=generator) + 0.1
+        yield m, k, losses, (200 if quick else 1000) if m <= 40 else (5 if quick else 20)
+
+
 def weighting_table(repeats: int, quick: bool) -> list[str]:
     try:
         import sklearn  # noqa: F401
@@ -107,15 +115,12 @@ def weighting_table(repeats: int, quick: bool) -> list[str]:
         have_sklearn = True
     except ImportError:
         have_sklearn = False
-    generator = torch.Generator().manual_seed(0)
     results = []
-    for m, k in CASES:
-        losses = torch.rand(m, generator=generator) + 0.1
+    for m, k, losses, calls in cases(quick):
         go4align, ls = GO4Align(m, k), LS(m)
         functions = {"go4align": lambda: go4align(losses), "ls": lambda: ls(losses)}
         if have_sklearn and (m <= 40 or not quick):
             functions["spectral"] = lambda: spectral_step(losses, k)
-        calls = (200 if quick else 1000) if m <= 40 else (5 if quick else 20)
         results.append((m, k, timed_blocks(functions, calls, repeats)))
     return format_weighting_table(results)
 
@@ -124,9 +129,11 @@ def revision_weighting(revision: str):
     """``go4align.weighting`` as it is at git ``revision``, importable beside this checkout's:
     the subpackage imports only itself, so a copy under another name runs on its own."""
     repository = Path(__file__).resolve().parent.parent
-    archive = subprocess.run(
-        ["git", "archive", revision, "src/go4align"], cwd=repository, capture_output=True, check=True
-    ).stdout
+    archived = subprocess.run(["git", "archive", revision, "src/go4align"], cwd=repository, capture_output=True)
+    if archived.returncode != 0:
+        reason = archived.stderr.decode(errors="replace").strip()
+        raise ValueError(f"cannot read src/go4align at git revision {revision!r}: {reason}")
+    archive = archived.stdout
     root = Path(tempfile.mkdtemp(prefix="go4align-revision-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -137,19 +144,16 @@ def revision_weighting(revision: str):
     return importlib.import_module(f"{name}.weighting")
 
 
-def revision_table(revision: str, repeats: int, quick: bool) -> list[str]:
-    """The GO4Align step of this checkout against ``revision``'s, timed in alternation."""
-    old = revision_weighting(revision)
-    generator = torch.Generator().manual_seed(0)
+def revision_table(revision: str, old, repeats: int, quick: bool) -> list[str]:
+    """The GO4Align step of this checkout against ``old``, the weighting package at ``revision``
+    (:func:`revision_weighting`), timed in alternation."""
     rows = [
         f"| M | K | GO4Align step, CPU (ms) | at {revision}, CPU (ms) | this / {revision} |",
         "|---|---|---|---|---|",
     ]
-    for m, k in CASES:
-        losses = torch.rand(m, generator=generator) + 0.1
+    for m, k, losses, calls in cases(quick):
         new_method, old_method = GO4Align(m, k), old.GO4Align(m, k)
         functions = {"new": lambda: new_method(losses), "old": lambda: old_method(losses)}
-        calls = (200 if quick else 1000) if m <= 40 else (5 if quick else 20)
         result = timed_blocks(functions, calls, repeats)
         new, before = result["new"][0], result["old"][0]
         rows.append(f"| {m} | {k} | {new * 1e3:.3f} | {before * 1e3:.3f} | {new / before:.2f} |")
@@ -270,6 +274,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.load < 0:
         parser.error(f"argument --load: must be an int >= 0, got {args.load}")
+    old = None
+    if args.against:  # before any measuring: a revision git cannot read fails at once
+        try:
+            old = revision_weighting(args.against)
+        except ValueError as error:
+            parser.error(f"argument --against: {error}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(
@@ -280,7 +290,7 @@ def main() -> None:
         print("\n".join(weighting_table(args.repeats, args.quick)))
         if args.against:
             print()
-            print("\n".join(revision_table(args.against, args.repeats, args.quick)))
+            print("\n".join(revision_table(args.against, old, args.repeats, args.quick)))
         if not args.weighting_only:
             print()
             print("\n".join(training_table(args.repeats, args.quick)))

@@ -74,5 +74,15 @@ def test_a_revision_is_imported_beside_this_checkout(script):
     assert old.__name__ == "go4align_at_HEAD.weighting" and old.GO4Align is not GO4Align
     losses = torch.tensor([0.5, 1.0, 2.0])
     assert torch.isfinite(old.GO4Align(3, 2).weigh(losses)).all()
-    with pytest.raises(subprocess.CalledProcessError):
+    with pytest.raises(ValueError, match=r"cannot read src/go4align at git revision 'no-such-revision': \S"):
         script.revision_weighting("no-such-revision")
+
+
+def test_an_unreadable_revision_is_refused_naming_it_before_anything_is_timed(script, monkeypatch, capsys):
+    if subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    monkeypatch.setattr(script, "weighting_table", lambda *args: pytest.fail("measured before the check"))
+    monkeypatch.setattr(sys, "argv", ["weighting_step.py", "--against", "no-such-revision"])
+    with pytest.raises(SystemExit):
+        script.main()
+    assert "argument --against: cannot read src/go4align at git revision 'no-such-revision'" in capsys.readouterr().err
